@@ -1,0 +1,49 @@
+//! Everything `serve` can be told, with the defaults a production deployment starts from.
+
+use std::time::Duration;
+
+use crate::store::Durability;
+
+/// Server settings. `Default` gives the documented defaults.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `sqlite:PATH` (or a bare path) or `postgres://...`.
+    pub database: String,
+    pub durability: Durability,
+    /// Largest request body, in bytes.
+    pub body_limit: usize,
+    /// Calls served at once across all connections; more are shed with RESOURCE_EXHAUSTED.
+    pub max_in_flight: usize,
+    /// Allowed CORS origins; empty allows every origin.
+    pub cors_origins: Vec<String>,
+    /// Consecutive failed password checks before a user is locked.
+    pub max_failed_attempts: i32,
+    /// How long terminated and expired sessions' rows stay before the sweeper removes them.
+    pub retention: Duration,
+    /// How often the sweeper runs.
+    pub sweep_interval: Duration,
+    /// HTTP/2 streams per connection.
+    pub max_concurrent_streams: u32,
+    /// How long a client may take to send a request's headers (slowloris guard).
+    pub header_read_timeout: Duration,
+    /// How long shutdown waits for calls in flight.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database: "sqlite:sessiond.db".into(),
+            durability: Durability::Normal,
+            body_limit: 4 * 1024 * 1024,
+            max_in_flight: 1024,
+            cors_origins: Vec::new(),
+            max_failed_attempts: 5,
+            retention: Duration::from_secs(24 * 3600),
+            sweep_interval: Duration::from_secs(60),
+            max_concurrent_streams: 200,
+            header_read_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! The domain's typed failures: each names its class (which becomes a gRPC code in one place,
+//! `service::status`), a stable machine-readable id and a human sentence.
+
+use std::fmt;
+
+/// What went wrong, by the class a client reacts to. The transport maps each class to exactly
+/// one gRPC code (and from there to one HTTP status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// No usable credentials.
+    Unauthenticated,
+    /// The request itself is wrong, whatever the state of the data.
+    InvalidArgument,
+    /// The thing named does not exist (or the caller may not know it does).
+    NotFound,
+    /// The caller is known but may not do this.
+    PermissionDenied,
+    /// The data is in a state that forbids the call (terminated session, inactive user, ...).
+    FailedPrecondition,
+    /// Something already exists (a login name taken).
+    AlreadyExists,
+    /// A concurrent writer won; the call may be retried.
+    Aborted,
+    /// A feature the request names is not built.
+    Unimplemented,
+    /// The store cannot be reached right now.
+    Unavailable,
+    /// The server has too much to do right now.
+    ResourceExhausted,
+    /// The call ran out of time.
+    DeadlineExceeded,
+    /// A bug or an unexpected failure; details are logged, never sent.
+    Internal,
+}
+
+/// A failed credential check carries the number of consecutive failures (ZITADEL's
+/// `CredentialsCheckError`), so that a login UI can warn before the lockout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CredentialsFailure {
+    pub failed_attempts: i32,
+}
+
+/// A domain error: class, stable id, message, and for credential checks the failure count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    pub class: ErrorClass,
+    pub id: &'static str,
+    pub message: String,
+    pub credentials: Option<CredentialsFailure>,
+}
+
+impl Error {
+    pub fn new(class: ErrorClass, id: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            class,
+            id,
+            message: message.into(),
+            credentials: None,
+        }
+    }
+
+    pub fn invalid_argument(id: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorClass::InvalidArgument, id, message)
+    }
+
+    pub fn not_found(id: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorClass::NotFound, id, message)
+    }
+
+    pub fn permission_denied(id: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorClass::PermissionDenied, id, message)
+    }
+
+    pub fn failed_precondition(id: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorClass::FailedPrecondition, id, message)
+    }
+
+    pub fn unauthenticated(id: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorClass::Unauthenticated, id, message)
+    }
+
+    pub fn unimplemented(id: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorClass::Unimplemented, id, message)
+    }
+
+    /// An unexpected failure: the cause is logged here once, the client sees a generic sentence.
+    pub fn internal(cause: impl fmt::Display) -> Self {
+        tracing::error!(cause = %cause, "internal error");
+        Self::new(ErrorClass::Internal, "INTERNAL", "internal error")
+    }
+
+    pub fn with_credentials(mut self, failed_attempts: i32) -> Self {
+        self.credentials = Some(CredentialsFailure { failed_attempts });
+        self
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.message, self.id)
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

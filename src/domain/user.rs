@@ -1,0 +1,283 @@
+//! Users and their API tokens: creation, state changes, and turning a presented bearer token
+//! into a `Caller`.
+
+use std::sync::Arc;
+
+use super::{
+    Caller, Error, Permission, Permissions, Result, Timestamp,
+    password::PasswordHasher,
+    token::{ApiToken, SecretHash, new_id},
+    totp,
+};
+use crate::store::Store;
+
+/// Longest login name or display name we accept.
+const MAX_NAME_LEN: usize = 200;
+
+/// Whether a user may sign in at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserState {
+    Active,
+    Inactive,
+}
+
+impl UserState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Inactive => "inactive",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(Self::Active),
+            "inactive" => Some(Self::Inactive),
+            _ => None,
+        }
+    }
+}
+
+/// A TOTP enrolment: the shared secret and the last time step a code was accepted for (no replay).
+#[derive(Clone, PartialEq, Eq)]
+pub struct TotpEnrolment {
+    pub secret: Vec<u8>,
+    pub last_used_step: Option<i64>,
+}
+
+impl std::fmt::Debug for TotpEnrolment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TotpEnrolment")
+            .field("last_used_step", &self.last_used_step)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A user as stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: String,
+    pub login_name: String,
+    pub display_name: String,
+    pub org_id: String,
+    pub state: UserState,
+    /// argon2id PHC string; `None` when the user has no password.
+    pub password_hash: Option<String>,
+    /// Consecutive failed password checks since the last success.
+    pub failed_attempts: i32,
+    /// Set once `failed_attempts` reached the limit; cleared by `users unlock`.
+    pub locked: bool,
+    pub totp: Option<TotpEnrolment>,
+    pub created_at: Timestamp,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("login_name", &self.login_name)
+            .field("org_id", &self.org_id)
+            .field("state", &self.state)
+            .field("locked", &self.locked)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An API token as stored: only the hash of its secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiTokenRecord {
+    pub id: String,
+    pub user_id: String,
+    pub secret_hash: SecretHash,
+    pub permissions: Permissions,
+    pub expires_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+}
+
+/// What `users add` needs.
+#[derive(Debug, Clone, Default)]
+pub struct NewUser {
+    pub login_name: String,
+    pub display_name: Option<String>,
+    pub org_id: Option<String>,
+    pub password: Option<String>,
+}
+
+/// The organization a user belongs to when none is given.
+pub const DEFAULT_ORG: &str = "default";
+
+/// User and token administration, and authentication of API tokens.
+#[derive(Debug, Clone)]
+pub struct Users {
+    store: Arc<dyn Store>,
+    hasher: PasswordHasher,
+}
+
+impl Users {
+    pub fn new(store: Arc<dyn Store>, hasher: PasswordHasher) -> Self {
+        Self { store, hasher }
+    }
+
+    /// Resolves a presented bearer token to its caller. Unknown, malformed, revoked and expired
+    /// tokens, and tokens of inactive users, are all the same UNAUTHENTICATED to the client.
+    pub async fn authenticate(&self, presented: &str) -> Result<Caller> {
+        let invalid = || {
+            Error::unauthenticated(
+                "AUTH-InvalidToken",
+                "the bearer token is invalid, expired or revoked",
+            )
+        };
+        let token = ApiToken::parse(presented).ok_or_else(invalid)?;
+        let (record, user) = self.store.api_token(&token.id).await?.ok_or_else(invalid)?;
+        let now = Timestamp::now();
+        let valid = record.secret_hash.matches(token.secret.expose())
+            && record.revoked_at.is_none()
+            && record.expires_at.is_none_or(|at| at > now)
+            && user.state == UserState::Active;
+        if !valid {
+            return Err(invalid());
+        }
+        Ok(Caller {
+            user_id: user.id,
+            org_id: user.org_id,
+            token_id: record.id,
+            permissions: record.permissions,
+        })
+    }
+
+    pub async fn add_user(&self, new: NewUser) -> Result<User> {
+        let login_name = new.login_name.trim().to_owned();
+        if login_name.is_empty() || login_name.len() > MAX_NAME_LEN {
+            return Err(Error::invalid_argument(
+                "USER-InvalidLoginName",
+                "login name must be 1 to 200 characters",
+            ));
+        }
+        let password_hash = match new.password {
+            Some(password) => Some(self.hasher.hash(password).await?),
+            None => None,
+        };
+        let user = User {
+            id: new_id(),
+            display_name: new.display_name.unwrap_or_else(|| login_name.clone()),
+            login_name,
+            org_id: new.org_id.unwrap_or_else(|| DEFAULT_ORG.to_owned()),
+            state: UserState::Active,
+            password_hash,
+            failed_attempts: 0,
+            locked: false,
+            totp: None,
+            created_at: Timestamp::now(),
+        };
+        self.store.insert_user(&user).await?;
+        Ok(user)
+    }
+
+    pub async fn user(&self, id: &str) -> Result<User> {
+        self.store
+            .user_by_id(id)
+            .await?
+            .ok_or_else(|| user_not_found(id))
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<User>> {
+        Ok(self.store.list_users().await?)
+    }
+
+    pub async fn set_state(&self, id: &str, state: UserState) -> Result<()> {
+        self.update_user(id, |u| u.state = state).await
+    }
+
+    pub async fn set_password(&self, id: &str, password: String) -> Result<()> {
+        let hash = self.hasher.hash(password).await?;
+        self.update_user(id, move |u| {
+            u.password_hash = Some(hash);
+            u.failed_attempts = 0;
+            u.locked = false;
+        })
+        .await
+    }
+
+    pub async fn unlock(&self, id: &str) -> Result<()> {
+        self.update_user(id, |u| {
+            u.failed_attempts = 0;
+            u.locked = false;
+        })
+        .await
+    }
+
+    /// Enrols a new TOTP secret (replacing any old one) and returns the `otpauth://` URI.
+    pub async fn add_totp(&self, id: &str, issuer: &str) -> Result<String> {
+        let secret = totp::generate_secret();
+        let user = self.user(id).await?;
+        let uri = totp::otpauth_uri(issuer, &user.login_name, &secret);
+        self.update_user(id, move |u| {
+            u.totp = Some(TotpEnrolment {
+                secret,
+                last_used_step: None,
+            })
+        })
+        .await?;
+        Ok(uri)
+    }
+
+    async fn update_user(&self, id: &str, change: impl FnOnce(&mut User)) -> Result<()> {
+        let mut user = self.user(id).await?;
+        change(&mut user);
+        self.store.update_user(&user).await?;
+        Ok(())
+    }
+
+    /// Issues a token for `user_id`; the returned secret is shown once and never stored.
+    pub async fn add_token(
+        &self,
+        user_id: &str,
+        permissions: Permissions,
+        expires_at: Option<Timestamp>,
+    ) -> Result<(ApiTokenRecord, ApiToken)> {
+        self.user(user_id).await?;
+        let token = ApiToken::generate();
+        let record = ApiTokenRecord {
+            id: token.id.clone(),
+            user_id: user_id.to_owned(),
+            secret_hash: token.secret.hash(),
+            permissions,
+            expires_at,
+            revoked_at: None,
+            created_at: Timestamp::now(),
+        };
+        self.store.insert_api_token(&record).await?;
+        Ok((record, token))
+    }
+
+    pub async fn list_tokens(&self, user_id: Option<&str>) -> Result<Vec<ApiTokenRecord>> {
+        Ok(self.store.list_api_tokens(user_id).await?)
+    }
+
+    pub async fn revoke_token(&self, token_id: &str) -> Result<()> {
+        if self
+            .store
+            .revoke_api_token(token_id, Timestamp::now())
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(Error::not_found(
+                "TOKEN-NotFound",
+                format!("no token with id `{token_id}`"),
+            ))
+        }
+    }
+}
+
+pub(crate) fn user_not_found(id: &str) -> Error {
+    Error::not_found("USER-NotFound", format!("no user `{id}`"))
+}
+
+/// Parses `session.read`-style names into a permission set.
+pub fn parse_permissions<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+) -> Result<Permissions, String> {
+    names.into_iter().map(str::parse::<Permission>).collect()
+}

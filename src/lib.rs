@@ -1,0 +1,23 @@
+//! sessiond: a login-session server speaking ZITADEL's Session API v2 over gRPC, gRPC-Web,
+//! Connect and REST/JSON on one port, from one handler.
+//!
+//! # Layout
+//!
+//! - [`transport`]: classifies each request, authenticates it, adapts it to one gRPC call and
+//!   renders the answer in the caller's protocol (gRPC, gRPC-Web, Connect, REST/JSON).
+//! - [`service`]: the generated tonic `SessionService`, implemented once over the domain.
+//! - [`domain`]: sessions, users, tokens and the authorization decisions; no I/O of its own.
+//! - [`store`]: the persistence trait and its SQLite (default) and PostgreSQL backends.
+//! - [`server`]: the composition root, `run(listener, config, shutdown)`.
+//! - [`proto`]: generated code and the descriptor set.
+//! - [`config`], [`telemetry`], [`cli`]: settings, logging and the command line.
+
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod proto;
+pub mod server;
+pub mod service;
+pub mod store;
+pub mod telemetry;
+pub mod transport;

@@ -1,0 +1,171 @@
+//! The `sessiond` binary: parses the command line, then serves or administers.
+
+#![allow(clippy::print_stdout)] // printing ids and tokens is this binary's job
+
+use std::{io::BufRead, time::Duration};
+
+use anyhow::Context as _;
+use clap::Parser;
+use sessiond::{
+    cli::{Cli, Command, TokensCommand, UsersCommand},
+    config::Config,
+    domain::{
+        Timestamp,
+        password::PasswordHasher,
+        user::{NewUser, UserState, Users, parse_permissions},
+    },
+    server, store, telemetry,
+};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    match cli.command {
+        Command::Serve(args) => {
+            let config = Config {
+                database: cli.database,
+                durability: args.sync,
+                body_limit: args.body_limit,
+                max_in_flight: args.max_in_flight,
+                cors_origins: args.cors_origins,
+                max_failed_attempts: args.max_failed_attempts,
+                retention: Duration::from_secs(args.retention_secs),
+                ..Config::default()
+            };
+            let listener = tokio::net::TcpListener::bind(args.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", args.listen))?;
+            server::run(listener, config, shutdown_signal()).await
+        }
+        Command::Migrate => {
+            let store = store::open(&cli.database, Default::default()).await?;
+            store.close().await;
+            eprintln!(
+                "database {} is up to date",
+                sessiond::cli::describe_database(&cli.database)
+            );
+            Ok(())
+        }
+        Command::Users(command) => {
+            let store = store::open(&cli.database, Default::default()).await?;
+            let users = Users::new(store.clone(), PasswordHasher::default());
+            let result = users_command(&users, command).await;
+            store.close().await;
+            result
+        }
+        Command::Tokens(command) => {
+            let store = store::open(&cli.database, Default::default()).await?;
+            let users = Users::new(store.clone(), PasswordHasher::default());
+            let result = tokens_command(&users, command).await;
+            store.close().await;
+            result
+        }
+    }
+}
+
+fn read_password() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    anyhow::ensure!(
+        !password.is_empty(),
+        "the password read from standard input is empty"
+    );
+    Ok(password)
+}
+
+async fn users_command(users: &Users, command: UsersCommand) -> anyhow::Result<()> {
+    match command {
+        UsersCommand::Add {
+            login_name,
+            display_name,
+            org,
+            password_stdin,
+        } => {
+            let password = password_stdin.then(read_password).transpose()?;
+            let user = users
+                .add_user(NewUser {
+                    login_name,
+                    display_name,
+                    org_id: org,
+                    password,
+                })
+                .await?;
+            println!("{}", user.id);
+        }
+        UsersCommand::List => {
+            for u in users.list_users().await? {
+                let locked = if u.locked { " locked" } else { "" };
+                println!(
+                    "{}\t{}\t{}\t{}\t{}{locked}",
+                    u.id,
+                    u.login_name,
+                    u.display_name,
+                    u.org_id,
+                    u.state.as_str()
+                );
+            }
+        }
+        UsersCommand::SetPassword { id, .. } => users.set_password(&id, read_password()?).await?,
+        UsersCommand::Unlock { id } => users.unlock(&id).await?,
+        UsersCommand::AddTotp { id, issuer } => println!("{}", users.add_totp(&id, &issuer).await?),
+        UsersCommand::Disable { id } => users.set_state(&id, UserState::Inactive).await?,
+        UsersCommand::Enable { id } => users.set_state(&id, UserState::Active).await?,
+    }
+    Ok(())
+}
+
+async fn tokens_command(users: &Users, command: TokensCommand) -> anyhow::Result<()> {
+    match command {
+        TokensCommand::Add {
+            user,
+            permissions,
+            expires_in,
+        } => {
+            let permissions = parse_permissions(permissions.iter().map(String::as_str))
+                .map_err(anyhow::Error::msg)?;
+            let expires_at = expires_in.map(|s| Timestamp::now().plus(Duration::from_secs(s)));
+            let (_, token) = users.add_token(&user, permissions, expires_at).await?;
+            println!("{}", token.to_bearer());
+        }
+        TokensCommand::List { user } => {
+            for t in users.list_tokens(user.as_deref()).await? {
+                let permissions: Vec<_> = t.permissions.iter().map(|p| p.as_str()).collect();
+                let state = if t.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{}\t{}\t{}\t{state}",
+                    t.id,
+                    t.user_id,
+                    permissions.join(",")
+                );
+            }
+        }
+        TokensCommand::Revoke { id } => users.revoke_token(&id).await?,
+    }
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

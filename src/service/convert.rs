@@ -1,0 +1,253 @@
+//! Protobuf messages to domain inputs and domain results back to protobuf messages.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use crate::{
+    domain::{
+        Error, Result, Timestamp,
+        session::{
+            Checks, Details, Factors, ListSessions, Session, SessionQuery, TimeComparison,
+            UserAgent, UserCheck,
+        },
+    },
+    proto::{
+        session as pb,
+        zitadel::{object::v2 as object, v1::TimestampQueryMethod},
+    },
+};
+
+pub fn timestamp(t: Timestamp) -> pbjson_types::Timestamp {
+    let micros = t.micros();
+    pbjson_types::Timestamp {
+        seconds: micros.div_euclid(1_000_000),
+        nanos: (micros.rem_euclid(1_000_000) * 1000) as i32,
+    }
+}
+
+fn from_timestamp(field: &str, t: Option<pbjson_types::Timestamp>) -> Result<Timestamp> {
+    let t = t.ok_or_else(|| {
+        Error::invalid_argument("REQUEST-MissingField", format!("{field} is required"))
+    })?;
+    if !(0..1_000_000_000).contains(&t.nanos) {
+        return Err(Error::invalid_argument(
+            "REQUEST-InvalidTimestamp",
+            format!("{field} has invalid nanos"),
+        ));
+    }
+    let micros = t
+        .seconds
+        .checked_mul(1_000_000)
+        .and_then(|s| s.checked_add(i64::from(t.nanos / 1000)));
+    micros.map(Timestamp).ok_or_else(|| {
+        Error::invalid_argument(
+            "REQUEST-InvalidTimestamp",
+            format!("{field} is out of range"),
+        )
+    })
+}
+
+pub fn details(d: &Details) -> object::Details {
+    object::Details {
+        sequence: d.sequence,
+        change_date: Some(timestamp(d.change_date)),
+        resource_owner: d.resource_owner.clone(),
+        creation_date: Some(timestamp(d.creation_date)),
+    }
+}
+
+/// `lifetime`: non-positive or malformed durations are the caller's mistake.
+pub fn lifetime(d: Option<pbjson_types::Duration>) -> Result<Option<Duration>> {
+    let Some(d) = d else { return Ok(None) };
+    let invalid =
+        || Error::invalid_argument("SESSION-InvalidLifetime", "lifetime must be positive");
+    if d.seconds < 0 || d.nanos < 0 || d.nanos >= 1_000_000_000 || (d.seconds == 0 && d.nanos == 0)
+    {
+        return Err(invalid());
+    }
+    Ok(Some(Duration::new(d.seconds as u64, d.nanos as u32)))
+}
+
+/// The checks of a request; a check that is not built is refused by name, never ignored.
+pub fn checks(c: Option<pb::Checks>) -> Result<Checks> {
+    let Some(c) = c else {
+        return Ok(Checks::default());
+    };
+    let unbuilt = [
+        ("webAuthN", c.web_auth_n.is_some()),
+        ("idpIntent", c.idp_intent.is_some()),
+        ("otpSms", c.otp_sms.is_some()),
+        ("otpEmail", c.otp_email.is_some()),
+        ("recoveryCode", c.recovery_code.is_some()),
+    ];
+    if let Some((name, _)) = unbuilt.iter().find(|(_, present)| *present) {
+        return Err(Error::unimplemented(
+            "CHECK-Unimplemented",
+            format!("the {name} check is not supported by this server"),
+        ));
+    }
+    let user = match c.user.and_then(|u| u.search) {
+        Some(pb::check_user::Search::UserId(id)) if !id.is_empty() => Some(UserCheck::ById(id)),
+        Some(pb::check_user::Search::LoginName(name)) if !name.is_empty() => {
+            Some(UserCheck::ByLoginName(name))
+        }
+        Some(_) => {
+            return Err(Error::invalid_argument(
+                "SESSION-InvalidUserCheck",
+                "the user check needs a user id or login name",
+            ));
+        }
+        None => None,
+    };
+    Ok(Checks {
+        user,
+        password: c.password.map(|p| p.password),
+        totp: c.totp.map(|t| t.code),
+    })
+}
+
+/// Challenges are not built: any requested one is refused by name.
+pub fn refuse_challenges(c: Option<&pb::RequestChallenges>) -> Result<()> {
+    let Some(c) = c else { return Ok(()) };
+    let requested = [
+        ("webAuthN", c.web_auth_n.is_some()),
+        ("otpSms", c.otp_sms.is_some()),
+        ("otpEmail", c.otp_email.is_some()),
+    ];
+    match requested.iter().find(|(_, present)| *present) {
+        Some((name, _)) => Err(Error::unimplemented(
+            "CHALLENGE-Unimplemented",
+            format!("the {name} challenge is not supported by this server"),
+        )),
+        None => Ok(()),
+    }
+}
+
+pub fn metadata(m: std::collections::HashMap<String, Vec<u8>>) -> BTreeMap<String, Vec<u8>> {
+    m.into_iter().collect()
+}
+
+pub fn user_agent(u: Option<pb::UserAgent>) -> UserAgent {
+    let Some(u) = u else {
+        return UserAgent::default();
+    };
+    UserAgent {
+        fingerprint_id: u.fingerprint_id,
+        ip: u.ip,
+        description: u.description,
+        header: u.header.into_iter().map(|(k, v)| (k, v.values)).collect(),
+    }
+}
+
+fn user_agent_out(u: &UserAgent) -> Option<pb::UserAgent> {
+    if *u == UserAgent::default() {
+        return None;
+    }
+    Some(pb::UserAgent {
+        fingerprint_id: u.fingerprint_id.clone(),
+        ip: u.ip.clone(),
+        description: u.description.clone(),
+        header: u
+            .header
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    pb::user_agent::HeaderValues { values: v.clone() },
+                )
+            })
+            .collect(),
+    })
+}
+
+fn factors(f: &Factors) -> pb::Factors {
+    pb::Factors {
+        user: f.user.as_ref().map(|u| pb::UserFactor {
+            verified_at: Some(timestamp(u.verified_at)),
+            id: u.id.clone(),
+            login_name: u.login_name.clone(),
+            display_name: u.display_name.clone(),
+            organization_id: u.org_id.clone(),
+        }),
+        password: f.password.map(|t| pb::PasswordFactor {
+            verified_at: Some(timestamp(t)),
+        }),
+        totp: f.totp.map(|t| pb::TotpFactor {
+            verified_at: Some(timestamp(t)),
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn session(s: &Session) -> pb::Session {
+    pb::Session {
+        id: s.id.clone(),
+        creation_date: Some(timestamp(s.creation_date)),
+        change_date: Some(timestamp(s.change_date)),
+        sequence: s.sequence,
+        factors: Some(factors(&s.factors)),
+        metadata: s
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        user_agent: user_agent_out(&s.user_agent),
+        expiration_date: s.expiration_date.map(timestamp),
+    }
+}
+
+fn comparison(method: i32) -> Result<TimeComparison> {
+    match TimestampQueryMethod::try_from(method) {
+        Ok(TimestampQueryMethod::Equals) => Ok(TimeComparison::Equals),
+        Ok(TimestampQueryMethod::Greater) => Ok(TimeComparison::Greater),
+        Ok(TimestampQueryMethod::GreaterOrEquals) => Ok(TimeComparison::GreaterOrEquals),
+        Ok(TimestampQueryMethod::Less) => Ok(TimeComparison::Less),
+        Ok(TimestampQueryMethod::LessOrEquals) => Ok(TimeComparison::LessOrEquals),
+        Err(_) => Err(Error::invalid_argument(
+            "SESSION-InvalidQuery",
+            format!("unknown timestamp query method {method}"),
+        )),
+    }
+}
+
+pub fn list_request(r: pb::ListSessionsRequest, caller_user_id: &str) -> Result<ListSessions> {
+    use pb::search_query::Query;
+    let query = r.query.unwrap_or_default();
+    let queries = r
+        .queries
+        .into_iter()
+        .map(|q| match q.query {
+            Some(Query::IdsQuery(q)) => Ok(SessionQuery::Ids(q.ids)),
+            Some(Query::UserIdQuery(q)) => Ok(SessionQuery::UserId(q.id)),
+            Some(Query::CreationDateQuery(q)) => Ok(SessionQuery::CreationDate(
+                comparison(q.method)?,
+                from_timestamp("creation_date_query.creation_date", q.creation_date)?,
+            )),
+            Some(Query::ExpirationDateQuery(q)) => Ok(SessionQuery::ExpirationDate(
+                comparison(q.method)?,
+                from_timestamp("expiration_date_query.expiration_date", q.expiration_date)?,
+            )),
+            // Without an id, the creator query means "sessions I created" (ZITADEL's rule).
+            Some(Query::CreatorQuery(q)) => Ok(SessionQuery::Creator(
+                q.id.unwrap_or_else(|| caller_user_id.to_owned()),
+            )),
+            Some(Query::UserAgentQuery(q)) => match q.fingerprint_id {
+                Some(id) => Ok(SessionQuery::UserAgentFingerprint(id)),
+                // ZITADEL would take the caller's agent from HTTP headers; sessiond never does.
+                None => Err(Error::invalid_argument(
+                    "SESSION-InvalidQuery",
+                    "user_agent_query.fingerprint_id is required",
+                )),
+            },
+            None => Err(Error::invalid_argument(
+                "SESSION-InvalidQuery",
+                "a search query must set one query",
+            )),
+        })
+        .collect::<Result<_>>()?;
+    Ok(ListSessions {
+        queries,
+        offset: query.offset,
+        limit: query.limit,
+        ascending: query.asc,
+    })
+}

@@ -1,0 +1,113 @@
+//! Persistence behind one trait: SQLite (the embedded default) and PostgreSQL. Backends speak in
+//! domain records; driver errors are translated into `StoreError` at this boundary.
+
+mod codec;
+pub mod sqlite;
+
+use std::{fmt, sync::Arc};
+
+use async_trait::async_trait;
+
+use crate::domain::{
+    Timestamp,
+    session::{HistoryEntry, Session, SessionQuery},
+    user::{ApiTokenRecord, User},
+};
+
+/// What can go wrong in a store, in terms the domain can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// An optimistic write lost: the row changed since it was read.
+    #[error("concurrent update")]
+    Conflict,
+    /// A unique key is taken.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The database cannot be reached (or timed out); the call may succeed later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: a bug or corrupted data.
+    #[error("store failure: {0}")]
+    Internal(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The sessions a list call may see.
+#[derive(Debug, Clone)]
+pub struct SessionFilter {
+    pub queries: Vec<SessionQuery>,
+    /// `Some(user)`: only sessions whose checked user is this one.
+    pub visible_to_user: Option<String>,
+    /// Only sessions neither terminated nor expired at this time.
+    pub live_at: Timestamp,
+    pub offset: u64,
+    pub limit: u32,
+    pub ascending: bool,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug + 'static {
+    // users
+    async fn insert_user(&self, user: &User) -> StoreResult<()>;
+    async fn update_user(&self, user: &User) -> StoreResult<()>;
+    async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>>;
+    async fn user_by_login_name(&self, login_name: &str) -> StoreResult<Option<User>>;
+    async fn list_users(&self) -> StoreResult<Vec<User>>;
+    /// Counts one more failed password check; locks the user when the count reaches `max`.
+    /// Returns the new count and whether the user is now locked. Atomic.
+    async fn record_password_failure(&self, user_id: &str, max: i32) -> StoreResult<(i32, bool)>;
+    async fn reset_password_failures(&self, user_id: &str) -> StoreResult<()>;
+    /// Marks a TOTP time step used; `false` when it (or a later one) already was (a replay). Atomic.
+    async fn consume_totp_step(&self, user_id: &str, step: i64) -> StoreResult<bool>;
+
+    // API tokens
+    async fn insert_api_token(&self, token: &ApiTokenRecord) -> StoreResult<()>;
+    /// The token and its user, read together.
+    async fn api_token(&self, id: &str) -> StoreResult<Option<(ApiTokenRecord, User)>>;
+    async fn list_api_tokens(&self, user_id: Option<&str>) -> StoreResult<Vec<ApiTokenRecord>>;
+    /// `false` when no such token exists.
+    async fn revoke_api_token(&self, id: &str, at: Timestamp) -> StoreResult<bool>;
+
+    // sessions
+    async fn session(&self, id: &str) -> StoreResult<Option<Session>>;
+    /// Inserts a new session and its first history entry in one transaction.
+    async fn create_session(&self, session: &Session, entry: &HistoryEntry) -> StoreResult<()>;
+    /// Replaces a session whose stored sequence is `expected_sequence` and appends `entry`, in one
+    /// transaction; `Conflict` if the stored sequence differs.
+    async fn update_session(
+        &self,
+        session: &Session,
+        expected_sequence: u64,
+        entry: &HistoryEntry,
+    ) -> StoreResult<()>;
+    /// One page of matching sessions, and the number of all matches.
+    async fn list_sessions(&self, filter: &SessionFilter) -> StoreResult<(u64, Vec<Session>)>;
+    async fn session_history(&self, id: &str) -> StoreResult<Vec<HistoryEntry>>;
+    /// Removes the live rows of sessions terminated or expired before `before` (history stays).
+    async fn sweep(&self, before: Timestamp) -> StoreResult<u64>;
+    /// Finishes queued writes and releases the database; later calls answer `Unavailable`.
+    async fn close(&self);
+}
+
+/// How much an acknowledged write survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Durability {
+    /// Survives a crash of the process (SQLite WAL with synchronous=NORMAL).
+    #[default]
+    Normal,
+    /// Survives power loss: fsync before the answer (synchronous=FULL).
+    Full,
+}
+
+/// Opens the store a database URL names: `sqlite:PATH` (or a bare path) or `postgres://...`.
+pub async fn open(url: &str, durability: Durability) -> anyhow::Result<Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        anyhow::bail!("PostgreSQL is not supported yet: use sqlite:PATH");
+    }
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    Ok(Arc::new(sqlite::SqliteStore::open(path, durability).await?))
+}

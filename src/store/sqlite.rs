@@ -1,0 +1,771 @@
+//! The embedded default store: one SQLite database file in WAL mode.
+//!
+//! Writes go to a single writer thread that commits whatever has queued up in one transaction
+//! (group commit), each job inside its own savepoint so one failing job does not undo the others;
+//! a job's answer is sent only after its transaction committed. Reads run on a small pool of
+//! read-only connections on tokio's blocking threads, concurrently with the writer (WAL).
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    thread::JoinHandle,
+};
+
+use async_trait::async_trait;
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Row, params, params_from_iter, types::Value,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    Durability, SessionFilter, Store, StoreError, StoreResult,
+    codec::{decode_changes, decode_state, encode_changes, encode_state},
+};
+use crate::domain::{
+    Permissions, Timestamp,
+    session::{HistoryEntry, Session, SessionQuery, TimeComparison},
+    token::SecretHash,
+    user::{ApiTokenRecord, TotpEnrolment, User, UserState},
+};
+
+/// Migrations, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_init.sql")];
+/// Most jobs committed in one transaction.
+const MAX_BATCH: usize = 256;
+/// Jobs queued for the writer before callers wait (backpressure).
+const WRITE_QUEUE: usize = 4096;
+/// Idle read connections kept.
+const MAX_IDLE_READERS: usize = 8;
+
+type Finish = Box<dyn FnOnce(Option<StoreError>) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> Finish + Send>;
+
+#[derive(Debug)]
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Mutex<Option<mpsc::Sender<Job>>>,
+    writer_thread: Mutex<Option<JoinHandle<()>>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub async fn open(path: &str, durability: Durability) -> anyhow::Result<Self> {
+        let path = PathBuf::from(path);
+        let writer_path = path.clone();
+        let conn =
+            tokio::task::spawn_blocking(move || open_writer(&writer_path, durability)).await??;
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer_loop(conn, rx))?;
+        Ok(Self {
+            path,
+            writer: Mutex::new(Some(tx)),
+            writer_thread: Mutex::new(Some(thread)),
+            readers: Arc::new(Mutex::new(Vec::new())),
+        })
+    }
+
+    /// Runs `f` on a read connection off the async workers.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let readers = Arc::clone(&self.readers);
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = readers.lock().expect("reader pool poisoned").pop();
+            let conn = match pooled {
+                Some(conn) => conn,
+                None => open_reader(&path).map_err(translate)?,
+            };
+            let result = f(&conn);
+            let mut idle = readers.lock().expect("reader pool poisoned");
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?
+    }
+
+    /// Queues `f` for the writer; answers once the transaction holding it committed.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let sender = self
+            .writer
+            .lock()
+            .expect("writer handle poisoned")
+            .clone()
+            .ok_or_else(closed)?;
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let result = in_savepoint(conn, f);
+            Box::new(move |commit_error| {
+                let _ = reply.send(match commit_error {
+                    Some(e) => Err(e),
+                    None => result,
+                });
+            })
+        });
+        sender.send(job).await.map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+
+    /// Stops the writer after the queued jobs and waits for it: the file is closed cleanly.
+    async fn shutdown(&self) {
+        drop(self.writer.lock().expect("writer handle poisoned").take());
+        let thread = self
+            .writer_thread
+            .lock()
+            .expect("writer thread poisoned")
+            .take();
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+        self.readers.lock().expect("reader pool poisoned").clear();
+    }
+}
+
+fn closed() -> StoreError {
+    StoreError::Unavailable("the store is closed".into())
+}
+
+fn open_writer(path: &Path, durability: Durability) -> StoreResult<Connection> {
+    let conn = Connection::open(path).map_err(translate)?;
+    let synchronous = match durability {
+        Durability::Normal => "NORMAL",
+        Durability::Full => "FULL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;"
+    ))
+    .map_err(translate)?;
+    migrate(&conn)?;
+    Ok(conn)
+}
+
+fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.execute_batch("PRAGMA busy_timeout = 5000;")?;
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection) -> StoreResult<()> {
+    let applied: usize = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(translate)?;
+    if applied > MIGRATIONS.len() {
+        return Err(StoreError::Internal(format!(
+            "the database has schema version {applied}, newer than this sessiond knows ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    for (version, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let version = version + 1;
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {version}; COMMIT;"
+        ))
+        .map_err(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            StoreError::Internal(format!("migration {version} failed: {e}"))
+        })?;
+        tracing::info!(version, "applied sqlite migration");
+    }
+    Ok(())
+}
+
+fn writer_loop(conn: Connection, mut jobs: mpsc::Receiver<Job>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = jobs.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let error = translate(e);
+            for job in batch.drain(..) {
+                // The job never ran: answer with the reason the transaction could not start.
+                drop(job);
+                tracing::error!(error = %error, "sqlite writer could not begin a transaction");
+            }
+            continue;
+        }
+        let finishers: Vec<Finish> = batch.drain(..).map(|job| job(&conn)).collect();
+        let commit_error = conn.execute_batch("COMMIT").err().map(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            translate(e)
+        });
+        for finish in finishers {
+            finish(commit_error.clone());
+        }
+    }
+    if let Err((_, e)) = conn.close() {
+        tracing::error!(error = %e, "closing the sqlite database failed");
+    }
+}
+
+fn in_savepoint<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> StoreResult<T>,
+) -> StoreResult<T> {
+    conn.execute_batch("SAVEPOINT job").map_err(translate)?;
+    let result = f(conn);
+    let end = if result.is_ok() {
+        "RELEASE job"
+    } else {
+        "ROLLBACK TO job; RELEASE job"
+    };
+    conn.execute_batch(end).map_err(translate)?;
+    result
+}
+
+/// Driver errors stop here.
+fn translate(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) => match f.code {
+            ErrorCode::ConstraintViolation => StoreError::AlreadyExists(e.to_string()),
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
+                StoreError::Unavailable(e.to_string())
+            }
+            ErrorCode::CannotOpen | ErrorCode::DiskFull | ErrorCode::SystemIoFailure => {
+                StoreError::Unavailable(e.to_string())
+            }
+            _ => StoreError::Internal(e.to_string()),
+        },
+        _ => StoreError::Internal(e.to_string()),
+    }
+}
+
+fn opt_ts(v: Option<i64>) -> Option<Timestamp> {
+    v.map(Timestamp)
+}
+
+const USER_COLUMNS: &str = "id, login_name, display_name, org_id, state, password_hash, failed_attempts, locked, totp_secret, totp_last_step, created_at";
+
+fn user_from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<User> {
+    let state: String = row.get(at + 4)?;
+    let totp_secret: Option<Vec<u8>> = row.get(at + 8)?;
+    Ok(User {
+        id: row.get(at)?,
+        login_name: row.get(at + 1)?,
+        display_name: row.get(at + 2)?,
+        org_id: row.get(at + 3)?,
+        state: UserState::parse(&state).unwrap_or(UserState::Inactive),
+        password_hash: row.get(at + 5)?,
+        failed_attempts: row.get(at + 6)?,
+        locked: row.get(at + 7)?,
+        totp: totp_secret.map(|secret| TotpEnrolment {
+            secret,
+            last_used_step: row.get(at + 9).ok().flatten(),
+        }),
+        created_at: Timestamp(row.get(at + 10)?),
+    })
+}
+
+const TOKEN_COLUMNS: &str =
+    "t.id, t.user_id, t.secret_hash, t.permissions, t.expires_at, t.revoked_at, t.created_at";
+
+fn token_from_row(row: &Row<'_>) -> rusqlite::Result<ApiTokenRecord> {
+    let hash: Vec<u8> = row.get(2)?;
+    Ok(ApiTokenRecord {
+        id: row.get(0)?,
+        user_id: row.get(1)?,
+        secret_hash: SecretHash::from_slice(&hash).unwrap_or(SecretHash([0; 32])),
+        permissions: Permissions::from_bits(row.get(3)?),
+        expires_at: opt_ts(row.get(4)?),
+        revoked_at: opt_ts(row.get(5)?),
+        created_at: Timestamp(row.get(6)?),
+    })
+}
+
+const SESSION_COLUMNS: &str = "id, resource_owner, creator_id, creation_date, change_date, sequence, token_hash, expiration_date, terminated_at, state";
+
+/// A session row, its JSON document not decoded yet (decoding errors are ours, not the driver's).
+struct SessionRow {
+    session: Session,
+    state: String,
+}
+
+fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRow> {
+    let hash: Vec<u8> = row.get(6)?;
+    let sequence: i64 = row.get(5)?;
+    Ok(SessionRow {
+        session: Session {
+            id: row.get(0)?,
+            resource_owner: row.get(1)?,
+            creator_id: row.get(2)?,
+            creation_date: Timestamp(row.get(3)?),
+            change_date: Timestamp(row.get(4)?),
+            sequence: u64::try_from(sequence).unwrap_or_default(),
+            token_hash: SecretHash::from_slice(&hash).unwrap_or(SecretHash([0; 32])),
+            factors: Default::default(),
+            metadata: Default::default(),
+            user_agent: Default::default(),
+            expiration_date: opt_ts(row.get(7)?),
+            terminated_at: opt_ts(row.get(8)?),
+        },
+        state: row.get(9)?,
+    })
+}
+
+impl SessionRow {
+    fn decode(self) -> StoreResult<Session> {
+        let mut session = self.session;
+        (session.factors, session.metadata, session.user_agent) = decode_state(&self.state)?;
+        Ok(session)
+    }
+}
+
+fn insert_history(conn: &Connection, entry: &HistoryEntry) -> StoreResult<()> {
+    conn.prepare_cached("INSERT INTO session_history (session_id, sequence, at, actor, changes) VALUES (?1, ?2, ?3, ?4, ?5)")
+        .and_then(|mut s| {
+            s.execute(params![
+                entry.session_id,
+                i64::try_from(entry.sequence).unwrap_or(i64::MAX),
+                entry.at.0,
+                entry.actor,
+                encode_changes(&entry.changes)
+            ])
+        })
+        .map_err(translate)?;
+    Ok(())
+}
+
+fn session_params(session: &Session) -> [Value; 12] {
+    [
+        Value::Text(session.id.clone()),
+        Value::Text(session.resource_owner.clone()),
+        Value::Text(session.creator_id.clone()),
+        session
+            .user_id()
+            .map_or(Value::Null, |u| Value::Text(u.to_owned())),
+        session
+            .user_agent
+            .fingerprint_id
+            .clone()
+            .map_or(Value::Null, Value::Text),
+        Value::Integer(session.creation_date.0),
+        Value::Integer(session.change_date.0),
+        Value::Integer(i64::try_from(session.sequence).unwrap_or(i64::MAX)),
+        Value::Blob(session.token_hash.0.to_vec()),
+        session
+            .expiration_date
+            .map_or(Value::Null, |t| Value::Integer(t.0)),
+        session
+            .terminated_at
+            .map_or(Value::Null, |t| Value::Integer(t.0)),
+        Value::Text(encode_state(session)),
+    ]
+}
+
+/// `WHERE` clause and parameters for a list filter.
+fn filter_sql(filter: &SessionFilter) -> (String, Vec<Value>) {
+    let mut clauses = vec![
+        "terminated_at IS NULL".to_owned(),
+        "(expiration_date IS NULL OR expiration_date > ?)".to_owned(),
+    ];
+    let mut values = vec![Value::Integer(filter.live_at.0)];
+    if let Some(user) = &filter.visible_to_user {
+        clauses.push("user_id = ?".into());
+        values.push(Value::Text(user.clone()));
+    }
+    for query in &filter.queries {
+        match query {
+            SessionQuery::Ids(ids) => {
+                if ids.is_empty() {
+                    clauses.push("0".into());
+                } else {
+                    clauses.push(format!("id IN ({})", vec!["?"; ids.len()].join(", ")));
+                    values.extend(ids.iter().cloned().map(Value::Text));
+                }
+            }
+            SessionQuery::UserId(id) => {
+                clauses.push("user_id = ?".into());
+                values.push(Value::Text(id.clone()));
+            }
+            SessionQuery::CreationDate(cmp, at) => {
+                clauses.push(format!("creation_date {} ?", comparison(*cmp)));
+                values.push(Value::Integer(at.0));
+            }
+            SessionQuery::ExpirationDate(cmp, at) => {
+                // No expiration date means never expires: later than any given time.
+                let null_matches = matches!(
+                    cmp,
+                    TimeComparison::Greater | TimeComparison::GreaterOrEquals
+                );
+                let null_clause = if null_matches {
+                    "expiration_date IS NULL OR "
+                } else {
+                    ""
+                };
+                clauses.push(format!(
+                    "({null_clause}expiration_date {} ?)",
+                    comparison(*cmp)
+                ));
+                values.push(Value::Integer(at.0));
+            }
+            SessionQuery::Creator(id) => {
+                clauses.push("creator_id = ?".into());
+                values.push(Value::Text(id.clone()));
+            }
+            SessionQuery::UserAgentFingerprint(id) => {
+                clauses.push("fingerprint_id = ?".into());
+                values.push(Value::Text(id.clone()));
+            }
+        }
+    }
+    (clauses.join(" AND "), values)
+}
+
+fn comparison(cmp: TimeComparison) -> &'static str {
+    match cmp {
+        TimeComparison::Equals => "=",
+        TimeComparison::Greater => ">",
+        TimeComparison::GreaterOrEquals => ">=",
+        TimeComparison::Less => "<",
+        TimeComparison::LessOrEquals => "<=",
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn insert_user(&self, user: &User) -> StoreResult<()> {
+        let user = user.clone();
+        self.write(move |conn| {
+            conn.execute(
+                &format!("INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
+                params![
+                    user.id,
+                    user.login_name,
+                    user.display_name,
+                    user.org_id,
+                    user.state.as_str(),
+                    user.password_hash,
+                    user.failed_attempts,
+                    user.locked,
+                    user.totp.as_ref().map(|t| t.secret.clone()),
+                    user.totp.as_ref().and_then(|t| t.last_used_step),
+                    user.created_at.0
+                ],
+            )
+            .map_err(|e| match translate(e) {
+                StoreError::AlreadyExists(_) => StoreError::AlreadyExists(format!("login name `{}` is taken", user.login_name)),
+                other => other,
+            })?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn update_user(&self, user: &User) -> StoreResult<()> {
+        let user = user.clone();
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE users SET login_name = ?2, display_name = ?3, org_id = ?4, state = ?5, password_hash = ?6, \
+                 failed_attempts = ?7, locked = ?8, totp_secret = ?9, totp_last_step = ?10 WHERE id = ?1",
+                params![
+                    user.id,
+                    user.login_name,
+                    user.display_name,
+                    user.org_id,
+                    user.state.as_str(),
+                    user.password_hash,
+                    user.failed_attempts,
+                    user.locked,
+                    user.totp.as_ref().map(|t| t.secret.clone()),
+                    user.totp.as_ref().and_then(|t| t.last_used_step)
+                ],
+            )
+            .map_err(translate)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))
+                .and_then(|mut s| s.query_row([id], |r| user_from_row(r, 0)).optional())
+                .map_err(translate)
+        })
+        .await
+    }
+
+    async fn user_by_login_name(&self, login_name: &str) -> StoreResult<Option<User>> {
+        let login_name = login_name.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE login_name = ?1"
+            ))
+            .and_then(|mut s| {
+                s.query_row([login_name], |r| user_from_row(r, 0))
+                    .optional()
+            })
+            .map_err(translate)
+        })
+        .await
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<User>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT {USER_COLUMNS} FROM users ORDER BY login_name"
+                ))
+                .map_err(translate)?;
+            stmt.query_map([], |r| user_from_row(r, 0))
+                .and_then(Iterator::collect)
+                .map_err(translate)
+        })
+        .await
+    }
+
+    async fn record_password_failure(&self, user_id: &str, max: i32) -> StoreResult<(i32, bool)> {
+        let user_id = user_id.to_owned();
+        self.write(move |conn| {
+            conn.query_row(
+                "UPDATE users SET failed_attempts = failed_attempts + 1, locked = (locked OR failed_attempts + 1 >= ?2) \
+                 WHERE id = ?1 RETURNING failed_attempts, locked",
+                params![user_id, max],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(translate)
+        })
+        .await
+    }
+
+    async fn reset_password_failures(&self, user_id: &str) -> StoreResult<()> {
+        let user_id = user_id.to_owned();
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE users SET failed_attempts = 0 WHERE id = ?1 AND NOT locked",
+                [user_id],
+            )
+            .map_err(translate)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn consume_totp_step(&self, user_id: &str, step: i64) -> StoreResult<bool> {
+        let user_id = user_id.to_owned();
+        self.write(move |conn| {
+            let changed = conn
+                .execute(
+                    "UPDATE users SET totp_last_step = ?2 WHERE id = ?1 AND (totp_last_step IS NULL OR totp_last_step < ?2)",
+                    params![user_id, step],
+                )
+                .map_err(translate)?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn insert_api_token(&self, token: &ApiTokenRecord) -> StoreResult<()> {
+        let t = token.clone();
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO api_tokens (id, user_id, secret_hash, permissions, expires_at, revoked_at, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    t.id,
+                    t.user_id,
+                    t.secret_hash.0.to_vec(),
+                    t.permissions.bits(),
+                    t.expires_at.map(|x| x.0),
+                    t.revoked_at.map(|x| x.0),
+                    t.created_at.0
+                ],
+            )
+            .map_err(translate)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn api_token(&self, id: &str) -> StoreResult<Option<(ApiTokenRecord, User)>> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            let user_columns = USER_COLUMNS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ");
+            conn.prepare_cached(&format!(
+                "SELECT {TOKEN_COLUMNS}, {user_columns} FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.id = ?1"
+            ))
+            .and_then(|mut s| s.query_row([id], |r| Ok((token_from_row(r)?, user_from_row(r, 7)?))).optional())
+            .map_err(translate)
+        })
+        .await
+    }
+
+    async fn list_api_tokens(&self, user_id: Option<&str>) -> StoreResult<Vec<ApiTokenRecord>> {
+        let user_id = user_id.map(str::to_owned);
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT {TOKEN_COLUMNS} FROM api_tokens t WHERE ?1 IS NULL OR t.user_id = ?1 ORDER BY t.created_at"
+                ))
+                .map_err(translate)?;
+            stmt.query_map([user_id], token_from_row).and_then(Iterator::collect).map_err(translate)
+        })
+        .await
+    }
+
+    async fn revoke_api_token(&self, id: &str, at: Timestamp) -> StoreResult<bool> {
+        let id = id.to_owned();
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
+                    params![id, at.0],
+                )
+                .map_err(translate)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn session(&self, id: &str) -> StoreResult<Option<Session>> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1"
+            ))
+            .and_then(|mut s| s.query_row([id], session_from_row).optional())
+            .map_err(translate)?
+            .map(SessionRow::decode)
+            .transpose()
+        })
+        .await
+    }
+
+    async fn create_session(&self, session: &Session, entry: &HistoryEntry) -> StoreResult<()> {
+        let values = session_params(session);
+        let entry = entry.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO sessions (id, resource_owner, creator_id, user_id, fingerprint_id, creation_date, change_date, \
+                 sequence, token_hash, expiration_date, terminated_at, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )
+            .and_then(|mut s| s.execute(params_from_iter(values)))
+            .map_err(translate)?;
+            insert_history(conn, &entry)
+        })
+        .await
+    }
+
+    async fn update_session(
+        &self,
+        session: &Session,
+        expected_sequence: u64,
+        entry: &HistoryEntry,
+    ) -> StoreResult<()> {
+        let mut values = session_params(session).to_vec();
+        values.push(Value::Integer(
+            i64::try_from(expected_sequence).unwrap_or(i64::MAX),
+        ));
+        let entry = entry.clone();
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE sessions SET resource_owner = ?2, creator_id = ?3, user_id = ?4, fingerprint_id = ?5, \
+                     creation_date = ?6, change_date = ?7, sequence = ?8, token_hash = ?9, expiration_date = ?10, \
+                     terminated_at = ?11, state = ?12 WHERE id = ?1 AND sequence = ?13",
+                )
+                .and_then(|mut s| s.execute(params_from_iter(values)))
+                .map_err(translate)?;
+            if changed != 1 {
+                return Err(StoreError::Conflict);
+            }
+            insert_history(conn, &entry)
+        })
+        .await
+    }
+
+    async fn list_sessions(&self, filter: &SessionFilter) -> StoreResult<(u64, Vec<Session>)> {
+        let (clause, values) = filter_sql(filter);
+        let order = if filter.ascending { "ASC" } else { "DESC" };
+        let offset = i64::try_from(filter.offset).unwrap_or(i64::MAX);
+        let limit = i64::from(filter.limit);
+        self.read(move |conn| {
+            let total: i64 = conn
+                .prepare_cached(&format!("SELECT COUNT(*) FROM sessions WHERE {clause}"))
+                .and_then(|mut s| s.query_row(params_from_iter(values.iter()), |r| r.get(0)))
+                .map_err(translate)?;
+            let mut page_values = values;
+            page_values.push(Value::Integer(limit));
+            page_values.push(Value::Integer(offset));
+            let rows: Vec<SessionRow> = conn
+                .prepare_cached(&format!(
+                    "SELECT {SESSION_COLUMNS} FROM sessions WHERE {clause} \
+                     ORDER BY creation_date {order}, id {order} LIMIT ? OFFSET ?"
+                ))
+                .and_then(|mut s| {
+                    s.query_map(params_from_iter(page_values.iter()), session_from_row)?
+                        .collect()
+                })
+                .map_err(translate)?;
+            let sessions = rows
+                .into_iter()
+                .map(SessionRow::decode)
+                .collect::<StoreResult<_>>()?;
+            Ok((u64::try_from(total).unwrap_or_default(), sessions))
+        })
+        .await
+    }
+
+    async fn session_history(&self, id: &str) -> StoreResult<Vec<HistoryEntry>> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT session_id, sequence, at, actor, changes FROM session_history WHERE session_id = ?1 ORDER BY sequence",
+                )
+                .map_err(translate)?;
+            let rows: Vec<(String, i64, i64, String, String)> = stmt
+                .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+                .and_then(Iterator::collect)
+                .map_err(translate)?;
+            rows.into_iter()
+                .map(|(session_id, sequence, at, actor, changes)| {
+                    Ok(HistoryEntry {
+                        session_id,
+                        sequence: u64::try_from(sequence).unwrap_or_default(),
+                        at: Timestamp(at),
+                        actor,
+                        changes: decode_changes(&changes)?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn sweep(&self, before: Timestamp) -> StoreResult<u64> {
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "DELETE FROM sessions WHERE terminated_at < ?1 OR expiration_date < ?1",
+                    [before.0],
+                )
+                .map_err(translate)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn close(&self) {
+        self.shutdown().await;
+    }
+}

@@ -1,0 +1,164 @@
+//! gRPC length-prefixed framing, shared by gRPC and gRPC-Web, and the base64 layer of
+//! `application/grpc-web-text`.
+
+use base64::{
+    Engine,
+    engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig, general_purpose::STANDARD},
+};
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Size of the frame header: one flag byte and a big-endian u32 length.
+pub const HEADER_LEN: usize = 5;
+/// Flag bit marking a gRPC-Web trailer frame.
+const TRAILER_FLAG: u8 = 0x80;
+const COMPRESSED_FLAG: u8 = 0x01;
+
+/// Accepts base64 with or without padding.
+const LENIENT: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// The single message of a unary request body, or why there is none.
+pub fn unary_message(body: &Bytes) -> Result<Bytes, String> {
+    if body.is_empty() {
+        return Err("the request body holds no gRPC message frame".into());
+    }
+    if body.len() < HEADER_LEN {
+        return Err(format!(
+            "truncated gRPC frame: {} bytes, the header alone needs {HEADER_LEN}",
+            body.len()
+        ));
+    }
+    let flags = body[0];
+    if flags & TRAILER_FLAG != 0 {
+        return Err("a request must not carry a trailer frame".into());
+    }
+    if flags & COMPRESSED_FLAG != 0 {
+        return Err("compressed messages are not supported: send them uncompressed".into());
+    }
+    if flags != 0 {
+        return Err(format!("unknown gRPC frame flags {flags:#04x}"));
+    }
+    let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
+    let available = body.len() - HEADER_LEN;
+    if available < len {
+        return Err(format!(
+            "truncated gRPC frame: the header announces {len} bytes, {available} arrived"
+        ));
+    }
+    if available > len {
+        return Err("a unary request must hold exactly one message frame".into());
+    }
+    Ok(body.slice(HEADER_LEN..))
+}
+
+/// One data frame around `message`.
+pub fn encode_message(message: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(HEADER_LEN + message.len());
+    out.put_u8(0);
+    out.put_u32(message.len() as u32);
+    out.put_slice(message);
+    out.freeze()
+}
+
+/// A gRPC-Web trailer frame holding `trailers` as HTTP/1-style header lines.
+pub fn encode_trailers(trailers: &http::HeaderMap) -> Bytes {
+    let mut block = Vec::new();
+    for (name, value) in trailers {
+        block.extend_from_slice(name.as_str().as_bytes());
+        block.extend_from_slice(b":");
+        block.extend_from_slice(value.as_bytes());
+        block.extend_from_slice(b"\r\n");
+    }
+    let mut out = BytesMut::with_capacity(HEADER_LEN + block.len());
+    out.put_u8(TRAILER_FLAG);
+    out.put_u32(block.len() as u32);
+    out.put_slice(&block);
+    out.freeze()
+}
+
+/// Decodes a `grpc-web-text` body: base64, possibly several padded chunks one after another
+/// (each chunk a client flushed separately). Whitespace between chunks is ignored.
+pub fn decode_base64_chunks(body: &[u8]) -> Result<Bytes, String> {
+    let mut out = Vec::with_capacity(body.len() / 4 * 3);
+    let clean: Vec<u8> = body
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    let mut rest = clean.as_slice();
+    while !rest.is_empty() {
+        // A chunk ends after its padding, or at the end of the body.
+        let end = match rest.iter().position(|&b| b == b'=') {
+            Some(first_pad) => {
+                let pads = rest[first_pad..].iter().take_while(|&&b| b == b'=').count();
+                first_pad + pads
+            }
+            None => rest.len(),
+        };
+        let chunk = &rest[..end];
+        LENIENT
+            .decode_vec(chunk, &mut out)
+            .map_err(|e| format!("the grpc-web-text body is not valid base64: {e}"))?;
+        rest = &rest[end..];
+    }
+    Ok(out.into())
+}
+
+pub fn encode_base64(bytes: &[u8]) -> String {
+    STANDARD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_frame_round_trips() {
+        let framed = encode_message(b"hello");
+        assert_eq!(
+            unary_message(&framed).unwrap(),
+            Bytes::from_static(b"hello")
+        );
+    }
+
+    #[test]
+    fn malformed_frames_are_named() {
+        assert!(
+            unary_message(&Bytes::new())
+                .unwrap_err()
+                .contains("no gRPC message")
+        );
+        assert!(
+            unary_message(&Bytes::from_static(&[0, 0, 0]))
+                .unwrap_err()
+                .contains("truncated")
+        );
+        assert!(
+            unary_message(&Bytes::from_static(&[0, 0, 0, 0, 9, 1]))
+                .unwrap_err()
+                .contains("announces 9")
+        );
+        assert!(
+            unary_message(&Bytes::from_static(&[1, 0, 0, 0, 0]))
+                .unwrap_err()
+                .contains("compressed")
+        );
+        assert!(
+            unary_message(&Bytes::from_static(&[0, 0, 0, 0, 0, 0]))
+                .unwrap_err()
+                .contains("exactly one")
+        );
+    }
+
+    #[test]
+    fn concatenated_padded_base64_chunks_decode() {
+        let joined = format!("{}{}", STANDARD.encode(b"ab"), STANDARD.encode(b"cde"));
+        assert_eq!(
+            decode_base64_chunks(joined.as_bytes()).unwrap(),
+            Bytes::from_static(b"abcde")
+        );
+        assert!(decode_base64_chunks(b"@@@@").is_err());
+    }
+}
