@@ -25,10 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
 
     let mut compiler = protox::Compiler::new(["proto"])?;
-    compiler
-        .include_imports(true)
-        .include_source_info(true)
-        .open_files(PROTOS)?;
+    compiler.include_imports(true).include_source_info(true).open_files(PROTOS)?;
     // Encoded by protox itself: prost_types would drop the extension options (google.api.http)
     // that the REST layer reads.
     let descriptor_bytes = compiler.encode_file_descriptor_set();
@@ -45,8 +42,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .codec_path("crate::service::codec::ProtoCodec")
         .compile_fds(fds)?;
 
-    pbjson_build::Builder::new()
-        .register_descriptors(&descriptor_bytes)?
-        .build(&[".zitadel"])?;
+    pbjson_build::Builder::new().register_descriptors(&descriptor_bytes)?.build(&[".zitadel"])?;
     Ok(())
 }

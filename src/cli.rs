@@ -14,12 +14,7 @@ use crate::{store::Durability, telemetry::LogFormat};
 )]
 pub struct Cli {
     /// Database URL: `sqlite:PATH` (embedded, the default) or `postgres://...`.
-    #[arg(
-        long,
-        global = true,
-        env = "SESSIOND_DATABASE",
-        default_value = "sqlite:sessiond.db"
-    )]
+    #[arg(long, global = true, env = "SESSIOND_DATABASE", default_value = "sqlite:sessiond.db")]
     pub database: String,
     /// Log format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]

@@ -41,10 +41,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate => {
             let store = store::open(&cli.database, Default::default()).await?;
             store.close().await;
-            eprintln!(
-                "database {} is up to date",
-                sessiond::cli::describe_database(&cli.database)
-            );
+            eprintln!("database {} is up to date", sessiond::cli::describe_database(&cli.database));
             Ok(())
         }
         Command::Users(command) => {
@@ -66,48 +63,23 @@ async fn main() -> anyhow::Result<()> {
 
 fn read_password() -> anyhow::Result<String> {
     let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .context("cannot read the password from standard input")?;
+    std::io::stdin().lock().read_line(&mut line).context("cannot read the password from standard input")?;
     let password = line.trim_end_matches(['\r', '\n']).to_owned();
-    anyhow::ensure!(
-        !password.is_empty(),
-        "the password read from standard input is empty"
-    );
+    anyhow::ensure!(!password.is_empty(), "the password read from standard input is empty");
     Ok(password)
 }
 
 async fn users_command(users: &Users, command: UsersCommand) -> anyhow::Result<()> {
     match command {
-        UsersCommand::Add {
-            login_name,
-            display_name,
-            org,
-            password_stdin,
-        } => {
+        UsersCommand::Add { login_name, display_name, org, password_stdin } => {
             let password = password_stdin.then(read_password).transpose()?;
-            let user = users
-                .add_user(NewUser {
-                    login_name,
-                    display_name,
-                    org_id: org,
-                    password,
-                })
-                .await?;
+            let user = users.add_user(NewUser { login_name, display_name, org_id: org, password }).await?;
             println!("{}", user.id);
         }
         UsersCommand::List => {
             for u in users.list_users().await? {
                 let locked = if u.locked { " locked" } else { "" };
-                println!(
-                    "{}\t{}\t{}\t{}\t{}{locked}",
-                    u.id,
-                    u.login_name,
-                    u.display_name,
-                    u.org_id,
-                    u.state.as_str()
-                );
+                println!("{}\t{}\t{}\t{}\t{}{locked}", u.id, u.login_name, u.display_name, u.org_id, u.state.as_str());
             }
         }
         UsersCommand::SetPassword { id, .. } => users.set_password(&id, read_password()?).await?,
@@ -121,13 +93,8 @@ async fn users_command(users: &Users, command: UsersCommand) -> anyhow::Result<(
 
 async fn tokens_command(users: &Users, command: TokensCommand) -> anyhow::Result<()> {
     match command {
-        TokensCommand::Add {
-            user,
-            permissions,
-            expires_in,
-        } => {
-            let permissions = parse_permissions(permissions.iter().map(String::as_str))
-                .map_err(anyhow::Error::msg)?;
+        TokensCommand::Add { user, permissions, expires_in } => {
+            let permissions = parse_permissions(permissions.iter().map(String::as_str)).map_err(anyhow::Error::msg)?;
             let expires_at = expires_in.map(|s| Timestamp::now().plus(Duration::from_secs(s)));
             let (_, token) = users.add_token(&user, permissions, expires_at).await?;
             println!("{}", token.to_bearer());
@@ -135,17 +102,8 @@ async fn tokens_command(users: &Users, command: TokensCommand) -> anyhow::Result
         TokensCommand::List { user } => {
             for t in users.list_tokens(user.as_deref()).await? {
                 let permissions: Vec<_> = t.permissions.iter().map(|p| p.as_str()).collect();
-                let state = if t.revoked_at.is_some() {
-                    "revoked"
-                } else {
-                    "active"
-                };
-                println!(
-                    "{}\t{}\t{}\t{state}",
-                    t.id,
-                    t.user_id,
-                    permissions.join(",")
-                );
+                let state = if t.revoked_at.is_some() { "revoked" } else { "active" };
+                println!("{}\t{}\t{}\t{state}", t.id, t.user_id, permissions.join(","));
             }
         }
         TokensCommand::Revoke { id } => users.revoke_token(&id).await?,
@@ -158,9 +116,8 @@ async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("installing a SIGTERM handler");
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
         tokio::select! {
             _ = interrupt => {}
             _ = terminate.recv() => {}

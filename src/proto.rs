@@ -15,8 +15,7 @@
 )]
 
 /// The encoded `FileDescriptorSet` of every file in `proto/`, imports included.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/sessiond_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sessiond_descriptor.bin"));
 
 pub mod google {
     pub mod api {
@@ -46,14 +45,8 @@ pub mod zitadel {
     }
     pub mod protoc_gen_zitadel {
         pub mod v2 {
-            include!(concat!(
-                env!("OUT_DIR"),
-                "/zitadel.protoc_gen_zitadel.v2.rs"
-            ));
-            include!(concat!(
-                env!("OUT_DIR"),
-                "/zitadel.protoc_gen_zitadel.v2.serde.rs"
-            ));
+            include!(concat!(env!("OUT_DIR"), "/zitadel.protoc_gen_zitadel.v2.rs"));
+            include!(concat!(env!("OUT_DIR"), "/zitadel.protoc_gen_zitadel.v2.serde.rs"));
         }
     }
 }

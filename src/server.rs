@@ -48,10 +48,7 @@ pub async fn serve(
     let service = cors_layer(&config)?.layer(edge);
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(config.header_read_timeout);
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(config.header_read_timeout);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -61,11 +58,7 @@ pub async fn serve(
         .keep_alive_interval(Duration::from_secs(60))
         .keep_alive_timeout(Duration::from_secs(20));
 
-    let sweeper = tokio::spawn(sweep(
-        Arc::clone(&store),
-        config.retention,
-        config.sweep_interval,
-    ));
+    let sweeper = tokio::spawn(sweep(Arc::clone(&store), config.retention, config.sweep_interval));
     let graceful = GracefulShutdown::new();
     tracing::info!(address = %listener.local_addr()?, database = %config.database, "sessiond listening");
     tokio::pin!(shutdown);
@@ -95,10 +88,7 @@ pub async fn serve(
     }
     drop(listener);
     tracing::info!("shutting down: finishing calls in flight");
-    if tokio::time::timeout(config.shutdown_grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(config.shutdown_grace, graceful.shutdown()).await.is_err() {
         tracing::warn!(grace = ?config.shutdown_grace, "calls still running after the grace period were cut off");
     }
     sweeper.abort();
@@ -110,43 +100,28 @@ pub async fn serve(
 /// The tonic router (session service, health, reflection) behind the protocol edge.
 pub fn build_edge(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Edge> {
     let hasher = PasswordHasher::default();
-    let sessions = Sessions::new(
-        Arc::clone(&store),
-        hasher.clone(),
-        config.max_failed_attempts,
-    );
+    let sessions = Sessions::new(Arc::clone(&store), hasher.clone(), config.max_failed_attempts);
     let users = Users::new(store, hasher);
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     // Serving from the start: the store opened before we got here.
     let reporter = health_reporter.clone();
-    tokio::spawn(async move {
-        reporter
-            .set_service_status(SESSION_SERVICE, tonic_health::ServingStatus::Serving)
-            .await
-    });
+    tokio::spawn(
+        async move { reporter.set_service_status(SESSION_SERVICE, tonic_health::ServingStatus::Serving).await },
+    );
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    let grpc =
-        tonic::service::Routes::new(SessionServiceServer::new(SessionHandler::new(sessions)))
-            .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha);
+    let grpc = tonic::service::Routes::new(SessionServiceServer::new(SessionHandler::new(sessions)))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
 
     let pool = DescriptorPool::decode(proto::FILE_DESCRIPTOR_SET)?;
-    Edge::new(
-        grpc,
-        pool,
-        users,
-        EdgeConfig {
-            body_limit: config.body_limit,
-            max_in_flight: config.max_in_flight,
-        },
-    )
+    Edge::new(grpc, pool, users, EdgeConfig { body_limit: config.body_limit, max_in_flight: config.max_in_flight })
 }
 
 /// Browsers: preflights answered, every header a client sends named (a `*` would not cover
@@ -165,14 +140,7 @@ fn cors_layer(config: &Config) -> anyhow::Result<CorsLayer> {
     let header = HeaderName::from_static;
     Ok(CorsLayer::new()
         .allow_origin(origins)
-        .allow_methods([
-            Method::GET,
-            Method::POST,
-            Method::PUT,
-            Method::PATCH,
-            Method::DELETE,
-            Method::OPTIONS,
-        ])
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS])
         .allow_headers([
             header("authorization"),
             header("content-type"),
@@ -182,11 +150,7 @@ fn cors_layer(config: &Config) -> anyhow::Result<CorsLayer> {
             header("connect-protocol-version"),
             header("connect-timeout-ms"),
         ])
-        .expose_headers([
-            header("grpc-status"),
-            header("grpc-message"),
-            header("grpc-status-details-bin"),
-        ])
+        .expose_headers([header("grpc-status"), header("grpc-message"), header("grpc-status-details-bin")])
         .max_age(Duration::from_secs(7200)))
 }
 
@@ -196,9 +160,7 @@ async fn sweep(store: Arc<dyn Store>, retention: Duration, every: Duration) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let before = Timestamp(
-            Timestamp::now().micros() - i64::try_from(retention.as_micros()).unwrap_or(i64::MAX),
-        );
+        let before = Timestamp(Timestamp::now().micros() - i64::try_from(retention.as_micros()).unwrap_or(i64::MAX));
         match store.sweep(before).await {
             Ok(0) => {}
             Ok(removed) => tracing::info!(removed, "swept ended sessions"),

@@ -51,12 +51,7 @@ pub struct Error {
 
 impl Error {
     pub fn new(class: ErrorClass, id: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            class,
-            id,
-            message: message.into(),
-            credentials: None,
-        }
+        Self { class, id, message: message.into(), credentials: None }
     }
 
     pub fn invalid_argument(id: &'static str, message: impl Into<String>) -> Self {

@@ -17,16 +17,12 @@ use std::{
 pub use error::{Error, ErrorClass, Result};
 
 /// A point in time as microseconds since the Unix epoch (UTC): what the stores keep.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
     pub fn now() -> Self {
-        let since = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO);
+        let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
         Self(i64::try_from(since.as_micros()).unwrap_or(i64::MAX))
     }
 
@@ -107,9 +103,7 @@ impl Permissions {
     }
 
     pub fn iter(self) -> impl Iterator<Item = Permission> {
-        Permission::ALL
-            .into_iter()
-            .filter(move |p| self.contains(*p))
+        Permission::ALL.into_iter().filter(move |p| self.contains(*p))
     }
 }
 

@@ -23,9 +23,7 @@ pub struct PasswordHasher {
 impl Default for PasswordHasher {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Self {
-            permits: Arc::new(Semaphore::new(cores)),
-        }
+        Self { permits: Arc::new(Semaphore::new(cores)) }
     }
 }
 
@@ -35,10 +33,7 @@ impl PasswordHasher {
         check_length(&password)?;
         self.run(move || {
             let salt = SaltString::generate(&mut OsRng);
-            Argon2::default()
-                .hash_password(password.as_bytes(), &salt)
-                .map(|h| h.to_string())
-                .map_err(Error::internal)
+            Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(Error::internal)
         })
         .await
     }
@@ -50,30 +45,20 @@ impl PasswordHasher {
         }
         self.run(move || {
             let parsed = PasswordHash::new(&phc).map_err(Error::internal)?;
-            Ok(Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok())
+            Ok(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
         })
         .await
     }
 
-    async fn run<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> Result<T> + Send + 'static,
-    ) -> Result<T> {
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
         let _permit = self.permits.acquire().await.map_err(Error::internal)?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(Error::internal)?
+        tokio::task::spawn_blocking(work).await.map_err(Error::internal)?
     }
 }
 
 fn check_length(password: &str) -> Result<()> {
     if password.is_empty() || password.len() > MAX_PASSWORD_LEN {
-        return Err(Error::invalid_argument(
-            "USER-InvalidPassword",
-            "password must be 1 to 1024 bytes",
-        ));
+        return Err(Error::invalid_argument("USER-InvalidPassword", "password must be 1 to 1024 bytes"));
     }
     Ok(())
 }

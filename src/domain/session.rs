@@ -233,11 +233,7 @@ pub struct Sessions {
 
 impl Sessions {
     pub fn new(store: Arc<dyn Store>, hasher: PasswordHasher, max_failed_attempts: i32) -> Self {
-        Self {
-            store,
-            hasher,
-            max_failed_attempts,
-        }
+        Self { store, hasher, max_failed_attempts }
     }
 
     pub async fn create(&self, caller: &Caller, request: CreateSession) -> Result<Issued> {
@@ -261,8 +257,7 @@ impl Sessions {
             terminated_at: None,
         };
         let mut changes = vec![Change::Created];
-        self.run_checks(&mut session, &request.checks, now, &mut changes)
-            .await?;
+        self.run_checks(&mut session, &request.checks, now, &mut changes).await?;
         apply_metadata(&mut session, request.metadata, &mut changes);
         if let Some(lifetime) = request.lifetime {
             apply_lifetime(&mut session, lifetime, now, &mut changes);
@@ -275,19 +270,10 @@ impl Sessions {
             changes,
         };
         self.store.create_session(&session, &entry).await?;
-        Ok(Issued {
-            session_id: session.id.clone(),
-            details: session.details(),
-            token: Some(token),
-        })
+        Ok(Issued { session_id: session.id.clone(), details: session.details(), token: Some(token) })
     }
 
-    pub async fn get(
-        &self,
-        caller: &Caller,
-        session_id: &str,
-        token: Option<&str>,
-    ) -> Result<Session> {
+    pub async fn get(&self, caller: &Caller, session_id: &str, token: Option<&str>) -> Result<Session> {
         validate_session_id(session_id)?;
         let session = self.load(session_id).await?;
         if !session.is_live(Timestamp::now()) {
@@ -305,44 +291,29 @@ impl Sessions {
         authz::may_change(caller, &current, request.token.as_deref())?;
         let now = Timestamp::now();
         if !current.is_live(now) {
-            return Err(Error::failed_precondition(
-                "SESSION-Terminated",
-                "the session is terminated or expired",
-            ));
+            return Err(Error::failed_precondition("SESSION-Terminated", "the session is terminated or expired"));
         }
         let mut next = current.clone();
         let mut changes = Vec::new();
-        self.run_checks(&mut next, &request.checks, now, &mut changes)
-            .await?;
+        self.run_checks(&mut next, &request.checks, now, &mut changes).await?;
         apply_metadata(&mut next, request.metadata, &mut changes);
         if let Some(lifetime) = request.lifetime {
             apply_lifetime(&mut next, lifetime, now, &mut changes);
         }
         if changes.is_empty() {
-            return Ok(Issued {
-                session_id: current.id.clone(),
-                details: current.details(),
-                token: None,
-            });
+            return Ok(Issued { session_id: current.id.clone(), details: current.details(), token: None });
         }
         let token = Secret::generate();
         next.token_hash = token.hash();
         changes.push(Change::TokenRotated);
-        self.commit(&current, next, now, caller, changes)
-            .await
-            .map(|s| Issued {
-                session_id: s.id.clone(),
-                details: s.details(),
-                token: Some(token),
-            })
+        self.commit(&current, next, now, caller, changes).await.map(|s| Issued {
+            session_id: s.id.clone(),
+            details: s.details(),
+            token: Some(token),
+        })
     }
 
-    pub async fn delete(
-        &self,
-        caller: &Caller,
-        session_id: &str,
-        token: Option<&str>,
-    ) -> Result<Details> {
+    pub async fn delete(&self, caller: &Caller, session_id: &str, token: Option<&str>) -> Result<Details> {
         validate_session_id(session_id)?;
         let mut attempt = 0;
         loop {
@@ -355,13 +326,8 @@ impl Sessions {
             let now = Timestamp::now();
             let mut next = current.clone();
             next.terminated_at = Some(now);
-            match self
-                .commit(&current, next, now, caller, vec![Change::Terminated])
-                .await
-            {
-                Err(e) if e.class == ErrorClass::Aborted && attempt < CONFLICT_RETRIES => {
-                    attempt += 1
-                }
+            match self.commit(&current, next, now, caller, vec![Change::Terminated]).await {
+                Err(e) if e.class == ErrorClass::Aborted && attempt < CONFLICT_RETRIES => attempt += 1,
                 other => return other.map(|s| s.details()),
             }
         }
@@ -381,10 +347,7 @@ impl Sessions {
         for query in &request.queries {
             match query {
                 SessionQuery::Creator(id) if id.is_empty() => {
-                    return Err(Error::invalid_argument(
-                        "SESSION-InvalidQuery",
-                        "creator_query.id must not be empty",
-                    ));
+                    return Err(Error::invalid_argument("SESSION-InvalidQuery", "creator_query.id must not be empty"));
                 }
                 SessionQuery::UserAgentFingerprint(id) if id.is_empty() => {
                     return Err(Error::invalid_argument(
@@ -405,11 +368,7 @@ impl Sessions {
             ascending: request.ascending,
         };
         let (total, sessions) = self.store.list_sessions(&filter).await?;
-        Ok(SessionPage {
-            total,
-            sessions,
-            timestamp: now,
-        })
+        Ok(SessionPage { total, sessions, timestamp: now })
     }
 
     /// Appends the history of a session (for operators and tests).
@@ -418,10 +377,7 @@ impl Sessions {
     }
 
     async fn load(&self, session_id: &str) -> Result<Session> {
-        self.store
-            .session(session_id)
-            .await?
-            .ok_or_else(|| session_not_found(session_id))
+        self.store.session(session_id).await?.ok_or_else(|| session_not_found(session_id))
     }
 
     /// Writes `next` as the successor of `current`, or fails with ABORTED if a concurrent writer
@@ -443,9 +399,7 @@ impl Sessions {
             actor: caller.user_id.clone(),
             changes,
         };
-        self.store
-            .update_session(&next, current.sequence, &entry)
-            .await?;
+        self.store.update_session(&next, current.sequence, &entry).await?;
         Ok(next)
     }
 
@@ -459,21 +413,13 @@ impl Sessions {
         changes: &mut Vec<Change>,
     ) -> Result<()> {
         if let Some(check) = &checks.user {
-            let user = match check {
-                UserCheck::ById(id) => self
-                    .store
-                    .user_by_id(id)
-                    .await?
-                    .ok_or_else(|| user_not_found(id))?,
-                UserCheck::ByLoginName(name) => {
-                    self.store.user_by_login_name(name).await?.ok_or_else(|| {
-                        Error::not_found(
-                            "USER-NotFound",
-                            format!("no user with login name `{name}`"),
-                        )
-                    })?
-                }
-            };
+            let user =
+                match check {
+                    UserCheck::ById(id) => self.store.user_by_id(id).await?.ok_or_else(|| user_not_found(id))?,
+                    UserCheck::ByLoginName(name) => self.store.user_by_login_name(name).await?.ok_or_else(|| {
+                        Error::not_found("USER-NotFound", format!("no user with login name `{name}`"))
+                    })?,
+                };
             if let Some(existing) = session.user_id()
                 && existing != user.id
             {
@@ -515,10 +461,7 @@ impl Sessions {
                 format!("the {check} check needs a user: check the user first"),
             )
         })?;
-        self.store
-            .user_by_id(id)
-            .await?
-            .ok_or_else(|| user_not_found(id))
+        self.store.user_by_id(id).await?.ok_or_else(|| user_not_found(id))
     }
 
     async fn check_password(&self, user: &User, password: &str) -> Result<()> {
@@ -530,24 +473,19 @@ impl Sessions {
             .with_credentials(user.failed_attempts));
         }
         ensure_active(user)?;
-        let phc = user.password_hash.clone().ok_or_else(|| {
-            Error::failed_precondition("USER-NoPassword", "the user has no password")
-        })?;
+        let phc = user
+            .password_hash
+            .clone()
+            .ok_or_else(|| Error::failed_precondition("USER-NoPassword", "the user has no password"))?;
         if self.hasher.verify(password.to_owned(), phc).await? {
             if user.failed_attempts > 0 {
                 self.store.reset_password_failures(&user.id).await?;
             }
             return Ok(());
         }
-        let (failed_attempts, locked) = self
-            .store
-            .record_password_failure(&user.id, self.max_failed_attempts)
-            .await?;
+        let (failed_attempts, locked) = self.store.record_password_failure(&user.id, self.max_failed_attempts).await?;
         let error = if locked {
-            Error::failed_precondition(
-                "USER-Locked",
-                "the password is invalid; the user is now locked",
-            )
+            Error::failed_precondition("USER-Locked", "the password is invalid; the user is now locked")
         } else {
             Error::invalid_argument("USER-PasswordInvalid", "the password is invalid")
         };
@@ -556,18 +494,15 @@ impl Sessions {
 
     async fn check_totp(&self, user: &User, code: &str, now: Timestamp) -> Result<()> {
         ensure_active(user)?;
-        let enrolment = user.totp.as_ref().ok_or_else(|| {
-            Error::failed_precondition("USER-NoTotp", "the user has no TOTP enrolled")
-        })?;
+        let enrolment = user
+            .totp
+            .as_ref()
+            .ok_or_else(|| Error::failed_precondition("USER-NoTotp", "the user has no TOTP enrolled"))?;
         let now_step = totp::step_at(now.micros().div_euclid(1_000_000));
-        let step = totp::matching_step(&enrolment.secret, code, now_step).ok_or_else(|| {
-            Error::invalid_argument("USER-TotpInvalid", "the TOTP code is invalid")
-        })?;
+        let step = totp::matching_step(&enrolment.secret, code, now_step)
+            .ok_or_else(|| Error::invalid_argument("USER-TotpInvalid", "the TOTP code is invalid"))?;
         if !self.store.consume_totp_step(&user.id, step).await? {
-            return Err(Error::invalid_argument(
-                "USER-TotpReused",
-                "the TOTP code was already used",
-            ));
+            return Err(Error::invalid_argument("USER-TotpReused", "the TOTP code was already used"));
         }
         Ok(())
     }
@@ -575,25 +510,15 @@ impl Sessions {
 
 fn ensure_active(user: &User) -> Result<()> {
     if user.state != UserState::Active {
-        return Err(Error::failed_precondition(
-            "USER-Inactive",
-            "the user is not active",
-        ));
+        return Err(Error::failed_precondition("USER-Inactive", "the user is not active"));
     }
     if user.locked {
-        return Err(Error::failed_precondition(
-            "USER-Locked",
-            "the user is locked",
-        ));
+        return Err(Error::failed_precondition("USER-Locked", "the user is locked"));
     }
     Ok(())
 }
 
-fn apply_metadata(
-    session: &mut Session,
-    metadata: BTreeMap<String, Vec<u8>>,
-    changes: &mut Vec<Change>,
-) {
+fn apply_metadata(session: &mut Session, metadata: BTreeMap<String, Vec<u8>>, changes: &mut Vec<Change>) {
     for (key, value) in metadata {
         if value.is_empty() {
             if session.metadata.remove(&key).is_some() {
@@ -606,22 +531,14 @@ fn apply_metadata(
     }
 }
 
-fn apply_lifetime(
-    session: &mut Session,
-    lifetime: Duration,
-    now: Timestamp,
-    changes: &mut Vec<Change>,
-) {
+fn apply_lifetime(session: &mut Session, lifetime: Duration, now: Timestamp, changes: &mut Vec<Change>) {
     let expiration_date = now.plus(lifetime);
     session.expiration_date = Some(expiration_date);
     changes.push(Change::LifetimeSet { expiration_date });
 }
 
 pub(crate) fn session_not_found(id: &str) -> Error {
-    Error::not_found(
-        "SESSION-NotFound",
-        format!("session `{}` does not exist", truncate(id, 64)),
-    )
+    Error::not_found("SESSION-NotFound", format!("session `{}` does not exist", truncate(id, 64)))
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -634,30 +551,21 @@ fn truncate(s: &str, max: usize) -> &str {
 pub fn validate_session_id(id: &str) -> Result<()> {
     let len = id.chars().count();
     if len == 0 || len > MAX_SESSION_ID_LEN {
-        return Err(Error::invalid_argument(
-            "SESSION-InvalidId",
-            "session_id must be 1 to 200 characters",
-        ));
+        return Err(Error::invalid_argument("SESSION-InvalidId", "session_id must be 1 to 200 characters"));
     }
     Ok(())
 }
 
 fn validate_lifetime(lifetime: Option<Duration>) -> Result<()> {
     if lifetime.is_some_and(|d| d.is_zero()) {
-        return Err(Error::invalid_argument(
-            "SESSION-InvalidLifetime",
-            "lifetime must be positive",
-        ));
+        return Err(Error::invalid_argument("SESSION-InvalidLifetime", "lifetime must be positive"));
     }
     Ok(())
 }
 
 fn validate_metadata_keys(metadata: &BTreeMap<String, Vec<u8>>) -> Result<()> {
     if metadata.keys().any(|k| k.is_empty() || k.len() > 200) {
-        return Err(Error::invalid_argument(
-            "SESSION-InvalidMetadata",
-            "metadata keys must be 1 to 200 bytes",
-        ));
+        return Err(Error::invalid_argument("SESSION-InvalidMetadata", "metadata keys must be 1 to 200 bytes"));
     }
     Ok(())
 }
@@ -674,9 +582,7 @@ impl From<StoreError> for Error {
                 "SESSION-Conflict",
                 "the session was changed concurrently; retry the call",
             ),
-            StoreError::AlreadyExists(what) => {
-                Error::new(ErrorClass::AlreadyExists, "STORE-AlreadyExists", what)
-            }
+            StoreError::AlreadyExists(what) => Error::new(ErrorClass::AlreadyExists, "STORE-AlreadyExists", what),
             StoreError::Unavailable(cause) => {
                 tracing::warn!(cause = %cause, "store unavailable");
                 Error::new(

@@ -85,25 +85,17 @@ pub struct ApiToken {
 
 impl ApiToken {
     pub fn generate() -> Self {
-        Self {
-            id: new_id(),
-            secret: Secret::generate(),
-        }
+        Self { id: new_id(), secret: Secret::generate() }
     }
 
     /// Splits a presented bearer token; `None` when it cannot be one of ours.
     pub fn parse(presented: &str) -> Option<Self> {
         let (id, secret) = presented.split_once('.')?;
         let well_formed = |s: &str| {
-            !s.is_empty()
-                && s.len() <= 128
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         };
-        (well_formed(id) && well_formed(secret)).then(|| Self {
-            id: id.to_owned(),
-            secret: Secret::new(secret.to_owned()),
-        })
+        (well_formed(id) && well_formed(secret))
+            .then(|| Self { id: id.to_owned(), secret: Secret::new(secret.to_owned()) })
     }
 
     pub fn to_bearer(&self) -> String {
@@ -113,9 +105,7 @@ impl ApiToken {
 
 impl fmt::Debug for ApiToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ApiToken")
-            .field("id", &self.id)
-            .finish_non_exhaustive()
+        f.debug_struct("ApiToken").field("id", &self.id).finish_non_exhaustive()
     }
 }
 

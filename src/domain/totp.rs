@@ -28,17 +28,9 @@ pub fn code_for_step(secret: &[u8], step: i64) -> String {
     mac.update(&step.to_be_bytes());
     let digest = mac.finalize().into_bytes();
     let offset = usize::from(digest[19] & 0x0f);
-    let binary = u32::from_be_bytes([
-        digest[offset] & 0x7f,
-        digest[offset + 1],
-        digest[offset + 2],
-        digest[offset + 3],
-    ]);
-    format!(
-        "{:0width$}",
-        binary % 10u32.pow(DIGITS),
-        width = DIGITS as usize
-    )
+    let binary =
+        u32::from_be_bytes([digest[offset] & 0x7f, digest[offset + 1], digest[offset + 2], digest[offset + 3]]);
+    format!("{:0width$}", binary % 10u32.pow(DIGITS), width = DIGITS as usize)
 }
 
 /// The step whose code `code` is, within the skew window around `now_step`, if any.
@@ -70,9 +62,7 @@ pub fn base32(bytes: &[u8]) -> String {
 
 /// The `otpauth://` URI an authenticator app scans.
 pub fn otpauth_uri(issuer: &str, account: &str, secret: &[u8]) -> String {
-    let enc = |s: &str| {
-        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-    };
+    let enc = |s: &str| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string();
     format!(
         "otpauth://totp/{}:{}?secret={}&issuer={}&algorithm=SHA1&digits={DIGITS}&period={STEP_SECONDS}",
         enc(issuer),
@@ -97,11 +87,7 @@ mod tests {
             (1234567890, "89005924"),
             (2000000000, "69279037"),
         ] {
-            assert_eq!(
-                code_for_step(secret, step_at(time)),
-                code8[2..],
-                "time {time}"
-            );
+            assert_eq!(code_for_step(secret, step_at(time)), code8[2..], "time {time}");
         }
     }
 

@@ -47,9 +47,7 @@ pub struct TotpEnrolment {
 
 impl std::fmt::Debug for TotpEnrolment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TotpEnrolment")
-            .field("last_used_step", &self.last_used_step)
-            .finish_non_exhaustive()
+        f.debug_struct("TotpEnrolment").field("last_used_step", &self.last_used_step).finish_non_exhaustive()
     }
 }
 
@@ -122,12 +120,7 @@ impl Users {
     /// Resolves a presented bearer token to its caller. Unknown, malformed, revoked and expired
     /// tokens, and tokens of inactive users, are all the same UNAUTHENTICATED to the client.
     pub async fn authenticate(&self, presented: &str) -> Result<Caller> {
-        let invalid = || {
-            Error::unauthenticated(
-                "AUTH-InvalidToken",
-                "the bearer token is invalid, expired or revoked",
-            )
-        };
+        let invalid = || Error::unauthenticated("AUTH-InvalidToken", "the bearer token is invalid, expired or revoked");
         let token = ApiToken::parse(presented).ok_or_else(invalid)?;
         let (record, user) = self.store.api_token(&token.id).await?.ok_or_else(invalid)?;
         let now = Timestamp::now();
@@ -138,21 +131,13 @@ impl Users {
         if !valid {
             return Err(invalid());
         }
-        Ok(Caller {
-            user_id: user.id,
-            org_id: user.org_id,
-            token_id: record.id,
-            permissions: record.permissions,
-        })
+        Ok(Caller { user_id: user.id, org_id: user.org_id, token_id: record.id, permissions: record.permissions })
     }
 
     pub async fn add_user(&self, new: NewUser) -> Result<User> {
         let login_name = new.login_name.trim().to_owned();
         if login_name.is_empty() || login_name.len() > MAX_NAME_LEN {
-            return Err(Error::invalid_argument(
-                "USER-InvalidLoginName",
-                "login name must be 1 to 200 characters",
-            ));
+            return Err(Error::invalid_argument("USER-InvalidLoginName", "login name must be 1 to 200 characters"));
         }
         let password_hash = match new.password {
             Some(password) => Some(self.hasher.hash(password).await?),
@@ -175,10 +160,7 @@ impl Users {
     }
 
     pub async fn user(&self, id: &str) -> Result<User> {
-        self.store
-            .user_by_id(id)
-            .await?
-            .ok_or_else(|| user_not_found(id))
+        self.store.user_by_id(id).await?.ok_or_else(|| user_not_found(id))
     }
 
     pub async fn list_users(&self) -> Result<Vec<User>> {
@@ -212,13 +194,7 @@ impl Users {
         let secret = totp::generate_secret();
         let user = self.user(id).await?;
         let uri = totp::otpauth_uri(issuer, &user.login_name, &secret);
-        self.update_user(id, move |u| {
-            u.totp = Some(TotpEnrolment {
-                secret,
-                last_used_step: None,
-            })
-        })
-        .await?;
+        self.update_user(id, move |u| u.totp = Some(TotpEnrolment { secret, last_used_step: None })).await?;
         Ok(uri)
     }
 
@@ -256,17 +232,10 @@ impl Users {
     }
 
     pub async fn revoke_token(&self, token_id: &str) -> Result<()> {
-        if self
-            .store
-            .revoke_api_token(token_id, Timestamp::now())
-            .await?
-        {
+        if self.store.revoke_api_token(token_id, Timestamp::now()).await? {
             Ok(())
         } else {
-            Err(Error::not_found(
-                "TOKEN-NotFound",
-                format!("no token with id `{token_id}`"),
-            ))
+            Err(Error::not_found("TOKEN-NotFound", format!("no token with id `{token_id}`")))
         }
     }
 }
@@ -276,8 +245,6 @@ pub(crate) fn user_not_found(id: &str) -> Error {
 }
 
 /// Parses `session.read`-style names into a permission set.
-pub fn parse_permissions<'a>(
-    names: impl IntoIterator<Item = &'a str>,
-) -> Result<Permissions, String> {
+pub fn parse_permissions<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Permissions, String> {
     names.into_iter().map(str::parse::<Permission>).collect()
 }

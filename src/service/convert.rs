@@ -6,8 +6,7 @@ use crate::{
     domain::{
         Error, Result, Timestamp,
         session::{
-            Checks, Details, Factors, ListSessions, Session, SessionQuery, TimeComparison,
-            UserAgent, UserCheck,
+            Checks, Details, Factors, ListSessions, Session, SessionQuery, TimeComparison, UserAgent, UserCheck,
         },
     },
     proto::{
@@ -25,25 +24,14 @@ pub fn timestamp(t: Timestamp) -> pbjson_types::Timestamp {
 }
 
 fn from_timestamp(field: &str, t: Option<pbjson_types::Timestamp>) -> Result<Timestamp> {
-    let t = t.ok_or_else(|| {
-        Error::invalid_argument("REQUEST-MissingField", format!("{field} is required"))
-    })?;
+    let t = t.ok_or_else(|| Error::invalid_argument("REQUEST-MissingField", format!("{field} is required")))?;
     if !(0..1_000_000_000).contains(&t.nanos) {
-        return Err(Error::invalid_argument(
-            "REQUEST-InvalidTimestamp",
-            format!("{field} has invalid nanos"),
-        ));
+        return Err(Error::invalid_argument("REQUEST-InvalidTimestamp", format!("{field} has invalid nanos")));
     }
-    let micros = t
-        .seconds
-        .checked_mul(1_000_000)
-        .and_then(|s| s.checked_add(i64::from(t.nanos / 1000)));
-    micros.map(Timestamp).ok_or_else(|| {
-        Error::invalid_argument(
-            "REQUEST-InvalidTimestamp",
-            format!("{field} is out of range"),
-        )
-    })
+    let micros = t.seconds.checked_mul(1_000_000).and_then(|s| s.checked_add(i64::from(t.nanos / 1000)));
+    micros
+        .map(Timestamp)
+        .ok_or_else(|| Error::invalid_argument("REQUEST-InvalidTimestamp", format!("{field} is out of range")))
 }
 
 pub fn details(d: &Details) -> object::Details {
@@ -58,10 +46,8 @@ pub fn details(d: &Details) -> object::Details {
 /// `lifetime`: non-positive or malformed durations are the caller's mistake.
 pub fn lifetime(d: Option<pbjson_types::Duration>) -> Result<Option<Duration>> {
     let Some(d) = d else { return Ok(None) };
-    let invalid =
-        || Error::invalid_argument("SESSION-InvalidLifetime", "lifetime must be positive");
-    if d.seconds < 0 || d.nanos < 0 || d.nanos >= 1_000_000_000 || (d.seconds == 0 && d.nanos == 0)
-    {
+    let invalid = || Error::invalid_argument("SESSION-InvalidLifetime", "lifetime must be positive");
+    if d.seconds < 0 || d.nanos < 0 || d.nanos >= 1_000_000_000 || (d.seconds == 0 && d.nanos == 0) {
         return Err(invalid());
     }
     Ok(Some(Duration::new(d.seconds as u64, d.nanos as u32)))
@@ -87,9 +73,7 @@ pub fn checks(c: Option<pb::Checks>) -> Result<Checks> {
     }
     let user = match c.user.and_then(|u| u.search) {
         Some(pb::check_user::Search::UserId(id)) if !id.is_empty() => Some(UserCheck::ById(id)),
-        Some(pb::check_user::Search::LoginName(name)) if !name.is_empty() => {
-            Some(UserCheck::ByLoginName(name))
-        }
+        Some(pb::check_user::Search::LoginName(name)) if !name.is_empty() => Some(UserCheck::ByLoginName(name)),
         Some(_) => {
             return Err(Error::invalid_argument(
                 "SESSION-InvalidUserCheck",
@@ -98,21 +82,14 @@ pub fn checks(c: Option<pb::Checks>) -> Result<Checks> {
         }
         None => None,
     };
-    Ok(Checks {
-        user,
-        password: c.password.map(|p| p.password),
-        totp: c.totp.map(|t| t.code),
-    })
+    Ok(Checks { user, password: c.password.map(|p| p.password), totp: c.totp.map(|t| t.code) })
 }
 
 /// Challenges are not built: any requested one is refused by name.
 pub fn refuse_challenges(c: Option<&pb::RequestChallenges>) -> Result<()> {
     let Some(c) = c else { return Ok(()) };
-    let requested = [
-        ("webAuthN", c.web_auth_n.is_some()),
-        ("otpSms", c.otp_sms.is_some()),
-        ("otpEmail", c.otp_email.is_some()),
-    ];
+    let requested =
+        [("webAuthN", c.web_auth_n.is_some()), ("otpSms", c.otp_sms.is_some()), ("otpEmail", c.otp_email.is_some())];
     match requested.iter().find(|(_, present)| *present) {
         Some((name, _)) => Err(Error::unimplemented(
             "CHALLENGE-Unimplemented",
@@ -146,16 +123,7 @@ fn user_agent_out(u: &UserAgent) -> Option<pb::UserAgent> {
         fingerprint_id: u.fingerprint_id.clone(),
         ip: u.ip.clone(),
         description: u.description.clone(),
-        header: u
-            .header
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    pb::user_agent::HeaderValues { values: v.clone() },
-                )
-            })
-            .collect(),
+        header: u.header.iter().map(|(k, v)| (k.clone(), pb::user_agent::HeaderValues { values: v.clone() })).collect(),
     })
 }
 
@@ -168,12 +136,8 @@ fn factors(f: &Factors) -> pb::Factors {
             display_name: u.display_name.clone(),
             organization_id: u.org_id.clone(),
         }),
-        password: f.password.map(|t| pb::PasswordFactor {
-            verified_at: Some(timestamp(t)),
-        }),
-        totp: f.totp.map(|t| pb::TotpFactor {
-            verified_at: Some(timestamp(t)),
-        }),
+        password: f.password.map(|t| pb::PasswordFactor { verified_at: Some(timestamp(t)) }),
+        totp: f.totp.map(|t| pb::TotpFactor { verified_at: Some(timestamp(t)) }),
         ..Default::default()
     }
 }
@@ -185,11 +149,7 @@ pub fn session(s: &Session) -> pb::Session {
         change_date: Some(timestamp(s.change_date)),
         sequence: s.sequence,
         factors: Some(factors(&s.factors)),
-        metadata: s
-            .metadata
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
+        metadata: s.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         user_agent: user_agent_out(&s.user_agent),
         expiration_date: s.expiration_date.map(timestamp),
     }
@@ -202,10 +162,9 @@ fn comparison(method: i32) -> Result<TimeComparison> {
         Ok(TimestampQueryMethod::GreaterOrEquals) => Ok(TimeComparison::GreaterOrEquals),
         Ok(TimestampQueryMethod::Less) => Ok(TimeComparison::Less),
         Ok(TimestampQueryMethod::LessOrEquals) => Ok(TimeComparison::LessOrEquals),
-        Err(_) => Err(Error::invalid_argument(
-            "SESSION-InvalidQuery",
-            format!("unknown timestamp query method {method}"),
-        )),
+        Err(_) => {
+            Err(Error::invalid_argument("SESSION-InvalidQuery", format!("unknown timestamp query method {method}")))
+        }
     }
 }
 
@@ -227,27 +186,18 @@ pub fn list_request(r: pb::ListSessionsRequest, caller_user_id: &str) -> Result<
                 from_timestamp("expiration_date_query.expiration_date", q.expiration_date)?,
             )),
             // Without an id, the creator query means "sessions I created" (ZITADEL's rule).
-            Some(Query::CreatorQuery(q)) => Ok(SessionQuery::Creator(
-                q.id.unwrap_or_else(|| caller_user_id.to_owned()),
-            )),
+            Some(Query::CreatorQuery(q)) => {
+                Ok(SessionQuery::Creator(q.id.unwrap_or_else(|| caller_user_id.to_owned())))
+            }
             Some(Query::UserAgentQuery(q)) => match q.fingerprint_id {
                 Some(id) => Ok(SessionQuery::UserAgentFingerprint(id)),
                 // ZITADEL would take the caller's agent from HTTP headers; sessiond never does.
-                None => Err(Error::invalid_argument(
-                    "SESSION-InvalidQuery",
-                    "user_agent_query.fingerprint_id is required",
-                )),
+                None => {
+                    Err(Error::invalid_argument("SESSION-InvalidQuery", "user_agent_query.fingerprint_id is required"))
+                }
             },
-            None => Err(Error::invalid_argument(
-                "SESSION-InvalidQuery",
-                "a search query must set one query",
-            )),
+            None => Err(Error::invalid_argument("SESSION-InvalidQuery", "a search query must set one query")),
         })
         .collect::<Result<_>>()?;
-    Ok(ListSessions {
-        queries,
-        offset: query.offset,
-        limit: query.limit,
-        ascending: query.asc,
-    })
+    Ok(ListSessions { queries, offset: query.offset, limit: query.limit, ascending: query.asc })
 }

@@ -36,13 +36,7 @@ fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
         .extensions()
         .get::<Caller>()
         .cloned()
-        .ok_or_else(|| {
-            Error::unauthenticated(
-                "AUTH-MissingCredentials",
-                "the request carries no bearer token",
-            )
-            .into()
-        })
+        .ok_or_else(|| Error::unauthenticated("AUTH-MissingCredentials", "the request carries no bearer token").into())
 }
 
 /// An empty string is an absent value (proto3).
@@ -69,10 +63,7 @@ impl SessionService for SessionHandler {
         Ok(Response::new(pb::CreateSessionResponse {
             details: Some(convert::details(&issued.details)),
             session_id: issued.session_id,
-            session_token: issued
-                .token
-                .map(|t| t.expose().to_owned())
-                .unwrap_or_default(),
+            session_token: issued.token.map(|t| t.expose().to_owned()).unwrap_or_default(),
             challenges: None,
         }))
     }
@@ -84,13 +75,8 @@ impl SessionService for SessionHandler {
         let caller = caller(&request)?;
         let r = request.into_inner();
         let token = present(r.session_token);
-        let session = self
-            .sessions
-            .get(&caller, &r.session_id, token.as_deref())
-            .await?;
-        Ok(Response::new(pb::GetSessionResponse {
-            session: Some(convert::session(&session)),
-        }))
+        let session = self.sessions.get(&caller, &r.session_id, token.as_deref()).await?;
+        Ok(Response::new(pb::GetSessionResponse { session: Some(convert::session(&session)) }))
     }
 
     async fn set_session(
@@ -110,10 +96,7 @@ impl SessionService for SessionHandler {
         let issued = self.sessions.set(&caller, input).await?;
         Ok(Response::new(pb::SetSessionResponse {
             details: Some(convert::details(&issued.details)),
-            session_token: issued
-                .token
-                .map(|t| t.expose().to_owned())
-                .unwrap_or_default(),
+            session_token: issued.token.map(|t| t.expose().to_owned()).unwrap_or_default(),
             challenges: None,
         }))
     }
@@ -125,13 +108,8 @@ impl SessionService for SessionHandler {
         let caller = caller(&request)?;
         let r = request.into_inner();
         let token = present(r.session_token);
-        let details = self
-            .sessions
-            .delete(&caller, &r.session_id, token.as_deref())
-            .await?;
-        Ok(Response::new(pb::DeleteSessionResponse {
-            details: Some(convert::details(&details)),
-        }))
+        let details = self.sessions.delete(&caller, &r.session_id, token.as_deref()).await?;
+        Ok(Response::new(pb::DeleteSessionResponse { details: Some(convert::details(&details)) }))
     }
 
     async fn list_sessions(

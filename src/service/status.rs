@@ -14,8 +14,7 @@ use crate::{
 };
 
 pub const ERROR_DETAIL_TYPE: &str = "type.googleapis.com/zitadel.v1.ErrorDetail";
-pub const CREDENTIALS_CHECK_ERROR_TYPE: &str =
-    "type.googleapis.com/zitadel.v1.CredentialsCheckError";
+pub const CREDENTIALS_CHECK_ERROR_TYPE: &str = "type.googleapis.com/zitadel.v1.CredentialsCheckError";
 
 /// The one mapping from error class to gRPC code.
 pub fn code_of(class: ErrorClass) -> Code {
@@ -54,28 +53,15 @@ pub fn status_from_parts(
     let detail = match credentials {
         Some(CredentialsFailure { failed_attempts }) => pbjson_types::Any {
             type_url: CREDENTIALS_CHECK_ERROR_TYPE.into(),
-            value: CredentialsCheckError {
-                id: id.into(),
-                message: message.into(),
-                failed_attempts,
-            }
-            .encode_to_vec()
-            .into(),
+            value: CredentialsCheckError { id: id.into(), message: message.into(), failed_attempts }
+                .encode_to_vec()
+                .into(),
         },
         None => pbjson_types::Any {
             type_url: ERROR_DETAIL_TYPE.into(),
-            value: ErrorDetail {
-                id: id.into(),
-                message: message.into(),
-            }
-            .encode_to_vec()
-            .into(),
+            value: ErrorDetail { id: id.into(), message: message.into() }.encode_to_vec().into(),
         },
     };
-    let body = rpc::Status {
-        code: code as i32,
-        message: full_message.clone(),
-        details: vec![detail],
-    };
+    let body = rpc::Status { code: code as i32, message: full_message.clone(), details: vec![detail] };
     Status::with_details(code, full_message, body.encode_to_vec().into())
 }

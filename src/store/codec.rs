@@ -23,11 +23,7 @@ struct SessionDocument {
 pub(crate) fn encode_state(session: &Session) -> String {
     let document = SessionDocument {
         factors: session.factors.clone(),
-        metadata: session
-            .metadata
-            .iter()
-            .map(|(k, v)| (k.clone(), STANDARD.encode(v)))
-            .collect(),
+        metadata: session.metadata.iter().map(|(k, v)| (k.clone(), STANDARD.encode(v))).collect(),
         user_agent: session.user_agent.clone(),
     };
     serde_json::to_string(&document).expect("session documents always serialize")
@@ -36,8 +32,8 @@ pub(crate) fn encode_state(session: &Session) -> String {
 pub(crate) type DecodedState = (Factors, BTreeMap<String, Vec<u8>>, UserAgent);
 
 pub(crate) fn decode_state(json: &str) -> StoreResult<DecodedState> {
-    let document: SessionDocument = serde_json::from_str(json)
-        .map_err(|e| StoreError::Internal(format!("corrupt session document: {e}")))?;
+    let document: SessionDocument =
+        serde_json::from_str(json).map_err(|e| StoreError::Internal(format!("corrupt session document: {e}")))?;
     let metadata = document
         .metadata
         .into_iter()
@@ -52,6 +48,5 @@ pub(crate) fn encode_changes(changes: &[Change]) -> String {
 }
 
 pub(crate) fn decode_changes(json: &str) -> StoreResult<Vec<Change>> {
-    serde_json::from_str(json)
-        .map_err(|e| StoreError::Internal(format!("corrupt history entry: {e}")))
+    serde_json::from_str(json).map_err(|e| StoreError::Internal(format!("corrupt history entry: {e}")))
 }

@@ -75,12 +75,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn create_session(&self, session: &Session, entry: &HistoryEntry) -> StoreResult<()>;
     /// Replaces a session whose stored sequence is `expected_sequence` and appends `entry`, in one
     /// transaction; `Conflict` if the stored sequence differs.
-    async fn update_session(
-        &self,
-        session: &Session,
-        expected_sequence: u64,
-        entry: &HistoryEntry,
-    ) -> StoreResult<()>;
+    async fn update_session(&self, session: &Session, expected_sequence: u64, entry: &HistoryEntry) -> StoreResult<()>;
     /// One page of matching sessions, and the number of all matches.
     async fn list_sessions(&self, filter: &SessionFilter) -> StoreResult<(u64, Vec<Session>)>;
     async fn session_history(&self, id: &str) -> StoreResult<Vec<HistoryEntry>>;
@@ -105,9 +100,6 @@ pub async fn open(url: &str, durability: Durability) -> anyhow::Result<Arc<dyn S
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         anyhow::bail!("PostgreSQL is not supported yet: use sqlite:PATH");
     }
-    let path = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or(url);
+    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
     Ok(Arc::new(sqlite::SqliteStore::open(path, durability).await?))
 }

@@ -12,9 +12,7 @@ use std::{
 };
 
 use async_trait::async_trait;
-use rusqlite::{
-    Connection, OpenFlags, OptionalExtension, Row, params, params_from_iter, types::Value,
-};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params, params_from_iter, types::Value};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
@@ -53,12 +51,9 @@ impl SqliteStore {
     pub async fn open(path: &str, durability: Durability) -> anyhow::Result<Self> {
         let path = PathBuf::from(path);
         let writer_path = path.clone();
-        let conn =
-            tokio::task::spawn_blocking(move || open_writer(&writer_path, durability)).await??;
+        let conn = tokio::task::spawn_blocking(move || open_writer(&writer_path, durability)).await??;
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-        let thread = std::thread::Builder::new()
-            .name("sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx))?;
+        let thread = std::thread::Builder::new().name("sqlite-writer".into()).spawn(move || writer_loop(conn, rx))?;
         Ok(Self {
             path,
             writer: Mutex::new(Some(tx)),
@@ -96,12 +91,7 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
-        let sender = self
-            .writer
-            .lock()
-            .expect("writer handle poisoned")
-            .clone()
-            .ok_or_else(closed)?;
+        let sender = self.writer.lock().expect("writer handle poisoned").clone().ok_or_else(closed)?;
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
             let result = in_savepoint(conn, f);
@@ -119,11 +109,7 @@ impl SqliteStore {
     /// Stops the writer after the queued jobs and waits for it: the file is closed cleanly.
     async fn shutdown(&self) {
         drop(self.writer.lock().expect("writer handle poisoned").take());
-        let thread = self
-            .writer_thread
-            .lock()
-            .expect("writer thread poisoned")
-            .take();
+        let thread = self.writer_thread.lock().expect("writer thread poisoned").take();
         if let Some(thread) = thread {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
@@ -150,18 +136,13 @@ fn open_writer(path: &Path, durability: Durability) -> StoreResult<Connection> {
 }
 
 fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     conn.execute_batch("PRAGMA busy_timeout = 5000;")?;
     Ok(conn)
 }
 
 fn migrate(conn: &Connection) -> StoreResult<()> {
-    let applied: usize = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(translate)?;
+    let applied: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(translate)?;
     if applied > MIGRATIONS.len() {
         return Err(StoreError::Internal(format!(
             "the database has schema version {applied}, newer than this sessiond knows ({})",
@@ -170,13 +151,12 @@ fn migrate(conn: &Connection) -> StoreResult<()> {
     }
     for (version, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
         let version = version + 1;
-        conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {version}; COMMIT;"
-        ))
-        .map_err(|e| {
-            let _ = conn.execute_batch("ROLLBACK");
-            StoreError::Internal(format!("migration {version} failed: {e}"))
-        })?;
+        conn.execute_batch(&format!("BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {version}; COMMIT;")).map_err(
+            |e| {
+                let _ = conn.execute_batch("ROLLBACK");
+                StoreError::Internal(format!("migration {version} failed: {e}"))
+            },
+        )?;
         tracing::info!(version, "applied sqlite migration");
     }
     Ok(())
@@ -215,17 +195,10 @@ fn writer_loop(conn: Connection, mut jobs: mpsc::Receiver<Job>) {
     }
 }
 
-fn in_savepoint<T>(
-    conn: &Connection,
-    f: impl FnOnce(&Connection) -> StoreResult<T>,
-) -> StoreResult<T> {
+fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
     conn.execute_batch("SAVEPOINT job").map_err(translate)?;
     let result = f(conn);
-    let end = if result.is_ok() {
-        "RELEASE job"
-    } else {
-        "ROLLBACK TO job; RELEASE job"
-    };
+    let end = if result.is_ok() { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
     conn.execute_batch(end).map_err(translate)?;
     result
 }
@@ -236,9 +209,7 @@ fn translate(e: rusqlite::Error) -> StoreError {
     match &e {
         rusqlite::Error::SqliteFailure(f, _) => match f.code {
             ErrorCode::ConstraintViolation => StoreError::AlreadyExists(e.to_string()),
-            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
-                StoreError::Unavailable(e.to_string())
-            }
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => StoreError::Unavailable(e.to_string()),
             ErrorCode::CannotOpen | ErrorCode::DiskFull | ErrorCode::SystemIoFailure => {
                 StoreError::Unavailable(e.to_string())
             }
@@ -266,16 +237,12 @@ fn user_from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<User> {
         password_hash: row.get(at + 5)?,
         failed_attempts: row.get(at + 6)?,
         locked: row.get(at + 7)?,
-        totp: totp_secret.map(|secret| TotpEnrolment {
-            secret,
-            last_used_step: row.get(at + 9).ok().flatten(),
-        }),
+        totp: totp_secret.map(|secret| TotpEnrolment { secret, last_used_step: row.get(at + 9).ok().flatten() }),
         created_at: Timestamp(row.get(at + 10)?),
     })
 }
 
-const TOKEN_COLUMNS: &str =
-    "t.id, t.user_id, t.secret_hash, t.permissions, t.expires_at, t.revoked_at, t.created_at";
+const TOKEN_COLUMNS: &str = "t.id, t.user_id, t.secret_hash, t.permissions, t.expires_at, t.revoked_at, t.created_at";
 
 fn token_from_row(row: &Row<'_>) -> rusqlite::Result<ApiTokenRecord> {
     let hash: Vec<u8> = row.get(2)?;
@@ -329,17 +296,19 @@ impl SessionRow {
 }
 
 fn insert_history(conn: &Connection, entry: &HistoryEntry) -> StoreResult<()> {
-    conn.prepare_cached("INSERT INTO session_history (session_id, sequence, at, actor, changes) VALUES (?1, ?2, ?3, ?4, ?5)")
-        .and_then(|mut s| {
-            s.execute(params![
-                entry.session_id,
-                i64::try_from(entry.sequence).unwrap_or(i64::MAX),
-                entry.at.0,
-                entry.actor,
-                encode_changes(&entry.changes)
-            ])
-        })
-        .map_err(translate)?;
+    conn.prepare_cached(
+        "INSERT INTO session_history (session_id, sequence, at, actor, changes) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            entry.session_id,
+            i64::try_from(entry.sequence).unwrap_or(i64::MAX),
+            entry.at.0,
+            entry.actor,
+            encode_changes(&entry.changes)
+        ])
+    })
+    .map_err(translate)?;
     Ok(())
 }
 
@@ -348,34 +317,22 @@ fn session_params(session: &Session) -> [Value; 12] {
         Value::Text(session.id.clone()),
         Value::Text(session.resource_owner.clone()),
         Value::Text(session.creator_id.clone()),
-        session
-            .user_id()
-            .map_or(Value::Null, |u| Value::Text(u.to_owned())),
-        session
-            .user_agent
-            .fingerprint_id
-            .clone()
-            .map_or(Value::Null, Value::Text),
+        session.user_id().map_or(Value::Null, |u| Value::Text(u.to_owned())),
+        session.user_agent.fingerprint_id.clone().map_or(Value::Null, Value::Text),
         Value::Integer(session.creation_date.0),
         Value::Integer(session.change_date.0),
         Value::Integer(i64::try_from(session.sequence).unwrap_or(i64::MAX)),
         Value::Blob(session.token_hash.0.to_vec()),
-        session
-            .expiration_date
-            .map_or(Value::Null, |t| Value::Integer(t.0)),
-        session
-            .terminated_at
-            .map_or(Value::Null, |t| Value::Integer(t.0)),
+        session.expiration_date.map_or(Value::Null, |t| Value::Integer(t.0)),
+        session.terminated_at.map_or(Value::Null, |t| Value::Integer(t.0)),
         Value::Text(encode_state(session)),
     ]
 }
 
 /// `WHERE` clause and parameters for a list filter.
 fn filter_sql(filter: &SessionFilter) -> (String, Vec<Value>) {
-    let mut clauses = vec![
-        "terminated_at IS NULL".to_owned(),
-        "(expiration_date IS NULL OR expiration_date > ?)".to_owned(),
-    ];
+    let mut clauses =
+        vec!["terminated_at IS NULL".to_owned(), "(expiration_date IS NULL OR expiration_date > ?)".to_owned()];
     let mut values = vec![Value::Integer(filter.live_at.0)];
     if let Some(user) = &filter.visible_to_user {
         clauses.push("user_id = ?".into());
@@ -401,19 +358,9 @@ fn filter_sql(filter: &SessionFilter) -> (String, Vec<Value>) {
             }
             SessionQuery::ExpirationDate(cmp, at) => {
                 // No expiration date means never expires: later than any given time.
-                let null_matches = matches!(
-                    cmp,
-                    TimeComparison::Greater | TimeComparison::GreaterOrEquals
-                );
-                let null_clause = if null_matches {
-                    "expiration_date IS NULL OR "
-                } else {
-                    ""
-                };
-                clauses.push(format!(
-                    "({null_clause}expiration_date {} ?)",
-                    comparison(*cmp)
-                ));
+                let null_matches = matches!(cmp, TimeComparison::Greater | TimeComparison::GreaterOrEquals);
+                let null_clause = if null_matches { "expiration_date IS NULL OR " } else { "" };
+                clauses.push(format!("({null_clause}expiration_date {} ?)", comparison(*cmp)));
                 values.push(Value::Integer(at.0));
             }
             SessionQuery::Creator(id) => {
@@ -461,7 +408,9 @@ impl Store for SqliteStore {
                 ],
             )
             .map_err(|e| match translate(e) {
-                StoreError::AlreadyExists(_) => StoreError::AlreadyExists(format!("login name `{}` is taken", user.login_name)),
+                StoreError::AlreadyExists(_) => {
+                    StoreError::AlreadyExists(format!("login name `{}` is taken", user.login_name))
+                }
                 other => other,
             })?;
             Ok(())
@@ -507,28 +456,18 @@ impl Store for SqliteStore {
     async fn user_by_login_name(&self, login_name: &str) -> StoreResult<Option<User>> {
         let login_name = login_name.to_owned();
         self.read(move |conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {USER_COLUMNS} FROM users WHERE login_name = ?1"
-            ))
-            .and_then(|mut s| {
-                s.query_row([login_name], |r| user_from_row(r, 0))
-                    .optional()
-            })
-            .map_err(translate)
+            conn.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE login_name = ?1"))
+                .and_then(|mut s| s.query_row([login_name], |r| user_from_row(r, 0)).optional())
+                .map_err(translate)
         })
         .await
     }
 
     async fn list_users(&self) -> StoreResult<Vec<User>> {
         self.read(|conn| {
-            let mut stmt = conn
-                .prepare(&format!(
-                    "SELECT {USER_COLUMNS} FROM users ORDER BY login_name"
-                ))
-                .map_err(translate)?;
-            stmt.query_map([], |r| user_from_row(r, 0))
-                .and_then(Iterator::collect)
-                .map_err(translate)
+            let mut stmt =
+                conn.prepare(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY login_name")).map_err(translate)?;
+            stmt.query_map([], |r| user_from_row(r, 0)).and_then(Iterator::collect).map_err(translate)
         })
         .await
     }
@@ -550,11 +489,8 @@ impl Store for SqliteStore {
     async fn reset_password_failures(&self, user_id: &str) -> StoreResult<()> {
         let user_id = user_id.to_owned();
         self.write(move |conn| {
-            conn.execute(
-                "UPDATE users SET failed_attempts = 0 WHERE id = ?1 AND NOT locked",
-                [user_id],
-            )
-            .map_err(translate)?;
+            conn.execute("UPDATE users SET failed_attempts = 0 WHERE id = ?1 AND NOT locked", [user_id])
+                .map_err(translate)?;
             Ok(())
         })
         .await
@@ -626,10 +562,7 @@ impl Store for SqliteStore {
         let id = id.to_owned();
         self.write(move |conn| {
             let n = conn
-                .execute(
-                    "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
-                    params![id, at.0],
-                )
+                .execute("UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1", params![id, at.0])
                 .map_err(translate)?;
             Ok(n == 1)
         })
@@ -639,13 +572,11 @@ impl Store for SqliteStore {
     async fn session(&self, id: &str) -> StoreResult<Option<Session>> {
         let id = id.to_owned();
         self.read(move |conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1"
-            ))
-            .and_then(|mut s| s.query_row([id], session_from_row).optional())
-            .map_err(translate)?
-            .map(SessionRow::decode)
-            .transpose()
+            conn.prepare_cached(&format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1"))
+                .and_then(|mut s| s.query_row([id], session_from_row).optional())
+                .map_err(translate)?
+                .map(SessionRow::decode)
+                .transpose()
         })
         .await
     }
@@ -665,16 +596,9 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn update_session(
-        &self,
-        session: &Session,
-        expected_sequence: u64,
-        entry: &HistoryEntry,
-    ) -> StoreResult<()> {
+    async fn update_session(&self, session: &Session, expected_sequence: u64, entry: &HistoryEntry) -> StoreResult<()> {
         let mut values = session_params(session).to_vec();
-        values.push(Value::Integer(
-            i64::try_from(expected_sequence).unwrap_or(i64::MAX),
-        ));
+        values.push(Value::Integer(i64::try_from(expected_sequence).unwrap_or(i64::MAX)));
         let entry = entry.clone();
         self.write(move |conn| {
             let changed = conn
@@ -711,15 +635,9 @@ impl Store for SqliteStore {
                     "SELECT {SESSION_COLUMNS} FROM sessions WHERE {clause} \
                      ORDER BY creation_date {order}, id {order} LIMIT ? OFFSET ?"
                 ))
-                .and_then(|mut s| {
-                    s.query_map(params_from_iter(page_values.iter()), session_from_row)?
-                        .collect()
-                })
+                .and_then(|mut s| s.query_map(params_from_iter(page_values.iter()), session_from_row)?.collect())
                 .map_err(translate)?;
-            let sessions = rows
-                .into_iter()
-                .map(SessionRow::decode)
-                .collect::<StoreResult<_>>()?;
+            let sessions = rows.into_iter().map(SessionRow::decode).collect::<StoreResult<_>>()?;
             Ok((u64::try_from(total).unwrap_or_default(), sessions))
         })
         .await
@@ -755,10 +673,7 @@ impl Store for SqliteStore {
     async fn sweep(&self, before: Timestamp) -> StoreResult<u64> {
         self.write(move |conn| {
             let n = conn
-                .execute(
-                    "DELETE FROM sessions WHERE terminated_at < ?1 OR expiration_date < ?1",
-                    [before.0],
-                )
+                .execute("DELETE FROM sessions WHERE terminated_at < ?1 OR expiration_date < ?1", [before.0])
                 .map_err(translate)?;
             Ok(n as u64)
         })

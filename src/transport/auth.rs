@@ -27,10 +27,7 @@ impl fmt::Debug for Bearer {
 pub fn bearer(headers: &HeaderMap) -> Result<Bearer, Error> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let value = values.next().ok_or_else(|| {
-        Error::unauthenticated(
-            "AUTH-MissingCredentials",
-            "the request carries no authorization header",
-        )
+        Error::unauthenticated("AUTH-MissingCredentials", "the request carries no authorization header")
     })?;
     if values.next().is_some() {
         return Err(Error::unauthenticated(
@@ -38,12 +35,8 @@ pub fn bearer(headers: &HeaderMap) -> Result<Bearer, Error> {
             "the request carries more than one authorization header",
         ));
     }
-    let malformed = || {
-        Error::unauthenticated(
-            "AUTH-MalformedCredentials",
-            "the authorization header must be `Bearer <token>`",
-        )
-    };
+    let malformed =
+        || Error::unauthenticated("AUTH-MalformedCredentials", "the authorization header must be `Bearer <token>`");
     let value = value.to_str().map_err(|_| malformed())?.trim();
     let (scheme, token) = value.split_once(' ').ok_or_else(malformed)?;
     let token = token.trim();
@@ -76,14 +69,8 @@ mod tests {
         for (h, id) in [
             (headers(&[]), "AUTH-MissingCredentials"),
             (headers(&["Bearer "]), "AUTH-MalformedCredentials"),
-            (
-                headers(&["Basic dXNlcjpwYXNz"]),
-                "AUTH-MalformedCredentials",
-            ),
-            (
-                headers(&["Bearer a", "Bearer b"]),
-                "AUTH-AmbiguousCredentials",
-            ),
+            (headers(&["Basic dXNlcjpwYXNz"]), "AUTH-MalformedCredentials"),
+            (headers(&["Bearer a", "Bearer b"]), "AUTH-AmbiguousCredentials"),
         ] {
             assert_eq!(bearer(&h).unwrap_err().id, id);
         }

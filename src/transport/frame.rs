@@ -25,10 +25,7 @@ pub fn unary_message(body: &Bytes) -> Result<Bytes, String> {
         return Err("the request body holds no gRPC message frame".into());
     }
     if body.len() < HEADER_LEN {
-        return Err(format!(
-            "truncated gRPC frame: {} bytes, the header alone needs {HEADER_LEN}",
-            body.len()
-        ));
+        return Err(format!("truncated gRPC frame: {} bytes, the header alone needs {HEADER_LEN}", body.len()));
     }
     let flags = body[0];
     if flags & TRAILER_FLAG != 0 {
@@ -43,9 +40,7 @@ pub fn unary_message(body: &Bytes) -> Result<Bytes, String> {
     let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
     let available = body.len() - HEADER_LEN;
     if available < len {
-        return Err(format!(
-            "truncated gRPC frame: the header announces {len} bytes, {available} arrived"
-        ));
+        return Err(format!("truncated gRPC frame: the header announces {len} bytes, {available} arrived"));
     }
     if available > len {
         return Err("a unary request must hold exactly one message frame".into());
@@ -82,11 +77,7 @@ pub fn encode_trailers(trailers: &http::HeaderMap) -> Bytes {
 /// (each chunk a client flushed separately). Whitespace between chunks is ignored.
 pub fn decode_base64_chunks(body: &[u8]) -> Result<Bytes, String> {
     let mut out = Vec::with_capacity(body.len() / 4 * 3);
-    let clean: Vec<u8> = body
-        .iter()
-        .copied()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
+    let clean: Vec<u8> = body.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
     let mut rest = clean.as_slice();
     while !rest.is_empty() {
         // A chunk ends after its padding, or at the end of the body.
@@ -98,9 +89,7 @@ pub fn decode_base64_chunks(body: &[u8]) -> Result<Bytes, String> {
             None => rest.len(),
         };
         let chunk = &rest[..end];
-        LENIENT
-            .decode_vec(chunk, &mut out)
-            .map_err(|e| format!("the grpc-web-text body is not valid base64: {e}"))?;
+        LENIENT.decode_vec(chunk, &mut out).map_err(|e| format!("the grpc-web-text body is not valid base64: {e}"))?;
         rest = &rest[end..];
     }
     Ok(out.into())
@@ -117,48 +106,22 @@ mod tests {
     #[test]
     fn one_frame_round_trips() {
         let framed = encode_message(b"hello");
-        assert_eq!(
-            unary_message(&framed).unwrap(),
-            Bytes::from_static(b"hello")
-        );
+        assert_eq!(unary_message(&framed).unwrap(), Bytes::from_static(b"hello"));
     }
 
     #[test]
     fn malformed_frames_are_named() {
-        assert!(
-            unary_message(&Bytes::new())
-                .unwrap_err()
-                .contains("no gRPC message")
-        );
-        assert!(
-            unary_message(&Bytes::from_static(&[0, 0, 0]))
-                .unwrap_err()
-                .contains("truncated")
-        );
-        assert!(
-            unary_message(&Bytes::from_static(&[0, 0, 0, 0, 9, 1]))
-                .unwrap_err()
-                .contains("announces 9")
-        );
-        assert!(
-            unary_message(&Bytes::from_static(&[1, 0, 0, 0, 0]))
-                .unwrap_err()
-                .contains("compressed")
-        );
-        assert!(
-            unary_message(&Bytes::from_static(&[0, 0, 0, 0, 0, 0]))
-                .unwrap_err()
-                .contains("exactly one")
-        );
+        assert!(unary_message(&Bytes::new()).unwrap_err().contains("no gRPC message"));
+        assert!(unary_message(&Bytes::from_static(&[0, 0, 0])).unwrap_err().contains("truncated"));
+        assert!(unary_message(&Bytes::from_static(&[0, 0, 0, 0, 9, 1])).unwrap_err().contains("announces 9"));
+        assert!(unary_message(&Bytes::from_static(&[1, 0, 0, 0, 0])).unwrap_err().contains("compressed"));
+        assert!(unary_message(&Bytes::from_static(&[0, 0, 0, 0, 0, 0])).unwrap_err().contains("exactly one"));
     }
 
     #[test]
     fn concatenated_padded_base64_chunks_decode() {
         let joined = format!("{}{}", STANDARD.encode(b"ab"), STANDARD.encode(b"cde"));
-        assert_eq!(
-            decode_base64_chunks(joined.as_bytes()).unwrap(),
-            Bytes::from_static(b"abcde")
-        );
+        assert_eq!(decode_base64_chunks(joined.as_bytes()).unwrap(), Bytes::from_static(b"abcde"));
         assert!(decode_base64_chunks(b"@@@@").is_err());
     }
 }

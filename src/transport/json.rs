@@ -5,8 +5,8 @@
 use bytes::Bytes;
 use prost::Message;
 use prost_reflect::{
-    DeserializeOptions, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage,
-    SerializeOptions, Value,
+    DeserializeOptions, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage, SerializeOptions,
+    Value,
 };
 use serde_json::{Map, Value as Json};
 use tonic::Status;
@@ -27,20 +27,12 @@ pub fn decode_body(desc: &MessageDescriptor, body: &[u8]) -> Result<DynamicMessa
         return Ok(DynamicMessage::new(desc.clone()));
     };
     if *first != b'{' {
-        return Err(invalid(
-            "REQUEST-InvalidJson",
-            "the request body must be a JSON object".into(),
-        ));
+        return Err(invalid("REQUEST-InvalidJson", "the request body must be a JSON object".into()));
     }
     let mut de = serde_json::Deserializer::from_slice(body);
     let message = DynamicMessage::deserialize_with_options(desc.clone(), &mut de, &DESERIALIZE)
         .and_then(|m| de.end().map(|()| m))
-        .map_err(|e| {
-            invalid(
-                "REQUEST-InvalidJson",
-                format!("invalid JSON request body: {e}"),
-            )
-        })?;
+        .map_err(|e| invalid("REQUEST-InvalidJson", format!("invalid JSON request body: {e}")))?;
     Ok(message)
 }
 
@@ -71,46 +63,22 @@ pub fn rest_request(
         }
         field_name => {
             let field = input.get_field_by_name(field_name).ok_or_else(|| {
-                status_from_parts(
-                    ErrorClass::Internal,
-                    "INTERNAL",
-                    "route body names an unknown field",
-                    None,
-                )
+                status_from_parts(ErrorClass::Internal, "INTERNAL", "route body names an unknown field", None)
             })?;
             let mut outer = Map::new();
             if body.iter().any(|b| !b.is_ascii_whitespace()) {
-                let value: Json = serde_json::from_slice(body).map_err(|e| {
-                    invalid(
-                        "REQUEST-InvalidJson",
-                        format!("invalid JSON request body: {e}"),
-                    )
-                })?;
+                let value: Json = serde_json::from_slice(body)
+                    .map_err(|e| invalid("REQUEST-InvalidJson", format!("invalid JSON request body: {e}")))?;
                 outer.insert(field.json_name().to_owned(), value);
             }
-            DynamicMessage::deserialize_with_options(
-                input.clone(),
-                Json::Object(outer),
-                &DESERIALIZE,
-            )
-            .map_err(|e| {
-                invalid(
-                    "REQUEST-InvalidJson",
-                    format!("invalid JSON request body: {e}"),
-                )
-            })?
+            DynamicMessage::deserialize_with_options(input.clone(), Json::Object(outer), &DESERIALIZE)
+                .map_err(|e| invalid("REQUEST-InvalidJson", format!("invalid JSON request body: {e}")))?
         }
     };
     let mut params = Map::new();
     if let Some(query) = query.filter(|q| !q.is_empty()) {
         if route.body == "*" {
-            let name = query
-                .split('&')
-                .next()
-                .unwrap_or_default()
-                .split('=')
-                .next()
-                .unwrap_or_default();
+            let name = query.split('&').next().unwrap_or_default().split('=').next().unwrap_or_default();
             return Err(invalid(
                 "REQUEST-UnknownParameter",
                 format!(
@@ -119,27 +87,15 @@ pub fn rest_request(
                 ),
             ));
         }
-        let bound: Vec<&str> = route
-            .path_fields()
-            .chain(std::iter::once(route.body.as_str()))
-            .collect();
+        let bound: Vec<&str> = route.path_fields().chain(std::iter::once(route.body.as_str())).collect();
         add_query(&input, &bound, query, &mut params)?;
     }
     for (path, value) in variables {
         set_path(&input, &mut params, path, Json::String(value.clone()), true)?;
     }
     if !params.is_empty() {
-        let overlay = DynamicMessage::deserialize_with_options(
-            input.clone(),
-            Json::Object(params),
-            &DESERIALIZE,
-        )
-        .map_err(|e| {
-            invalid(
-                "REQUEST-InvalidParameter",
-                format!("invalid path or query parameter: {e}"),
-            )
-        })?;
+        let overlay = DynamicMessage::deserialize_with_options(input.clone(), Json::Object(params), &DESERIALIZE)
+            .map_err(|e| invalid("REQUEST-InvalidParameter", format!("invalid path or query parameter: {e}")))?;
         merge(&mut message, &overlay);
     }
     Ok(message.encode_to_vec().into())
@@ -149,9 +105,7 @@ pub fn rest_request(
 fn merge(target: &mut DynamicMessage, overlay: &DynamicMessage) {
     for (field, value) in overlay.fields() {
         match (value, target.get_field_mut(&field)) {
-            (Value::Message(src), Value::Message(dst)) if !field.is_map() && !field.is_list() => {
-                merge(dst, src)
-            }
+            (Value::Message(src), Value::Message(dst)) if !field.is_map() && !field.is_list() => merge(dst, src),
             (value, _) => target.set_field(&field, value.clone()),
         }
     }
@@ -169,25 +123,17 @@ fn add_query(
         let name = form_decode(raw_name)?;
         let value = form_decode(raw_value)?;
         let (field_path, leaf) = resolve(input, &name)?;
-        if bound.iter().any(|b| {
-            !b.is_empty() && (field_path == *b || field_path.starts_with(&format!("{b}.")))
-        }) {
+        if bound.iter().any(|b| !b.is_empty() && (field_path == *b || field_path.starts_with(&format!("{b}.")))) {
             return Err(invalid(
                 "REQUEST-UnknownParameter",
                 format!("query parameter `{name}` names a field the path or body already binds"),
             ));
         }
         let typed = typed_value(&leaf, &value).ok_or_else(|| {
-            invalid(
-                "REQUEST-InvalidParameter",
-                format!("query parameter `{name}` has an invalid value for its type"),
-            )
+            invalid("REQUEST-InvalidParameter", format!("query parameter `{name}` has an invalid value for its type"))
         })?;
         set_path(input, params, &field_path, typed, false).map_err(|_| {
-            invalid(
-                "REQUEST-DuplicateParameter",
-                format!("query parameter `{name}` is given more than once"),
-            )
+            invalid("REQUEST-DuplicateParameter", format!("query parameter `{name}` is given more than once"))
         })?;
     }
     Ok(())
@@ -195,30 +141,19 @@ fn add_query(
 
 /// `application/x-www-form-urlencoded` decoding of one name or value: `+` is a space.
 fn form_decode(s: &str) -> Result<String, Status> {
-    super::routes::percent_decode_strict(&s.replace('+', " ")).ok_or_else(|| {
-        invalid(
-            "REQUEST-BadEscape",
-            format!("query `{s}` holds a broken percent-escape"),
-        )
-    })
+    super::routes::percent_decode_strict(&s.replace('+', " "))
+        .ok_or_else(|| invalid("REQUEST-BadEscape", format!("query `{s}` holds a broken percent-escape")))
 }
 
 /// Resolves a dotted JSON- or proto-spelled name to the field path (JSON names) and leaf field.
 fn resolve(input: &MessageDescriptor, name: &str) -> Result<(String, FieldDescriptor), Status> {
-    let unknown = || {
-        invalid(
-            "REQUEST-UnknownParameter",
-            format!("query parameter `{name}` names no field of the request"),
-        )
-    };
+    let unknown =
+        || invalid("REQUEST-UnknownParameter", format!("query parameter `{name}` names no field of the request"));
     let mut desc = input.clone();
     let mut path = Vec::new();
     let parts: Vec<&str> = name.split('.').collect();
     for (i, part) in parts.iter().enumerate() {
-        let field = desc
-            .get_field_by_json_name(part)
-            .or_else(|| desc.get_field_by_name(part))
-            .ok_or_else(unknown)?;
+        let field = desc.get_field_by_json_name(part).or_else(|| desc.get_field_by_name(part)).ok_or_else(unknown)?;
         path.push(field.name().to_owned());
         if i + 1 == parts.len() {
             if field.is_map() || (matches!(field.kind(), Kind::Message(m) if !is_scalar_like(&m))) {
@@ -285,23 +220,13 @@ fn set_path(
     value: Json,
     overwrite: bool,
 ) -> Result<(), Status> {
-    let duplicate = || {
-        invalid(
-            "REQUEST-DuplicateParameter",
-            format!("`{path}` is given more than once"),
-        )
-    };
+    let duplicate = || invalid("REQUEST-DuplicateParameter", format!("`{path}` is given more than once"));
     let mut desc = input.clone();
     let mut object = params;
     let parts: Vec<&str> = path.split('.').collect();
     for (i, part) in parts.iter().enumerate() {
         let field = desc.get_field_by_name(part).ok_or_else(|| {
-            status_from_parts(
-                ErrorClass::Internal,
-                "INTERNAL",
-                "route variable names an unknown field",
-                None,
-            )
+            status_from_parts(ErrorClass::Internal, "INTERNAL", "route variable names an unknown field", None)
         })?;
         let key = field.json_name().to_owned();
         if i + 1 == parts.len() {
@@ -321,10 +246,7 @@ fn set_path(
             return Err(duplicate());
         };
         desc = next;
-        object = match object
-            .entry(key)
-            .or_insert_with(|| Json::Object(Map::new()))
-        {
+        object = match object.entry(key).or_insert_with(|| Json::Object(Map::new())) {
             Json::Object(inner) => inner,
             _ => return Err(duplicate()),
         };
@@ -339,25 +261,13 @@ const SERIALIZE: SerializeOptions = SerializeOptions::new()
     .skip_default_fields(true);
 
 /// A protobuf response message as proto3 JSON (only `response_body`'s field when the rule names one).
-pub fn response_json(
-    desc: &MessageDescriptor,
-    proto: &[u8],
-    response_body: &str,
-) -> Result<Bytes, Status> {
+pub fn response_json(desc: &MessageDescriptor, proto: &[u8], response_body: &str) -> Result<Bytes, Status> {
     let message = DynamicMessage::decode(desc.clone(), proto).map_err(|e| {
-        status_from_parts(
-            ErrorClass::Internal,
-            "INTERNAL",
-            &format!("undecodable response: {e}"),
-            None,
-        )
+        status_from_parts(ErrorClass::Internal, "INTERNAL", &format!("undecodable response: {e}"), None)
     })?;
     let mut out = Vec::with_capacity(proto.len() * 2 + 16);
     let mut ser = serde_json::Serializer::new(&mut out);
-    let result = match (
-        response_body,
-        message.descriptor().get_field_by_name(response_body),
-    ) {
+    let result = match (response_body, message.descriptor().get_field_by_name(response_body)) {
         ("" | "*", _) | (_, None) => message.serialize_with_options(&mut ser, &SERIALIZE),
         (_, Some(field)) => match message.get_field(&field).as_ref() {
             Value::Message(inner) => inner.serialize_with_options(&mut ser, &SERIALIZE),
@@ -365,12 +275,7 @@ pub fn response_json(
         },
     };
     result.map_err(|e| {
-        status_from_parts(
-            ErrorClass::Internal,
-            "INTERNAL",
-            &format!("response not serializable: {e}"),
-            None,
-        )
+        status_from_parts(ErrorClass::Internal, "INTERNAL", &format!("response not serializable: {e}"), None)
     })?;
     Ok(out.into())
 }

@@ -87,30 +87,20 @@ pub struct Edge {
 
 impl std::fmt::Debug for Edge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Edge")
-            .field("config", &self.shared.config)
-            .finish_non_exhaustive()
+        f.debug_struct("Edge").field("config", &self.shared.config).finish_non_exhaustive()
     }
 }
 
 /// Content type without parameters, lowercased.
 fn media_type(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
-    Some(
-        value
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase(),
-    )
+    Some(value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
 }
 
 /// `/<package.Service>/<Method>`: the shape of gRPC and Connect paths.
 fn rpc_path(path: &str) -> Option<(&str, &str)> {
     let (service, method) = path.strip_prefix('/')?.split_once('/')?;
-    (service.contains('.') && !method.is_empty() && !method.contains('/'))
-        .then_some((service, method))
+    (service.contains('.') && !method.is_empty() && !method.contains('/')).then_some((service, method))
 }
 
 pub fn classify(method: &Method, headers: &HeaderMap, path: &str) -> Protocol {
@@ -121,9 +111,9 @@ pub fn classify(method: &Method, headers: &HeaderMap, path: &str) -> Protocol {
         Some(m) if m.starts_with("application/grpc-web") => Protocol::GrpcWeb { text: false },
         Some(m) if m == "application/grpc" || m.starts_with("application/grpc+") => Protocol::Grpc,
         // Connect unary is a POST to an RPC path; any other content type there is refused later.
-        _ if *method == Method::POST && rpc_path(path).is_some() => Protocol::Connect {
-            json: media.as_deref() != Some("application/proto"),
-        },
+        _ if *method == Method::POST && rpc_path(path).is_some() => {
+            Protocol::Connect { json: media.as_deref() != Some("application/proto") }
+        }
         _ => Protocol::Rest,
     }
 }
@@ -147,16 +137,7 @@ impl Edge {
     ) -> anyhow::Result<Self> {
         let routes = Routes::from_pool(&pool)?;
         let in_flight = Arc::new(Semaphore::new(config.max_in_flight));
-        Ok(Self {
-            grpc,
-            shared: Arc::new(Shared {
-                pool,
-                routes,
-                users,
-                config,
-                in_flight,
-            }),
-        })
+        Ok(Self { grpc, shared: Arc::new(Shared { pool, routes, users, config, in_flight }) })
     }
 
     async fn handle<B>(self, request: Request<B>) -> Response<Body>
@@ -169,12 +150,7 @@ impl Edge {
         let path = request.uri().path().to_owned();
         // Streaming and non-session gRPC (reflection, health) goes straight to tonic.
         if protocol == Protocol::Grpc && !path.starts_with(&format!("/{SESSION_SERVICE}/")) {
-            return self
-                .grpc
-                .clone()
-                .oneshot(request)
-                .await
-                .unwrap_or_else(|never| match never {});
+            return self.grpc.clone().oneshot(request).await.unwrap_or_else(|never| match never {});
         }
         let (response, rpc, code) = match self.shared.in_flight.clone().try_acquire_owned() {
             Ok(_permit) => self.serve(protocol, request).await,
@@ -185,11 +161,7 @@ impl Edge {
                     "the server is overloaded; retry later",
                 );
                 let code = status.code();
-                (
-                    self.render_error(protocol, status, None),
-                    String::new(),
-                    code,
-                )
+                (self.render_error(protocol, status, None), String::new(), code)
             }
         };
         tracing::info!(
@@ -204,11 +176,7 @@ impl Edge {
     }
 
     /// Serves one call; returns the response, the RPC's name and the resulting code.
-    async fn serve<B>(
-        &self,
-        protocol: Protocol,
-        request: Request<B>,
-    ) -> (Response<Body>, String, Code)
+    async fn serve<B>(&self, protocol: Protocol, request: Request<B>) -> (Response<Body>, String, Code)
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -243,11 +211,7 @@ impl Edge {
         let path = parts.uri.path();
         let unimplemented = || {
             (
-                edge_error(
-                    ErrorClass::Unimplemented,
-                    "REQUEST-UnknownMethod",
-                    &format!("no RPC is served at {path}"),
-                ),
+                edge_error(ErrorClass::Unimplemented, "REQUEST-UnknownMethod", &format!("no RPC is served at {path}")),
                 Some(StatusCode::NOT_FOUND),
                 HeaderMap::new(),
             )
@@ -256,19 +220,12 @@ impl Edge {
             Protocol::Grpc | Protocol::GrpcWeb { .. } | Protocol::Connect { .. } => {
                 let method = rpc_path(path)
                     .and_then(|(service, method)| {
-                        self.shared
-                            .pool
-                            .get_service_by_name(service)?
-                            .methods()
-                            .find(|m| m.name() == method)
+                        self.shared.pool.get_service_by_name(service)?.methods().find(|m| m.name() == method)
                     })
                     .ok_or_else(unimplemented)?;
                 if let Protocol::Connect { .. } = protocol {
                     let media = media_type(&parts.headers);
-                    if !matches!(
-                        media.as_deref(),
-                        Some("application/json" | "application/proto")
-                    ) {
+                    if !matches!(media.as_deref(), Some("application/json" | "application/proto")) {
                         let mut extra = HeaderMap::new();
                         extra.insert(
                             http::HeaderName::from_static("accept-post"),
@@ -295,35 +252,23 @@ impl Edge {
                     Ok(m) => m,
                     Err(RouteError::NotFound) => {
                         return Err((
-                            edge_error(
-                                ErrorClass::NotFound,
-                                "REQUEST-NoRoute",
-                                &format!("no route matches {path}"),
-                            ),
+                            edge_error(ErrorClass::NotFound, "REQUEST-NoRoute", &format!("no route matches {path}")),
                             None,
                             HeaderMap::new(),
                         ));
                     }
                     Err(RouteError::MethodNotAllowed(allowed)) => {
-                        let allow = allowed
-                            .iter()
-                            .map(Method::as_str)
-                            .collect::<Vec<_>>()
-                            .join(", ");
+                        let allow = allowed.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
                         let mut extra = HeaderMap::new();
                         extra.insert(
                             header::ALLOW,
-                            HeaderValue::from_str(&allow)
-                                .expect("method names are valid header values"),
+                            HeaderValue::from_str(&allow).expect("method names are valid header values"),
                         );
                         return Err((
                             edge_error(
                                 ErrorClass::Unimplemented,
                                 "REQUEST-MethodNotAllowed",
-                                &format!(
-                                    "{} is not allowed on {path}; allowed: {allow}",
-                                    parts.method
-                                ),
+                                &format!("{} is not allowed on {path}; allowed: {allow}", parts.method),
                             ),
                             Some(StatusCode::METHOD_NOT_ALLOWED),
                             extra,
@@ -356,10 +301,7 @@ impl Edge {
                         HeaderMap::new(),
                     ));
                 }
-                Ok(Target {
-                    method: matched.route.method.clone(),
-                    rest: Some(matched),
-                })
+                Ok(Target { method: matched.route.method.clone(), rest: Some(matched) })
             }
         }
     }
@@ -386,35 +328,23 @@ impl Edge {
         };
         let body = self.read_body(&parts.headers, body).await?;
         let message = match protocol {
-            Protocol::Grpc | Protocol::GrpcWeb { text: false } => {
-                frame::unary_message(&body).map_err(framing_error)?
-            }
+            Protocol::Grpc | Protocol::GrpcWeb { text: false } => frame::unary_message(&body).map_err(framing_error)?,
             Protocol::GrpcWeb { text: true } => {
                 let decoded = frame::decode_base64_chunks(&body).map_err(framing_error)?;
                 frame::unary_message(&decoded).map_err(framing_error)?
             }
             Protocol::Connect { json: false } => body,
-            Protocol::Connect { json: true } => {
-                json::connect_request(&target.method.input(), &body)?
-            }
+            Protocol::Connect { json: true } => json::connect_request(&target.method.input(), &body)?,
             Protocol::Rest => match &target.rest {
-                Some(matched) => {
-                    json::rest_request(matched.route, &matched.variables, parts.uri.query(), &body)?
-                }
+                Some(matched) => json::rest_request(matched.route, &matched.variables, parts.uri.query(), &body)?,
                 None => return Err(Status::internal("a REST call without a route")),
             },
         };
         let invoke = self.invoke(&target.method, message, caller);
         match deadline {
-            Some(limit) => tokio::time::timeout(limit, invoke)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(edge_error(
-                        ErrorClass::DeadlineExceeded,
-                        "REQUEST-DeadlineExceeded",
-                        "the call ran out of time",
-                    ))
-                }),
+            Some(limit) => tokio::time::timeout(limit, invoke).await.unwrap_or_else(|_| {
+                Err(edge_error(ErrorClass::DeadlineExceeded, "REQUEST-DeadlineExceeded", "the call ran out of time"))
+            }),
             None => invoke.await,
         }
     }
@@ -432,9 +362,7 @@ impl Edge {
                 &format!("the request body exceeds the limit of {limit} bytes"),
             )
         };
-        let declared = headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(too_large());
         }
@@ -450,12 +378,7 @@ impl Edge {
     }
 
     /// One plain gRPC call on the tonic router.
-    async fn invoke(
-        &self,
-        method: &MethodDescriptor,
-        message: Bytes,
-        caller: Option<Caller>,
-    ) -> Result<Bytes, Status> {
+    async fn invoke(&self, method: &MethodDescriptor, message: Bytes, caller: Option<Caller>) -> Result<Bytes, Status> {
         let path = format!("/{}/{}", method.parent_service().full_name(), method.name());
         let mut request = Request::builder()
             .method(Method::POST)
@@ -467,22 +390,12 @@ impl Edge {
         if let Some(caller) = caller {
             request.extensions_mut().insert(caller);
         }
-        let response = self
-            .grpc
-            .clone()
-            .oneshot(request)
-            .await
-            .unwrap_or_else(|never| match never {});
+        let response = self.grpc.clone().oneshot(request).await.unwrap_or_else(|never| match never {});
         let (parts, body) = response.into_parts();
-        if let Some(status) =
-            Status::from_header_map(&parts.headers).filter(|s| s.code() != Code::Ok)
-        {
+        if let Some(status) = Status::from_header_map(&parts.headers).filter(|s| s.code() != Code::Ok) {
             return Err(status);
         }
-        let collected = body
-            .collect()
-            .await
-            .map_err(|e| Status::internal(format!("handler body failed: {e}")))?;
+        let collected = body.collect().await.map_err(|e| Status::internal(format!("handler body failed: {e}")))?;
         let trailers = collected.trailers().cloned().unwrap_or_default();
         if let Some(status) = Status::from_header_map(&trailers).filter(|s| s.code() != Code::Ok) {
             return Err(status);
@@ -493,44 +406,23 @@ impl Edge {
 
     fn render_ok(&self, protocol: Protocol, target: &Target<'_>, message: Bytes) -> Response<Body> {
         let json = |bytes: Result<Bytes, Status>, status: u16| match bytes {
-            Ok(bytes) => response(
-                StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
-                "application/json",
-                bytes,
-            ),
+            Ok(bytes) => response(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), "application/json", bytes),
             Err(status) => self.render_error(protocol, status, None),
         };
         match protocol {
-            Protocol::Grpc => grpc_response(
-                Some(message),
-                &status_http::status_trailers(&Status::ok("")),
-            ),
+            Protocol::Grpc => grpc_response(Some(message), &status_http::status_trailers(&Status::ok(""))),
             Protocol::GrpcWeb { text } => grpc_web_response(text, Some(&message), &Status::ok("")),
-            Protocol::Connect { json: false } => {
-                response(StatusCode::OK, "application/proto", message)
-            }
-            Protocol::Connect { json: true } => json(
-                json::response_json(&target.method.output(), &message, ""),
-                200,
-            ),
+            Protocol::Connect { json: false } => response(StatusCode::OK, "application/proto", message),
+            Protocol::Connect { json: true } => json(json::response_json(&target.method.output(), &message, ""), 200),
             Protocol::Rest => {
-                let (response_body, success_code) = target.rest.as_ref().map_or(("", 200), |m| {
-                    (m.route.response_body.as_str(), m.route.success_code)
-                });
-                json(
-                    json::response_json(&target.method.output(), &message, response_body),
-                    success_code,
-                )
+                let (response_body, success_code) =
+                    target.rest.as_ref().map_or(("", 200), |m| (m.route.response_body.as_str(), m.route.success_code));
+                json(json::response_json(&target.method.output(), &message, response_body), success_code)
             }
         }
     }
 
-    fn render_error(
-        &self,
-        protocol: Protocol,
-        status: Status,
-        http: Option<StatusCode>,
-    ) -> Response<Body> {
+    fn render_error(&self, protocol: Protocol, status: Status, http: Option<StatusCode>) -> Response<Body> {
         let mut rendered = match protocol {
             Protocol::Grpc => grpc_response(None, &status_http::status_trailers(&status)),
             Protocol::GrpcWeb { text } => grpc_web_response(text, None, &status),
@@ -555,19 +447,13 @@ impl Edge {
 }
 
 fn framing_error(message: String) -> Status {
-    edge_error(
-        ErrorClass::InvalidArgument,
-        "REQUEST-MalformedFrame",
-        &message,
-    )
+    edge_error(ErrorClass::InvalidArgument, "REQUEST-MalformedFrame", &message)
 }
 
 fn response(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Body> {
     let mut response = Response::new(Body::new(Full::new(body)));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
 
@@ -577,13 +463,9 @@ fn grpc_response(message: Option<Bytes>, trailers: &HeaderMap) -> Response<Body>
         .map(|m| Ok::<_, Infallible>(Frame::data(frame::encode_message(&m))))
         .into_iter()
         .chain(std::iter::once(Ok(Frame::trailers(trailers.clone()))));
-    let mut response = Response::new(Body::new(StreamBody::new(futures_util::stream::iter(
-        frames.collect::<Vec<_>>(),
-    ))));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/grpc"),
-    );
+    let mut response =
+        Response::new(Body::new(StreamBody::new(futures_util::stream::iter(frames.collect::<Vec<_>>()))));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
     response
 }
 
@@ -593,14 +475,9 @@ fn grpc_web_response(text: bool, message: Option<&[u8]>, status: &Status) -> Res
     if let Some(m) = message {
         body.extend_from_slice(&frame::encode_message(m));
     }
-    body.extend_from_slice(&frame::encode_trailers(&status_http::status_trailers(
-        status,
-    )));
+    body.extend_from_slice(&frame::encode_trailers(&status_http::status_trailers(status)));
     let (content_type, body) = if text {
-        (
-            "application/grpc-web-text",
-            Bytes::from(frame::encode_base64(&body)),
-        )
+        ("application/grpc-web-text", Bytes::from(frame::encode_base64(&body)))
     } else {
         ("application/grpc-web+proto", Bytes::from(body))
     };
@@ -610,18 +487,13 @@ fn grpc_web_response(text: bool, message: Option<&[u8]>, status: &Status) -> Res
 /// The call's deadline from `grpc-timeout` or `connect-timeout-ms` (the shorter wins).
 fn deadline(headers: &HeaderMap) -> Result<Option<Duration>, Status> {
     let bad = |name: &str| {
-        edge_error(
-            ErrorClass::InvalidArgument,
-            "REQUEST-InvalidTimeout",
-            &format!("the {name} header is malformed"),
-        )
+        edge_error(ErrorClass::InvalidArgument, "REQUEST-InvalidTimeout", &format!("the {name} header is malformed"))
     };
     let grpc = match headers.get("grpc-timeout") {
         Some(v) => {
             let v = v.to_str().map_err(|_| bad("grpc-timeout"))?;
             let (digits, unit) = v.split_at(v.len().saturating_sub(1));
-            if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit())
-            {
+            if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(bad("grpc-timeout"));
             }
             let n: u64 = digits.parse().map_err(|_| bad("grpc-timeout"))?;
@@ -643,9 +515,7 @@ fn deadline(headers: &HeaderMap) -> Result<Option<Duration>, Status> {
             if v.is_empty() || v.len() > 10 || !v.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(bad("connect-timeout-ms"));
             }
-            Some(Duration::from_millis(
-                v.parse().map_err(|_| bad("connect-timeout-ms"))?,
-            ))
+            Some(Duration::from_millis(v.parse().map_err(|_| bad("connect-timeout-ms"))?))
         }
         None => None,
     };

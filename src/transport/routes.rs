@@ -7,10 +7,7 @@ use std::collections::BTreeSet;
 use http::Method;
 use prost_reflect::{DescriptorPool, MethodDescriptor, Value};
 
-use crate::proto::{
-    google::api::HttpRule, google::api::http_rule::Pattern,
-    zitadel::protoc_gen_zitadel::v2::Options,
-};
+use crate::proto::{google::api::HttpRule, google::api::http_rule::Pattern, zitadel::protoc_gen_zitadel::v2::Options};
 
 /// One segment of a path template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,10 +76,7 @@ impl Routes {
         for service in pool.services() {
             for method in service.methods() {
                 let options = method.options();
-                let Some(rule) = http_ext
-                    .as_ref()
-                    .and_then(|ext| extension_message::<HttpRule>(&options, ext))
-                else {
+                let Some(rule) = http_ext.as_ref().and_then(|ext| extension_message::<HttpRule>(&options, ext)) else {
                     continue;
                 };
                 let success_code = options_ext
@@ -96,9 +90,10 @@ impl Routes {
             }
         }
         for (i, a) in routes.iter().enumerate() {
-            if let Some(b) = routes[i + 1..].iter().find(|b| {
-                a.http_method == b.http_method && a.segments == b.segments && a.verb == b.verb
-            }) {
+            if let Some(b) = routes[i + 1..]
+                .iter()
+                .find(|b| a.http_method == b.http_method && a.segments == b.segments && a.verb == b.verb)
+            {
                 anyhow::bail!(
                     "conflicting HTTP rules: {} {} is bound by both {} and {}",
                     a.http_method,
@@ -119,19 +114,13 @@ impl Routes {
         };
         // Split a `:verb` off the last segment only where some rule declares that verb.
         let (rest_no_verb, verb) = match rest.rsplit_once(':') {
-            Some((head, verb)) if !verb.contains('/') && self.verbs.contains(verb) => {
-                (head, Some(verb))
-            }
+            Some((head, verb)) if !verb.contains('/') && self.verbs.contains(verb) => (head, Some(verb)),
             _ => (rest, None),
         };
         let mut best: Option<(Vec<u8>, Matched<'_>)> = None;
         let mut allowed = BTreeSet::new();
         for route in &self.routes {
-            let (candidate, route_verb) = if route.verb.is_some() {
-                (rest_no_verb, verb)
-            } else {
-                (rest, None)
-            };
+            let (candidate, route_verb) = if route.verb.is_some() { (rest_no_verb, verb) } else { (rest, None) };
             if route.verb.as_deref() != route_verb {
                 continue;
             }
@@ -158,9 +147,7 @@ impl Routes {
         match best {
             Some((_, matched)) => Ok(matched),
             None if allowed.is_empty() => Err(RouteError::NotFound),
-            None => Err(RouteError::MethodNotAllowed(
-                allowed.iter().filter_map(|m| m.parse().ok()).collect(),
-            )),
+            None => Err(RouteError::MethodNotAllowed(allowed.iter().filter_map(|m| m.parse().ok()).collect())),
         }
     }
 }
@@ -195,10 +182,7 @@ pub fn percent_decode_strict(s: &str) -> Option<String> {
             }
         }
     }
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8()
-        .ok()
-        .map(|c| c.into_owned())
+    percent_encoding::percent_decode_str(s).decode_utf8().ok().map(|c| c.into_owned())
 }
 
 impl Route {
@@ -210,17 +194,10 @@ impl Route {
             Some(Pattern::Delete(t)) => (Method::DELETE, t.clone()),
             Some(Pattern::Patch(t)) => (Method::PATCH, t.clone()),
             Some(Pattern::Custom(c)) => (Method::from_bytes(c.kind.as_bytes())?, c.path.clone()),
-            None => anyhow::bail!(
-                "{}: google.api.http rule without a pattern",
-                method.full_name()
-            ),
+            None => anyhow::bail!("{}: google.api.http rule without a pattern", method.full_name()),
         };
-        let (segments, variables, verb) = parse_template(&template).map_err(|e| {
-            anyhow::anyhow!(
-                "{}: bad path template `{template}`: {e}",
-                method.full_name()
-            )
-        })?;
+        let (segments, variables, verb) = parse_template(&template)
+            .map_err(|e| anyhow::anyhow!("{}: bad path template `{template}`: {e}", method.full_name()))?;
         Ok(Self {
             method,
             http_method,
@@ -247,13 +224,10 @@ impl Route {
             };
             let ok = match first {
                 Segment::Literal(l) => {
-                    raw.get(at)
-                        .is_some_and(|s| percent_decode_strict(s).as_deref() == Some(l.as_str()))
+                    raw.get(at).is_some_and(|s| percent_decode_strict(s).as_deref() == Some(l.as_str()))
                         && go(rest, raw, at + 1, spans)
                 }
-                Segment::One => {
-                    raw.get(at).is_some_and(|s| !s.is_empty()) && go(rest, raw, at + 1, spans)
-                }
+                Segment::One => raw.get(at).is_some_and(|s| !s.is_empty()) && go(rest, raw, at + 1, spans),
                 Segment::Many => (at..=raw.len()).rev().any(|end| {
                     raw[at..end].iter().all(|s| !s.is_empty()) && {
                         let mark = spans.len();
@@ -328,11 +302,7 @@ fn parse_template(template: &str) -> Result<Parsed, String> {
             for part in pattern.split('/') {
                 segments.push(parse_plain(part)?);
             }
-            variables.push(Variable {
-                field_path,
-                start,
-                len: segments.len() - start,
-            });
+            variables.push(Variable { field_path, start, len: segments.len() - start });
             rest = &inner[close + 1..];
         } else {
             let end = rest.find('/').unwrap_or(rest.len());
@@ -364,60 +334,32 @@ mod tests {
     }
 
     fn name(r: Result<Matched<'_>, RouteError>) -> String {
-        r.map(|m| m.route.method.name().to_owned())
-            .unwrap_or_else(|e| format!("{e:?}"))
+        r.map(|m| m.route.method.name().to_owned()).unwrap_or_else(|e| format!("{e:?}"))
     }
 
     #[test]
     fn literal_beats_variable_and_method_decides() {
         let r = routes();
-        assert_eq!(
-            name(r.find(&Method::POST, "/v2/sessions/search")),
-            "ListSessions"
-        );
-        assert_eq!(
-            name(r.find(&Method::GET, "/v2/sessions/search")),
-            "GetSession"
-        );
+        assert_eq!(name(r.find(&Method::POST, "/v2/sessions/search")), "ListSessions");
+        assert_eq!(name(r.find(&Method::GET, "/v2/sessions/search")), "GetSession");
         assert_eq!(name(r.find(&Method::POST, "/v2/sessions")), "CreateSession");
-        assert_eq!(
-            name(r.find(&Method::DELETE, "/v2/sessions/abc")),
-            "DeleteSession"
-        );
+        assert_eq!(name(r.find(&Method::DELETE, "/v2/sessions/abc")), "DeleteSession");
     }
 
     #[test]
     fn variables_are_percent_decoded() {
         let r = routes();
         let m = r.find(&Method::GET, "/v2/sessions/a%20b+c").unwrap();
-        assert_eq!(
-            m.variables,
-            vec![("session_id".to_owned(), "a b+c".to_owned())]
-        );
-        assert!(matches!(
-            r.find(&Method::GET, "/v2/sessions/%zz"),
-            Err(RouteError::BadEscape(_))
-        ));
-        assert!(matches!(
-            r.find(&Method::GET, "/v2/sessions/abc%"),
-            Err(RouteError::BadEscape(_))
-        ));
+        assert_eq!(m.variables, vec![("session_id".to_owned(), "a b+c".to_owned())]);
+        assert!(matches!(r.find(&Method::GET, "/v2/sessions/%zz"), Err(RouteError::BadEscape(_))));
+        assert!(matches!(r.find(&Method::GET, "/v2/sessions/abc%"), Err(RouteError::BadEscape(_))));
     }
 
     #[test]
     fn unmatched_paths_and_methods() {
         let r = routes();
-        for path in [
-            "/v2/sessions/",
-            "/v2/sessions//x",
-            "/v2/sessions/a/b",
-            "/v3/x",
-            "/",
-        ] {
-            assert!(
-                matches!(r.find(&Method::GET, path), Err(RouteError::NotFound)),
-                "{path}"
-            );
+        for path in ["/v2/sessions/", "/v2/sessions//x", "/v2/sessions/a/b", "/v3/x", "/"] {
+            assert!(matches!(r.find(&Method::GET, path), Err(RouteError::NotFound)), "{path}");
         }
         match r.find(&Method::PUT, "/v2/sessions/abc") {
             Err(RouteError::MethodNotAllowed(m)) => {

@@ -74,14 +74,12 @@ fn any_json(pool: &DescriptorPool, any: &pbjson_types::Any) -> Value {
         .get_message_by_name(type_name)
         .and_then(|desc| DynamicMessage::decode(desc, any.value.as_ref()).ok())
         .and_then(|m| serde_json::to_value(&m).ok());
-    let mut object = match decoded {
+    let fields = match decoded {
         Some(Value::Object(fields)) => fields,
-        _ => Map::from_iter([(
-            "value".to_owned(),
-            Value::String(STANDARD_NO_PAD.encode(&any.value)),
-        )]),
+        _ => Map::from_iter([("value".to_owned(), Value::String(STANDARD_NO_PAD.encode(&any.value)))]),
     };
-    object.insert("@type".into(), Value::String(any.type_url.clone()));
+    let mut object = Map::from_iter([("@type".to_owned(), Value::String(any.type_url.clone()))]);
+    object.extend(fields);
     Value::Object(object)
 }
 
@@ -133,8 +131,7 @@ pub fn status_trailers(status: &Status) -> http::HeaderMap {
 
 /// `WWW-Authenticate: Bearer` on HTTP 401 answers.
 pub fn www_authenticate(status: &Status) -> Option<(header::HeaderName, HeaderValue)> {
-    (status.code() == Code::Unauthenticated)
-        .then(|| (header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")))
+    (status.code() == Code::Unauthenticated).then(|| (header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")))
 }
 
 #[cfg(test)]
@@ -162,11 +159,7 @@ mod tests {
             (16, 401),
         ];
         for (code, http) in table {
-            assert_eq!(
-                http_status(Code::from_i32(code)).as_u16(),
-                http,
-                "code {code}"
-            );
+            assert_eq!(http_status(Code::from_i32(code)).as_u16(), http, "code {code}");
         }
     }
 }
