@@ -3,11 +3,11 @@
 //! Writes go to a single writer thread that commits whatever has queued up in one transaction
 //! (group commit), each job inside its own savepoint so one failing job does not undo the others;
 //! a job's answer is sent only after its transaction committed. Reads run on a small pool of
-//! read-only connections on tokio's blocking threads, concurrently with the writer (WAL).
+//! read-only connections, concurrently with the writer (WAL).
 
 use std::{
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::Mutex,
     thread::JoinHandle,
 };
 
@@ -43,7 +43,7 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: Mutex<Option<mpsc::Sender<Job>>>,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
-    readers: Arc<Mutex<Vec<Connection>>>,
+    readers: Mutex<Vec<Connection>>,
 }
 
 impl SqliteStore {
@@ -58,32 +58,25 @@ impl SqliteStore {
             path,
             writer: Mutex::new(Some(tx)),
             writer_thread: Mutex::new(Some(thread)),
-            readers: Arc::new(Mutex::new(Vec::new())),
+            readers: Mutex::new(Vec::new()),
         })
     }
 
-    /// Runs `f` on a read connection off the async workers.
-    async fn read<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
-    ) -> StoreResult<T> {
-        let readers = Arc::clone(&self.readers);
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            let pooled = readers.lock().expect("reader pool poisoned").pop();
-            let conn = match pooled {
-                Some(conn) => conn,
-                None => open_reader(&path).map_err(translate)?,
-            };
-            let result = f(&conn);
-            let mut idle = readers.lock().expect("reader pool poisoned");
-            if idle.len() < MAX_IDLE_READERS {
-                idle.push(conn);
-            }
-            result
-        })
-        .await
-        .map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?
+    /// Runs `f` on a pooled read connection, inline on the calling task. The reads are indexed
+    /// point lookups served from SQLite's page cache (a few microseconds); handing each to a
+    /// blocking thread would cost more in thread hops than the read itself (see BENCHMARKS.md).
+    async fn read<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        let pooled = self.readers.lock().expect("reader pool poisoned").pop();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => open_reader(&self.path).map_err(translate)?,
+        };
+        let result = f(&conn);
+        let mut idle = self.readers.lock().expect("reader pool poisoned");
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+        result
     }
 
     /// Queues `f` for the writer; answers once the transaction holding it committed.
