@@ -26,6 +26,8 @@ pub struct Config {
     pub max_concurrent_streams: u32,
     /// How long a client may take to send a request's headers (slowloris guard).
     pub header_read_timeout: Duration,
+    /// How long a client may take to send a request's body.
+    pub body_read_timeout: Duration,
     /// How long shutdown waits for calls in flight.
     pub shutdown_grace: Duration,
 }
@@ -43,6 +45,7 @@ impl Default for Config {
             sweep_interval: Duration::from_secs(60),
             max_concurrent_streams: 200,
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(30),
         }
     }

@@ -121,7 +121,12 @@ pub fn build_edge(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Edge
         .add_service(reflection_v1alpha);
 
     let pool = DescriptorPool::decode(proto::FILE_DESCRIPTOR_SET)?;
-    Edge::new(grpc, pool, users, EdgeConfig { body_limit: config.body_limit, max_in_flight: config.max_in_flight })
+    let edge_config = EdgeConfig {
+        body_limit: config.body_limit,
+        max_in_flight: config.max_in_flight,
+        body_read_timeout: config.body_read_timeout,
+    };
+    Edge::new(grpc, pool, users, edge_config)
 }
 
 /// Browsers: preflights answered, every header a client sends named (a `*` would not cover

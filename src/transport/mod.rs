@@ -68,6 +68,8 @@ pub struct EdgeConfig {
     pub body_limit: usize,
     /// Calls served at once; beyond it calls are shed with RESOURCE_EXHAUSTED.
     pub max_in_flight: usize,
+    /// How long a request body may take to arrive (a trickled body must not hold a slot forever).
+    pub body_read_timeout: Duration,
 }
 
 struct Shared {
@@ -366,7 +368,15 @@ impl Edge {
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(too_large());
         }
-        match Limited::new(body, limit).collect().await {
+        let read = tokio::time::timeout(self.shared.config.body_read_timeout, Limited::new(body, limit).collect());
+        let Ok(read) = read.await else {
+            return Err(edge_error(
+                ErrorClass::DeadlineExceeded,
+                "REQUEST-BodyTimeout",
+                "the request body did not arrive in time",
+            ));
+        };
+        match read {
             Ok(collected) => Ok(collected.to_bytes()),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
             Err(e) => Err(edge_error(
