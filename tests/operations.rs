@@ -1,0 +1,190 @@
+//! Operating the server: slow clients are cut off, overload is shed at once, shutdown lets calls
+//! in flight finish, and the sweeper removes ended sessions while their history stays.
+
+use std::{sync::Arc, time::Duration};
+
+use sessiond::{
+    config::Config,
+    domain::{
+        Permission,
+        password::PasswordHasher,
+        user::{NewUser, Users},
+    },
+    store::{self, Store},
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    sync::oneshot,
+    task::JoinHandle,
+    time::{Instant, timeout},
+};
+
+/// A server on a fresh SQLite file with a user whose token holds every permission.
+struct Harness {
+    addr: std::net::SocketAddr,
+    token: String,
+    store: Arc<dyn Store>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(configure: impl FnOnce(&mut Config)) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("sessiond.db").display());
+    let store = store::open(&url, Default::default()).await.unwrap();
+    let users = Users::new(Arc::clone(&store), PasswordHasher::default());
+    let user = users.add_user(NewUser { login_name: "ops".into(), ..NewUser::default() }).await.unwrap();
+    let permissions =
+        [Permission::SessionRead, Permission::SessionWrite, Permission::SessionDelete].into_iter().collect();
+    let (_, token) = users.add_token(&user.id, permissions, None).await.unwrap();
+    let mut config = Config { database: url, ..Config::default() };
+    configure(&mut config);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(sessiond::server::serve(listener, config, Arc::clone(&store), async {
+        let _ = stopped.await;
+    }));
+    Harness { addr, token: token.to_bearer(), store, stop: Some(stop), task, _dir: dir }
+}
+
+/// Sends a REST CreateSession whose body is `body`, of which only `sent` bytes go out now.
+async fn partial_create(h: &Harness, body: &str, sent: usize) -> TcpStream {
+    let mut stream = TcpStream::connect(h.addr).await.unwrap();
+    let head = format!(
+        "POST /v2/sessions HTTP/1.1\r\nhost: test\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        h.token,
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body.as_bytes()[..sent]).await.unwrap();
+    stream
+}
+
+/// Reads until the peer closes; returns what arrived. Bounded, so a hang fails the test.
+async fn read_to_close(stream: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    timeout(Duration::from_secs(10), stream.read_to_end(&mut out))
+        .await
+        .expect("the server closes the connection")
+        .ok();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn rest_create(h: &Harness) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("http://{}/v2/sessions", h.addr))
+        .bearer_auth(&h.token)
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn half_sent_headers_are_cut_off() {
+    let h = start(|c| c.header_read_timeout = Duration::from_millis(200)).await;
+    let mut stream = TcpStream::connect(h.addr).await.unwrap();
+    stream.write_all(b"POST /v2/sessions HTTP/1.1\r\nhost: test\r\n").await.unwrap();
+    let started = Instant::now();
+    read_to_close(&mut stream).await;
+    assert!(started.elapsed() < Duration::from_secs(5), "closed after the header timeout, not never");
+}
+
+#[tokio::test]
+async fn a_trickled_body_times_out_with_deadline_exceeded() {
+    let h = start(|c| c.body_read_timeout = Duration::from_millis(200)).await;
+    let mut stream = partial_create(&h, r#"{"metadata": {}}"#, 3).await;
+    let answer = read_to_close_or_response(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 504"), "{answer}");
+    assert!(answer.contains("REQUEST-BodyTimeout"), "{answer}");
+}
+
+/// Reads one HTTP/1.1 response (headers and a content-length body).
+async fn read_to_close_or_response(stream: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = timeout(deadline - Instant::now(), stream.read(&mut buf)).await.expect("an answer arrives").unwrap();
+        out.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&out).into_owned();
+        if n == 0 {
+            return text;
+        }
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap())
+                })
+                .unwrap_or(0);
+            if body.len() >= length {
+                return text;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn overload_is_shed_at_once_with_resource_exhausted() {
+    let h = start(|c| c.max_in_flight = 1).await;
+    let body = r#"{"metadata": {"k": "dg=="}}"#;
+    // This call holds the only slot while its body has not arrived.
+    let mut holder = partial_create(&h, body, 5).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let shed = loop {
+        let response = rest_create(&h).await;
+        if response.status() == 429 {
+            break response.text().await.unwrap();
+        }
+        assert!(Instant::now() < deadline, "a second call was never shed (last status {})", response.status());
+    };
+    assert!(shed.contains("SERVER-Overloaded"), "{shed}");
+    holder.write_all(&body.as_bytes()[5..]).await.unwrap();
+    let answer = read_to_close_or_response(&mut holder).await;
+    assert!(answer.starts_with("HTTP/1.1 201"), "the holder still completes: {answer}");
+}
+
+#[tokio::test]
+async fn shutdown_lets_calls_in_flight_finish() {
+    let mut h = start(|_| {}).await;
+    let body = r#"{"metadata": {"k": "dg=="}}"#;
+    let mut in_flight = partial_create(&h, body, 5).await;
+    // Connections are accepted in order: once a later one is answered, ours is being served.
+    assert_eq!(rest_create(&h).await.status(), 201);
+    h.stop.take().unwrap().send(()).unwrap();
+    in_flight.write_all(&body.as_bytes()[5..]).await.unwrap();
+    let answer = read_to_close_or_response(&mut in_flight).await;
+    assert!(answer.starts_with("HTTP/1.1 201"), "the call in flight completes: {answer}");
+    timeout(Duration::from_secs(10), h.task).await.expect("the server stops").unwrap().unwrap();
+    assert!(TcpStream::connect(h.addr).await.is_err(), "no new connections after shutdown");
+}
+
+#[tokio::test]
+async fn sweeper_removes_ended_sessions_and_keeps_their_history() {
+    let h = start(|c| {
+        c.retention = Duration::ZERO;
+        c.sweep_interval = Duration::from_millis(20);
+    })
+    .await;
+    let created: serde_json::Value = rest_create(&h).await.json().await.unwrap();
+    let id = created["sessionId"].as_str().unwrap().to_owned();
+    let deleted = reqwest::Client::new()
+        .delete(format!("http://{}/v2/sessions/{id}", h.addr))
+        .bearer_auth(&h.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while h.store.session(&id).await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "the sweeper never removed the terminated session");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let history = h.store.session_history(&id).await.unwrap();
+    assert_eq!(history.iter().map(|e| e.sequence).collect::<Vec<_>>(), vec![1, 2], "history stays");
+}
