@@ -105,17 +105,16 @@ fn rpc_path(path: &str) -> Option<(&str, &str)> {
     (service.contains('.') && !method.is_empty() && !method.contains('/')).then_some((service, method))
 }
 
-pub fn classify(method: &Method, headers: &HeaderMap, path: &str) -> Protocol {
+pub fn classify(headers: &HeaderMap, path: &str) -> Protocol {
     let media = media_type(headers);
     match media.as_deref() {
         // gRPC-Web first: its content types share the `application/grpc` prefix.
         Some(m) if m.starts_with("application/grpc-web-text") => Protocol::GrpcWeb { text: true },
         Some(m) if m.starts_with("application/grpc-web") => Protocol::GrpcWeb { text: false },
         Some(m) if m == "application/grpc" || m.starts_with("application/grpc+") => Protocol::Grpc,
-        // Connect unary is a POST to an RPC path; any other content type there is refused later.
-        _ if *method == Method::POST && rpc_path(path).is_some() => {
-            Protocol::Connect { json: media.as_deref() != Some("application/proto") }
-        }
+        // Connect unary is a POST to an RPC path; other methods and content types there are
+        // refused in Connect's terms.
+        _ if rpc_path(path).is_some() => Protocol::Connect { json: media.as_deref() != Some("application/proto") },
         _ => Protocol::Rest,
     }
 }
@@ -148,7 +147,7 @@ impl Edge {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let started = Instant::now();
-        let protocol = classify(request.method(), request.headers(), request.uri().path());
+        let protocol = classify(request.headers(), request.uri().path());
         let path = request.uri().path().to_owned();
         // Streaming and non-session gRPC (reflection, health) goes straight to tonic.
         if protocol == Protocol::Grpc && !path.starts_with(&format!("/{SESSION_SERVICE}/")) {
@@ -226,6 +225,19 @@ impl Edge {
                     })
                     .ok_or_else(unimplemented)?;
                 if let Protocol::Connect { .. } = protocol {
+                    if parts.method != Method::POST {
+                        let mut extra = HeaderMap::new();
+                        extra.insert(header::ALLOW, HeaderValue::from_static("POST"));
+                        return Err((
+                            edge_error(
+                                ErrorClass::Unimplemented,
+                                "REQUEST-MethodNotAllowed",
+                                &format!("{} is not allowed on {path}; RPCs are called with POST", parts.method),
+                            ),
+                            Some(StatusCode::METHOD_NOT_ALLOWED),
+                            extra,
+                        ));
+                    }
                     let media = media_type(&parts.headers);
                     if !matches!(media.as_deref(), Some("application/json" | "application/proto")) {
                         let mut extra = HeaderMap::new();
