@@ -1,0 +1,438 @@
+//! Where the wire formats differ: malformed input in each format, REST routing and content types,
+//! gRPC and gRPC-Web framing, size limits, deadlines and CORS. Each edge is still run over every
+//! protocol it applies to, with the exact status, code and id pinned.
+
+use std::time::Duration;
+
+use base64::Engine;
+use http::Method;
+use serde_json::json;
+use sessiond::domain::Permission::{SessionDelete, SessionRead, SessionWrite};
+use tonic::Code;
+
+use crate::common::{
+    Actor, Protocol, Rpc, TestServer,
+    client::{BASE64, Headers, Outcome, frame, json_outcome},
+    user_check,
+};
+
+/// Any call that takes longer than this is a hang, not a slow answer.
+const HANG: Duration = Duration::from_secs(10);
+
+async fn admin(server: &TestServer) -> Actor {
+    server.actor("admin", &[SessionRead, SessionWrite, SessionDelete]).await
+}
+
+/// A REST or Connect request sent exactly as given, answered in that protocol's terms.
+async fn send_json(
+    server: &TestServer,
+    protocol: Protocol,
+    method: Method,
+    path: &str,
+    headers: &Headers,
+    body: &str,
+) -> Outcome {
+    let raw = server.clients.exchange(false, method, path, headers, body.as_bytes().to_vec()).await;
+    json_outcome(protocol, raw)
+}
+
+#[tokio::test]
+async fn a_path_naming_no_method_is_unimplemented_before_authentication() {
+    let server = TestServer::sqlite().await;
+    let path = "/zitadel.session.v2.SessionService/Nope";
+    for protocol in Protocol::ALL {
+        for headers in [Headers::none(), Headers::bearer("not-even-a-token")] {
+            let outcome = match protocol {
+                Protocol::Grpc => server.clients.grpc_raw(path, &headers, frame(&[]), None).await,
+                Protocol::GrpcWeb | Protocol::GrpcWebText => {
+                    server.clients.grpc_web(protocol == Protocol::GrpcWebText, path, &headers, frame(&[]), None).await
+                }
+                Protocol::ConnectJson => {
+                    let headers = headers.clone().with("content-type", "application/json");
+                    send_json(&server, protocol, Method::POST, path, &headers, "{}").await
+                }
+                Protocol::Rest => {
+                    let headers = headers.clone().with("content-type", "application/json");
+                    send_json(&server, protocol, Method::POST, "/v2/nope", &headers, "{}").await
+                }
+            };
+            match protocol {
+                Protocol::ConnectJson => outcome.expect_error_on(Code::Unimplemented, "REQUEST-UnknownMethod", 404),
+                Protocol::Rest => outcome.expect_error(Code::NotFound, "REQUEST-NoRoute"),
+                _ => outcome.expect_error(Code::Unimplemented, "REQUEST-UnknownMethod"),
+            }
+            if protocol == Protocol::ConnectJson {
+                assert_eq!(outcome.body["code"], "unimplemented", "{outcome:?}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn json_bodies_that_are_not_the_request_message_are_refused_naming_the_problem() {
+    let server = TestServer::sqlite().await;
+    let admin = admin(&server).await;
+    let session = server.create(Protocol::ConnectJson, &admin.id, &admin.token).await;
+    let cases = [
+        ("truncated JSON", r#"{"sessionToken": "#, None),
+        ("an unknown field", r#"{"sesionToken": "x"}"#, Some("sesionToken")),
+        ("a wrong type", r#"{"sessionToken": 5}"#, None),
+        ("a nested unknown field", r#"{"sessionToken": "x", "extra": {"a": 1}}"#, Some("extra")),
+        ("an array", "[1]", None),
+        ("a string", r#""x""#, None),
+        ("null", "null", None),
+        ("trailing text", r#"{} x"#, None),
+        ("two objects", "{}{}", None),
+    ];
+    let json = Headers::bearer(&admin.token).with("content-type", "application/json");
+    for protocol in [Protocol::ConnectJson, Protocol::Rest] {
+        let path = match protocol {
+            Protocol::Rest => format!("/v2/sessions/{}", session.id),
+            _ => Rpc::DeleteSession.path(),
+        };
+        let method = if protocol == Protocol::Rest { Method::DELETE } else { Method::POST };
+        for (case, body, named) in cases {
+            let outcome = send_json(&server, protocol, method.clone(), &path, &json, body).await;
+            assert_eq!(outcome.code, Code::InvalidArgument, "[{protocol}] {case}: {outcome:?}");
+            outcome.expect_error(Code::InvalidArgument, "REQUEST-InvalidJson");
+            if let Some(field) = named {
+                assert!(
+                    outcome.message.contains(field),
+                    "[{protocol}] {case}: the message names `{field}`: {outcome:?}"
+                );
+            }
+        }
+        let outcome = send_json(&server, protocol, method.clone(), &path, &json, r#"{"lifetime": "soon"}"#).await;
+        outcome.expect_error(Code::InvalidArgument, "REQUEST-InvalidJson");
+    }
+    // Both JSON spellings of a field work, `null` is the default, and on REST the path wins
+    // over the body's session id.
+    let bodies =
+        [format!(r#"{{"sessionId": "{0}", "session_token": null, "sessionToken": "{1}"}}"#, session.id, session.token)];
+    let connect =
+        send_json(&server, Protocol::ConnectJson, Method::POST, &Rpc::GetSession.path(), &json, &bodies[0]).await;
+    assert_eq!(connect.ok()["session"]["id"], session.id, "{connect:?}");
+    let other = server.create(Protocol::ConnectJson, &admin.id, &admin.token).await;
+    let body = format!(r#"{{"session_id": "{}", "session_token": "{}"}}"#, session.id, other.token);
+    let path = format!("/v2/sessions/{}", other.id);
+    let rest = send_json(&server, Protocol::Rest, Method::DELETE, &path, &json, &body).await;
+    assert_eq!(rest.ok()["details"]["sequence"], "2", "{rest:?}");
+    let got = server.call(Protocol::Rest, Rpc::GetSession, json!({ "sessionId": session.id }), &admin.token).await;
+    assert_eq!(got.ok()["session"]["sequence"], "1", "the body's session id was not used: {got:?}");
+}
+
+#[tokio::test]
+async fn rest_delete_without_a_body_is_the_empty_message() {
+    let server = TestServer::sqlite().await;
+    let admin = admin(&server).await;
+    let bearer = Headers::bearer(&admin.token);
+    // As curl sends it: no body, no content type; then zero bytes and only whitespace as JSON.
+    for (headers, body) in [
+        (bearer.clone(), ""),
+        (bearer.clone().with("content-type", "application/json"), ""),
+        (bearer.clone().with("content-type", "application/json; charset=utf-8"), " \r\n\t "),
+    ] {
+        let session = server.create(Protocol::Rest, &admin.id, &admin.token).await;
+        let path = format!("/v2/sessions/{}", session.id);
+        let outcome = send_json(&server, Protocol::Rest, Method::DELETE, &path, &headers, body).await;
+        assert_eq!(outcome.ok_with_status(200)["details"]["sequence"], "2", "{outcome:?}");
+    }
+}
+
+#[tokio::test]
+async fn rest_query_parameters_fill_only_unbound_fields() {
+    let server = TestServer::sqlite().await;
+    let admin = admin(&server).await;
+    let reader = server.actor("reader", &[SessionRead]).await;
+    let session = server.create(Protocol::Rest, &admin.id, &admin.token).await;
+    let bearer = Headers::bearer(&reader.token);
+    let get = |query: &str| format!("/v2/sessions/{}?{query}", session.id);
+
+    // GET takes the token from the query, in either spelling.
+    for query in [format!("sessionToken={}", session.token), format!("session_token={}", session.token)] {
+        let outcome = send_json(&server, Protocol::Rest, Method::GET, &get(&query), &bearer, "").await;
+        outcome.ok();
+    }
+    let outcome = send_json(&server, Protocol::Rest, Method::GET, &get("sessionToken=wrong"), &bearer, "").await;
+    outcome.expect_error(Code::PermissionDenied, "SESSION-TokenInvalid");
+
+    let refusals = [
+        (
+            Method::DELETE,
+            format!("/v2/sessions/{}?sessionToken=x", session.id),
+            "REQUEST-UnknownParameter",
+            "sessionToken",
+        ),
+        (Method::PATCH, format!("/v2/sessions/{}?lifetime=5s", session.id), "REQUEST-UnknownParameter", "lifetime"),
+        (Method::POST, "/v2/sessions/search?query.limit=1".to_owned(), "REQUEST-UnknownParameter", "query.limit"),
+        (Method::GET, get("nope=1"), "REQUEST-UnknownParameter", "nope"),
+        (Method::GET, get("sessionId=other"), "REQUEST-UnknownParameter", "sessionId"),
+        (Method::GET, get("sessionToken=a&sessionToken=b"), "REQUEST-DuplicateParameter", "sessionToken"),
+        (Method::GET, get("sessionToken=%zz"), "REQUEST-BadEscape", "%zz"),
+    ];
+    for (method, path, id, named) in refusals {
+        let outcome = send_json(&server, Protocol::Rest, method.clone(), &path, &bearer, "").await;
+        outcome.expect_error(Code::InvalidArgument, id);
+        assert!(outcome.message.contains(named), "{method} {path}: the message names `{named}`: {outcome:?}");
+    }
+    let got = server.call(Protocol::Rest, Rpc::GetSession, json!({ "sessionId": session.id }), &reader.token).await;
+    assert_eq!(got.ok()["session"]["sequence"], "1", "{got:?}");
+}
+
+#[tokio::test]
+async fn rest_routing_refusals_come_before_authentication() {
+    let server = TestServer::sqlite().await;
+    let admin = admin(&server).await;
+    for headers in [Headers::none(), Headers::bearer(&admin.token)] {
+        for path in ["/v2/sessions/", "/v2/sessions//x", "/v2/sessions/a/b", "/v3/x", "/"] {
+            let outcome = send_json(&server, Protocol::Rest, Method::GET, path, &headers, "").await;
+            outcome.expect_error(Code::NotFound, "REQUEST-NoRoute");
+            assert_eq!(outcome.body["code"], 5, "{path}: {outcome:?}");
+        }
+        let outcome = send_json(&server, Protocol::Rest, Method::PUT, "/v2/sessions/abc", &headers, "").await;
+        outcome.expect_error_on(Code::Unimplemented, "REQUEST-MethodNotAllowed", 405);
+        assert_eq!(outcome.body["code"], 12, "{outcome:?}");
+        let allow = outcome.headers.get("allow").and_then(|v| v.to_str().ok());
+        assert_eq!(allow, Some("DELETE, GET, PATCH"), "{outcome:?}");
+        let outcome = send_json(&server, Protocol::Rest, Method::GET, "/v2/sessions", &headers, "").await;
+        outcome.expect_error_on(Code::Unimplemented, "REQUEST-MethodNotAllowed", 405);
+        assert_eq!(outcome.headers.get("allow").and_then(|v| v.to_str().ok()), Some("POST"), "{outcome:?}");
+    }
+    // A literal segment beats a variable only for the method it is declared with.
+    let outcome =
+        send_json(&server, Protocol::Rest, Method::GET, "/v2/sessions/search", &Headers::bearer(&admin.token), "")
+            .await;
+    outcome.expect_error(Code::NotFound, "SESSION-NotFound");
+    assert!(outcome.message.contains("`search`"), "{outcome:?}");
+}
+
+#[tokio::test]
+async fn path_variables_are_percent_decoded_and_broken_escapes_refused() {
+    let server = TestServer::sqlite().await;
+    let admin = admin(&server).await;
+    let bearer = Headers::bearer(&admin.token);
+    for (path, named) in [("/v2/sessions/a%20b+c", "`a b+c`"), ("/v2/sessions/%C3%A9t%C3%A9", "`été`")] {
+        let outcome = send_json(&server, Protocol::Rest, Method::GET, path, &bearer, "").await;
+        outcome.expect_error(Code::NotFound, "SESSION-NotFound");
+        assert!(outcome.message.contains(named), "{path}: {outcome:?}");
+    }
+    for path in ["/v2/sessions/%zz", "/v2/sessions/abc%", "/v2/sessions/%4"] {
+        for headers in [Headers::none(), bearer.clone()] {
+            let outcome = send_json(&server, Protocol::Rest, Method::GET, path, &headers, "").await;
+            outcome.expect_error(Code::InvalidArgument, "REQUEST-BadEscape");
+        }
+    }
+}
+
+#[tokio::test]
+async fn unsupported_content_types_are_415_before_authentication() {
+    let server = TestServer::sqlite().await;
+    let admin = admin(&server).await;
+    let create = json!({ "checks": user_check(&admin.id) }).to_string();
+    for protocol in [Protocol::ConnectJson, Protocol::Rest] {
+        let path = match protocol {
+            Protocol::Rest => "/v2/sessions".to_owned(),
+            _ => Rpc::CreateSession.path(),
+        };
+        let mut refused = vec![Some("text/plain"), Some("application/x-www-form-urlencoded")];
+        if protocol == Protocol::ConnectJson {
+            refused.push(None);
+        }
+        for content_type in refused {
+            for auth in [Headers::none(), Headers::bearer(&admin.token)] {
+                let headers = match content_type {
+                    Some(t) => auth.with("content-type", t),
+                    None => auth,
+                };
+                let outcome = send_json(&server, protocol, Method::POST, &path, &headers, &create).await;
+                outcome.expect_error_on(Code::InvalidArgument, "REQUEST-UnsupportedMediaType", 415);
+            }
+        }
+        // Parameters do not matter, and REST takes a body without a content type as JSON.
+        let mut accepted = vec![Some("application/json; charset=utf-8"), Some("Application/JSON")];
+        if protocol == Protocol::Rest {
+            accepted.push(None);
+        }
+        for content_type in accepted {
+            let headers = match content_type {
+                Some(t) => Headers::bearer(&admin.token).with("content-type", t),
+                None => Headers::bearer(&admin.token),
+            };
+            let outcome = send_json(&server, protocol, Method::POST, &path, &headers, &create).await;
+            outcome.ok_with_status(201);
+        }
+    }
+    // Connect clients that send the protocol version header are served alike.
+    let headers =
+        Headers::bearer(&admin.token).with("content-type", "application/json").with("connect-protocol-version", "1");
+    let outcome =
+        send_json(&server, Protocol::ConnectJson, Method::POST, &Rpc::CreateSession.path(), &headers, &create).await;
+    outcome.ok_with_status(200);
+}
+
+#[tokio::test]
+async fn grpc_and_grpc_web_framing_errors_are_invalid_argument() {
+    let server = TestServer::sqlite().await;
+    let admin = admin(&server).await;
+    let bearer = Headers::bearer(&admin.token);
+    let path = Rpc::ListSessions.path();
+    let bodies: [(&str, Vec<u8>, &str); 5] = [
+        ("an empty body", vec![], "REQUEST-MalformedFrame"),
+        ("a truncated header", vec![0, 0, 0], "REQUEST-MalformedFrame"),
+        ("a truncated message", vec![0, 0, 0, 0, 10, 1, 2], "REQUEST-MalformedFrame"),
+        ("two messages", [frame(&[]), frame(&[])].concat(), "REQUEST-MalformedFrame"),
+        ("bytes that are not the message", frame(&[0xff, 0xff, 0xff]), "REQUEST-InvalidProtobuf"),
+    ];
+    for protocol in [Protocol::Grpc, Protocol::GrpcWeb, Protocol::GrpcWebText] {
+        for (case, body, id) in &bodies {
+            let outcome = match protocol {
+                Protocol::Grpc => server.clients.grpc_raw(&path, &bearer, body.clone(), None).await,
+                _ => {
+                    server.clients.grpc_web(protocol == Protocol::GrpcWebText, &path, &bearer, body.clone(), None).await
+                }
+            };
+            assert_eq!(outcome.code, Code::InvalidArgument, "[{protocol}] {case}: {outcome:?}");
+            outcome.expect_error(Code::InvalidArgument, id);
+        }
+    }
+    // Bodies that are not base64 at all.
+    for body in ["@@@@", "AAAA=A", "not base64!"] {
+        let outcome = server.clients.grpc_web_raw(true, &path, &bearer, body.as_bytes().to_vec(), None).await;
+        outcome.expect_error(Code::InvalidArgument, "REQUEST-MalformedFrame");
+    }
+}
+
+#[tokio::test]
+async fn grpc_web_text_accepts_a_body_in_separately_padded_chunks() {
+    let server = TestServer::sqlite().await;
+    let admin = admin(&server).await;
+    let framed = frame(&Rpc::CreateSession.encode(json!({ "checks": user_check(&admin.id) })));
+    // Split where both halves need padding, as a client flushing twice would send them.
+    let split = (1..framed.len())
+        .find(|&i| !i.is_multiple_of(3) && !(framed.len() - i).is_multiple_of(3))
+        .expect("a split point");
+    let (first, second) = framed.split_at(split);
+    let body = format!("{}{}", BASE64.encode(first), BASE64.encode(second));
+    assert!(BASE64.encode(first).ends_with('='), "the first chunk carries padding");
+    let bearer = Headers::bearer(&admin.token);
+    let path = Rpc::CreateSession.path();
+    let outcome = server.clients.grpc_web_raw(true, &path, &bearer, body.into_bytes(), Some(Rpc::CreateSession)).await;
+    assert_eq!(outcome.ok()["details"]["sequence"], "1", "{outcome:?}");
+    assert!(!outcome.str("/sessionId").is_empty(), "{outcome:?}");
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_refused_at_once() {
+    let server = TestServer::sqlite_with(|c| c.body_limit = 1024).await;
+    let admin = admin(&server).await;
+    let big = json!({ "checks": user_check(&admin.id), "metadata": { "blob": BASE64.encode(vec![7u8; 4096]) } });
+    let small = json!({ "checks": user_check(&admin.id), "metadata": { "blob": BASE64.encode(vec![7u8; 64]) } });
+    for protocol in Protocol::ALL {
+        let outcome = tokio::time::timeout(HANG, server.call(protocol, Rpc::CreateSession, big.clone(), &admin.token))
+            .await
+            .unwrap_or_else(|_| panic!("[{protocol}] an oversized body hangs"));
+        outcome.expect_error(Code::ResourceExhausted, "REQUEST-TooLarge");
+        let outcome = server.call(protocol, Rpc::CreateSession, small.clone(), &admin.token).await;
+        outcome.ok();
+    }
+    let listed = server.call(Protocol::Rest, Rpc::ListSessions, json!({}), &admin.token).await;
+    assert_eq!(listed.ok()["details"]["totalResult"], "5", "only the small requests made sessions: {listed:?}");
+}
+
+#[tokio::test]
+async fn deadline_headers_are_parsed_and_malformed_ones_refused() {
+    let server = TestServer::sqlite().await;
+    let admin = admin(&server).await;
+    let session = server.create(Protocol::ConnectJson, &admin.id, &admin.token).await;
+    let get = json!({ "sessionId": session.id });
+    for protocol in Protocol::ALL {
+        let header = match protocol {
+            Protocol::ConnectJson | Protocol::Rest => "connect-timeout-ms",
+            _ => "grpc-timeout",
+        };
+        let (good, bad): (&[&str], &[&str]) = if header == "grpc-timeout" {
+            (&["10S", "30000m", "1H", "99999999u"], &["abc", "1x", "S", "123456789S", "-1S", "1.5S"])
+        } else {
+            (&["10000", "1"], &["abc", "-5", "1.5", "", "12345678901"])
+        };
+        for value in good {
+            let headers = Headers::bearer(&admin.token).with(header, value);
+            let outcome = server.call_with(protocol, Rpc::GetSession, get.clone(), &headers).await;
+            assert_eq!(outcome.code, Code::Ok, "[{protocol}] {header}: {value}: {outcome:?}");
+        }
+        for value in bad {
+            let headers = Headers::bearer(&admin.token).with(header, value);
+            let outcome = server.call_with(protocol, Rpc::GetSession, get.clone(), &headers).await;
+            assert_eq!(outcome.code, Code::InvalidArgument, "[{protocol}] {header}: {value}: {outcome:?}");
+            outcome.expect_error(Code::InvalidArgument, "REQUEST-InvalidTimeout");
+        }
+    }
+}
+
+/// The CORS headers of a response, by name.
+fn cors(headers: &http::HeaderMap, name: &str) -> Option<String> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_ascii_lowercase)
+}
+
+async fn preflight(server: &TestServer, path: &str, origin: &str) -> reqwest::Response {
+    server
+        .clients
+        .http1
+        .request(Method::OPTIONS, server.url(path))
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "authorization, content-type, x-grpc-web, connect-protocol-version")
+        .send()
+        .await
+        .expect("preflight")
+}
+
+#[tokio::test]
+async fn cors_preflights_name_authorization_and_responses_expose_grpc_status() {
+    let server = TestServer::sqlite().await;
+    let admin = admin(&server).await;
+    let origin = "https://app.example";
+    for path in ["/v2/sessions", "/v2/sessions/abc", &Rpc::CreateSession.path()] {
+        let response = preflight(&server, path, origin).await;
+        assert!(response.status().is_success(), "{path}: {response:?}");
+        let headers = response.headers();
+        assert_eq!(cors(headers, "access-control-allow-origin").as_deref(), Some(origin), "{path}: {headers:?}");
+        let allowed = cors(headers, "access-control-allow-headers").unwrap_or_default();
+        for name in ["authorization", "content-type", "x-grpc-web", "connect-protocol-version"] {
+            assert!(allowed.split(',').any(|h| h.trim() == name), "{path}: {name} not allowed: {allowed}");
+        }
+        let max_age = cors(headers, "access-control-max-age").and_then(|v| v.parse::<u64>().ok());
+        assert!(max_age.is_some_and(|s| s > 0), "{path}: {headers:?}");
+        let methods = cors(headers, "access-control-allow-methods").unwrap_or_default();
+        assert!(methods.contains("post"), "{path}: {methods}");
+    }
+    // Answers, successes and refusals alike, let the browser read the status headers.
+    for protocol in Protocol::ALL {
+        for token in [admin.token.as_str(), "unknown.token"] {
+            let headers = Headers::bearer(token).with("origin", origin);
+            let outcome = server.call_with(protocol, Rpc::ListSessions, json!({}), &headers).await;
+            assert_eq!(cors(&outcome.headers, "access-control-allow-origin").as_deref(), Some(origin), "{outcome:?}");
+            let exposed = cors(&outcome.headers, "access-control-expose-headers").unwrap_or_default();
+            for name in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
+                assert!(exposed.split(',').any(|h| h.trim() == name), "[{protocol}] {name} not exposed: {outcome:?}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn cors_with_an_origin_list_ignores_other_origins() {
+    let server = TestServer::sqlite_with(|c| c.cors_origins = vec!["https://good.example".into()]).await;
+    let admin = admin(&server).await;
+    let path = Rpc::CreateSession.path();
+    let response = preflight(&server, &path, "https://good.example").await;
+    assert_eq!(cors(response.headers(), "access-control-allow-origin").as_deref(), Some("https://good.example"));
+    let response = preflight(&server, &path, "https://evil.example").await;
+    assert_eq!(cors(response.headers(), "access-control-allow-origin"), None, "{response:?}");
+    for protocol in Protocol::ALL {
+        let headers = Headers::bearer(&admin.token).with("origin", "https://evil.example");
+        let outcome = server.call_with(protocol, Rpc::ListSessions, json!({}), &headers).await;
+        outcome.ok();
+        assert_eq!(cors(&outcome.headers, "access-control-allow-origin"), None, "[{protocol}] {outcome:?}");
+    }
+}
