@@ -23,17 +23,74 @@ const DESERIALIZE: DeserializeOptions = DeserializeOptions::new().deny_unknown_f
 /// A JSON body as a message of type `desc`: zero bytes or only whitespace is the empty message;
 /// anything but a JSON object, truncated input or trailing text is refused.
 pub fn decode_body(desc: &MessageDescriptor, body: &[u8]) -> Result<DynamicMessage, Status> {
-    let Some(first) = body.iter().find(|b| !b.is_ascii_whitespace()) else {
+    if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(DynamicMessage::new(desc.clone()));
-    };
-    if *first != b'{' {
+    }
+    let value: Json = serde_json::from_slice(body)
+        .map_err(|e| invalid("REQUEST-InvalidJson", format!("invalid JSON request body: {e}")))?;
+    if !value.is_object() {
         return Err(invalid("REQUEST-InvalidJson", "the request body must be a JSON object".into()));
     }
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let message = DynamicMessage::deserialize_with_options(desc.clone(), &mut de, &DESERIALIZE)
-        .and_then(|m| de.end().map(|()| m))
-        .map_err(|e| invalid("REQUEST-InvalidJson", format!("invalid JSON request body: {e}")))?;
-    Ok(message)
+    decode_value(desc, value, "REQUEST-InvalidJson", "invalid JSON request body")
+}
+
+/// A JSON value as a message of type `desc`, after the checks the proto3 JSON parser leaves out;
+/// errors carry `id` and start with `what`.
+fn decode_value(desc: &MessageDescriptor, value: Json, id: &str, what: &str) -> Result<DynamicMessage, Status> {
+    check_message(&value, desc, &mut Vec::new()).map_err(|e| invalid(id, format!("{what}: {e}")))?;
+    DynamicMessage::deserialize_with_options(desc.clone(), value, &DESERIALIZE)
+        .map_err(|e| invalid(id, format!("{what}: {e}")))
+}
+
+/// What proto3 JSON forbids but the parser accepts: enum numbers no value defines, and more than
+/// nine fractional digits in a `Duration` or `Timestamp`. Everything else (unknown fields, wrong
+/// types, ranges) the parser itself refuses.
+fn check_message(value: &Json, desc: &MessageDescriptor, path: &mut Vec<String>) -> Result<(), String> {
+    match desc.full_name() {
+        "google.protobuf.Duration" | "google.protobuf.Timestamp" => return check_fraction(value, desc.name(), path),
+        name if name.starts_with("google.protobuf.") => return Ok(()),
+        _ => {}
+    }
+    let Json::Object(fields) = value else { return Ok(()) };
+    for (key, value) in fields {
+        let Some(field) = desc.get_field_by_json_name(key).or_else(|| desc.get_field_by_name(key)) else { continue };
+        path.push(field.json_name().to_owned());
+        let checked = match value {
+            Json::Null => Ok(()),
+            Json::Object(entries) if field.is_map() => {
+                let Kind::Message(entry) = field.kind() else { unreachable!("map fields are messages") };
+                let value_field = entry.map_entry_value_field();
+                entries.values().try_for_each(|v| check_value(v, &value_field, path))
+            }
+            Json::Array(items) if field.is_list() => items.iter().try_for_each(|v| check_value(v, &field, path)),
+            value => check_value(value, &field, path),
+        };
+        path.pop();
+        checked?;
+    }
+    Ok(())
+}
+
+fn check_value(value: &Json, field: &FieldDescriptor, path: &mut Vec<String>) -> Result<(), String> {
+    match field.kind() {
+        Kind::Enum(e) => match value.as_i64() {
+            Some(n) if i32::try_from(n).ok().and_then(|n| e.get_value(n)).is_none() => {
+                Err(format!("field `{}`: {n} is not a value of {}", path.join("."), e.full_name()))
+            }
+            _ => Ok(()),
+        },
+        Kind::Message(m) => check_message(value, &m, path),
+        _ => Ok(()),
+    }
+}
+
+fn check_fraction(value: &Json, type_name: &str, path: &[String]) -> Result<(), String> {
+    let Some(text) = value.as_str() else { return Ok(()) };
+    let fraction = text.split_once('.').map_or(0, |(_, rest)| rest.bytes().take_while(u8::is_ascii_digit).count());
+    if fraction > 9 {
+        return Err(format!("field `{}`: a {type_name} has at most 9 fractional digits", path.join(".")));
+    }
+    Ok(())
 }
 
 /// The protobuf bytes of a Connect JSON request.
@@ -71,8 +128,7 @@ pub fn rest_request(
                     .map_err(|e| invalid("REQUEST-InvalidJson", format!("invalid JSON request body: {e}")))?;
                 outer.insert(field.json_name().to_owned(), value);
             }
-            DynamicMessage::deserialize_with_options(input.clone(), Json::Object(outer), &DESERIALIZE)
-                .map_err(|e| invalid("REQUEST-InvalidJson", format!("invalid JSON request body: {e}")))?
+            decode_value(&input, Json::Object(outer), "REQUEST-InvalidJson", "invalid JSON request body")?
         }
     };
     let mut params = Map::new();
@@ -94,8 +150,8 @@ pub fn rest_request(
         set_path(&input, &mut params, path, Json::String(value.clone()), true)?;
     }
     if !params.is_empty() {
-        let overlay = DynamicMessage::deserialize_with_options(input.clone(), Json::Object(params), &DESERIALIZE)
-            .map_err(|e| invalid("REQUEST-InvalidParameter", format!("invalid path or query parameter: {e}")))?;
+        let overlay =
+            decode_value(&input, Json::Object(params), "REQUEST-InvalidParameter", "invalid path or query parameter")?;
         merge(&mut message, &overlay);
     }
     Ok(message.encode_to_vec().into())
@@ -278,4 +334,49 @@ pub fn response_json(desc: &MessageDescriptor, proto: &[u8], response_body: &str
         status_from_parts(ErrorClass::Internal, "INTERNAL", &format!("response not serializable: {e}"), None)
     })?;
     Ok(out.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use prost_reflect::DescriptorPool;
+
+    use super::*;
+
+    fn input(name: &str) -> MessageDescriptor {
+        DescriptorPool::decode(crate::proto::FILE_DESCRIPTOR_SET).unwrap().get_message_by_name(name).unwrap()
+    }
+
+    fn refusal(name: &str, body: &str) -> String {
+        decode_body(&input(name), body.as_bytes()).unwrap_err().message().to_owned()
+    }
+
+    #[test]
+    fn undefined_enum_numbers_are_refused_naming_the_field() {
+        let list = "zitadel.session.v2.ListSessionsRequest";
+        assert!(refusal(list, r#"{"sortingColumn": 7}"#).contains("field `sortingColumn`: 7 is not a value"));
+        let nested = r#"{"queries": [{"creationDateQuery": {"method": 9}}]}"#;
+        assert!(refusal(list, nested).contains("queries.creationDateQuery.method"));
+        assert!(decode_body(&input(list), br#"{"sortingColumn": 1}"#).is_ok());
+        assert!(decode_body(&input(list), br#"{"sortingColumn": "SESSION_FIELD_NAME_CREATION_DATE"}"#).is_ok());
+    }
+
+    #[test]
+    fn at_most_nine_fractional_digits() {
+        let create = "zitadel.session.v2.CreateSessionRequest";
+        assert!(refusal(create, r#"{"lifetime": "1.1234567891s"}"#).contains("at most 9 fractional digits"));
+        assert!(decode_body(&input(create), br#"{"lifetime": "1.123456789s"}"#).is_ok());
+        let list = "zitadel.session.v2.ListSessionsRequest";
+        let ts = r#"{"queries": [{"creationDateQuery": {"creationDate": "2020-01-01T00:00:00.1234567891Z"}}]}"#;
+        assert!(refusal(list, ts).contains("at most 9 fractional digits"));
+    }
+
+    #[test]
+    fn bodies_must_be_one_json_object() {
+        let delete = "zitadel.session.v2.DeleteSessionRequest";
+        for body in ["[1]", "\"x\"", "null", "{\"sessionToken\": \"a\"} x", "{\"sessionToken\": "] {
+            assert!(decode_body(&input(delete), body.as_bytes()).is_err(), "{body}");
+        }
+        assert!(decode_body(&input(delete), b"  \n").is_ok());
+        assert!(refusal(delete, r#"{"sesionToken": "x"}"#).contains("sesionToken"));
+    }
 }
