@@ -20,7 +20,7 @@ use sessiond::{
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    telemetry::init(cli.log_format);
+    let _log_guard = telemetry::init(cli.log_format);
     match cli.command {
         Command::Serve(args) => {
             let config = Config {

@@ -1,5 +1,7 @@
-//! Logging: one structured line per call, as text or JSON; filter with `RUST_LOG`.
+//! Logging: one structured line per call, as text or JSON, filtered with `RUST_LOG`. Lines are
+//! written by a background thread so that a slow stderr never stalls a call.
 
+use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::{EnvFilter, fmt};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -9,12 +11,15 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber (logs go to stderr; stdout is for command output).
-pub fn init(format: LogFormat) {
+/// Installs the global subscriber (logs go to stderr; stdout is for command output). Keep the
+/// guard alive: dropping it flushes what is still queued.
+pub fn init(format: LogFormat) -> WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = fmt().with_env_filter(filter).with_writer(writer);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+    guard
 }
