@@ -113,8 +113,16 @@ async fn create_refuses_unknown_and_inactive_users_and_callers_without_session_w
         let outcome =
             server.call(protocol, Rpc::CreateSession, json!({ "checks": user_check(&alice) }), &reader.token).await;
         outcome.expect_error(Code::PermissionDenied, "SESSION-PermissionDenied");
-        let outcome = server.call(protocol, Rpc::CreateSession, json!({ "lifetime": "-5s" }), &app.token).await;
-        outcome.expect_error(Code::InvalidArgument, "SESSION-InvalidLifetime");
+        for lifetime in ["-5s", "0s"] {
+            let outcome = server.call(protocol, Rpc::CreateSession, json!({ "lifetime": lifetime }), &app.token).await;
+            outcome.expect_error(Code::InvalidArgument, "SESSION-InvalidLifetime");
+        }
+        // A user check that names nobody is refused, never dropped (a session without a user).
+        for user in [json!({}), json!({ "userId": "" }), json!({ "loginName": "" })] {
+            let request = json!({ "checks": { "user": user } });
+            let outcome = server.call(protocol, Rpc::CreateSession, request, &app.token).await;
+            outcome.expect_error(Code::InvalidArgument, "SESSION-InvalidUserCheck");
+        }
     }
     // None of the refused calls left a session behind.
     let everyone = server.actor("auditor", &[SessionRead]).await;

@@ -71,9 +71,10 @@ pub fn checks(c: Option<pb::Checks>) -> Result<Checks> {
             format!("the {name} check is not supported by this server"),
         ));
     }
-    let user = match c.user.and_then(|u| u.search) {
-        Some(pb::check_user::Search::UserId(id)) if !id.is_empty() => Some(UserCheck::ById(id)),
-        Some(pb::check_user::Search::LoginName(name)) if !name.is_empty() => Some(UserCheck::ByLoginName(name)),
+    let user = match c.user.map(|u| u.search) {
+        Some(Some(pb::check_user::Search::UserId(id))) if !id.is_empty() => Some(UserCheck::ById(id)),
+        Some(Some(pb::check_user::Search::LoginName(name))) if !name.is_empty() => Some(UserCheck::ByLoginName(name)),
+        // A user check naming nobody (`"user": {}` included) is refused, never dropped.
         Some(_) => {
             return Err(Error::invalid_argument(
                 "SESSION-InvalidUserCheck",
