@@ -123,6 +123,10 @@ fn edge_error(class: ErrorClass, id: &str, message: &str) -> Status {
     status_from_parts(class, id, message, None)
 }
 
+fn unknown_method(path: &str) -> Status {
+    edge_error(ErrorClass::Unimplemented, "REQUEST-UnknownMethod", &format!("no RPC is served at {path}"))
+}
+
 /// What was called: the method and, for REST, the matched route and its path variables.
 struct Target<'a> {
     method: MethodDescriptor,
@@ -151,7 +155,15 @@ impl Edge {
         let path = request.uri().path().to_owned();
         // Streaming and non-session gRPC (reflection, health) goes straight to tonic.
         if protocol == Protocol::Grpc && !path.starts_with(&format!("/{SESSION_SERVICE}/")) {
-            return self.grpc.clone().oneshot(request).await.unwrap_or_else(|never| match never {});
+            let response = self.grpc.clone().oneshot(request).await.unwrap_or_else(|never| match never {});
+            // tonic answers a path it serves nothing at with a bare UNIMPLEMENTED: give it the
+            // detail every error carries.
+            let headers = response.headers();
+            if headers.get("grpc-status").is_some_and(|s| s == "12") && !headers.contains_key("grpc-status-details-bin")
+            {
+                return self.render_error(protocol, unknown_method(&path), None);
+            }
+            return response;
         }
         let (response, rpc, code) = match self.shared.in_flight.clone().try_acquire_owned() {
             Ok(_permit) => self.serve(protocol, request).await,
@@ -210,13 +222,7 @@ impl Edge {
         parts: &http::request::Parts,
     ) -> Result<Target<'_>, (Status, Option<StatusCode>, HeaderMap)> {
         let path = parts.uri.path();
-        let unimplemented = || {
-            (
-                edge_error(ErrorClass::Unimplemented, "REQUEST-UnknownMethod", &format!("no RPC is served at {path}")),
-                Some(StatusCode::NOT_FOUND),
-                HeaderMap::new(),
-            )
-        };
+        let unimplemented = || (unknown_method(path), Some(StatusCode::NOT_FOUND), HeaderMap::new());
         match protocol {
             Protocol::Grpc | Protocol::GrpcWeb { .. } | Protocol::Connect { .. } => {
                 let method = rpc_path(path)

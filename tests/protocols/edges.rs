@@ -66,6 +66,14 @@ async fn a_path_naming_no_method_is_unimplemented_before_authentication() {
             }
         }
     }
+    // Over gRPC, services other than the session service (health, reflection) are served too;
+    // a path naming none of them is refused with the same detail as any other error.
+    for path in ["/foo.Bar/Baz", "/grpc.health.v1.Health/Nope"] {
+        let outcome = server.clients.grpc_raw(path, &Headers::none(), frame(&[]), None).await;
+        outcome.expect_error(Code::Unimplemented, "REQUEST-UnknownMethod");
+    }
+    let health = server.clients.grpc_raw("/grpc.health.v1.Health/Check", &Headers::none(), frame(&[]), None).await;
+    assert_eq!(health.code, Code::Ok, "{health:?}");
 }
 
 #[tokio::test]
