@@ -38,8 +38,44 @@ pub fn decode_body(desc: &MessageDescriptor, body: &[u8]) -> Result<DynamicMessa
 /// errors carry `id` and start with `what`.
 fn decode_value(desc: &MessageDescriptor, value: Json, id: &str, what: &str) -> Result<DynamicMessage, Status> {
     check_message(&value, desc, &mut Vec::new()).map_err(|e| invalid(id, format!("{what}: {e}")))?;
-    DynamicMessage::deserialize_with_options(desc.clone(), value, &DESERIALIZE)
-        .map_err(|e| invalid(id, format!("{what}: {e}")))
+    DynamicMessage::deserialize_with_options(desc.clone(), &value, &DESERIALIZE).map_err(|e| {
+        let field = failing_field(desc, &value).map(|f| format!("field `{f}`: ")).unwrap_or_default();
+        invalid(id, format!("{what}: {field}{e}"))
+    })
+}
+
+/// The path of the first field whose value the parser refuses: its errors do not say where.
+/// Only called on failure; descends only through the schema's own messages, so the work stays
+/// a small multiple of the body's size.
+fn failing_field(desc: &MessageDescriptor, value: &Json) -> Option<String> {
+    let Json::Object(fields) = value else { return None };
+    fields.iter().find_map(|(key, value)| {
+        let alone = Json::Object(Map::from_iter([(key.clone(), value.clone())]));
+        if DynamicMessage::deserialize_with_options(desc.clone(), alone, &DESERIALIZE).is_ok() {
+            return None;
+        }
+        let Some(field) = desc.get_field_by_json_name(key).or_else(|| desc.get_field_by_name(key)) else {
+            return Some(key.clone());
+        };
+        let own = |m: &MessageDescriptor| !m.full_name().starts_with("google.protobuf.");
+        let inner = match (field.kind(), value) {
+            (Kind::Message(entry), Json::Object(entries)) if field.is_map() => {
+                match entry.map_entry_value_field().kind() {
+                    Kind::Message(m) if own(&m) => entries.values().find_map(|v| failing_field(&m, v)),
+                    _ => None,
+                }
+            }
+            (Kind::Message(m), Json::Array(items)) if field.is_list() && own(&m) => {
+                items.iter().find_map(|v| failing_field(&m, v))
+            }
+            (Kind::Message(m), value) if own(&m) => failing_field(&m, value),
+            _ => None,
+        };
+        Some(match inner {
+            Some(rest) => format!("{}.{rest}", field.json_name()),
+            None => field.json_name().to_owned(),
+        })
+    })
 }
 
 /// What proto3 JSON forbids but the parser accepts: enum numbers no value defines, and more than

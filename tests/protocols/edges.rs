@@ -84,7 +84,7 @@ async fn json_bodies_that_are_not_the_request_message_are_refused_naming_the_pro
     let cases = [
         ("truncated JSON", r#"{"sessionToken": "#, None),
         ("an unknown field", r#"{"sesionToken": "x"}"#, Some("sesionToken")),
-        ("a wrong type", r#"{"sessionToken": 5}"#, None),
+        ("a wrong type", r#"{"sessionToken": 5}"#, Some("sessionToken")),
         ("a nested unknown field", r#"{"sessionToken": "x", "extra": {"a": 1}}"#, Some("extra")),
         ("an array", "[1]", None),
         ("a string", r#""x""#, None),
@@ -127,6 +127,73 @@ async fn json_bodies_that_are_not_the_request_message_are_refused_naming_the_pro
     assert_eq!(rest.ok()["details"]["sequence"], "2", "{rest:?}");
     let got = server.call(Protocol::Rest, Rpc::GetSession, json!({ "sessionId": session.id }), &admin.token).await;
     assert_eq!(got.ok()["session"]["sequence"], "1", "the body's session id was not used: {got:?}");
+}
+
+#[tokio::test]
+async fn json_values_follow_the_proto3_mapping_and_refusals_name_the_field() {
+    let server = TestServer::sqlite().await;
+    let admin = admin(&server).await;
+    let json = Headers::bearer(&admin.token).with("content-type", "application/json");
+    let list = Rpc::ListSessions;
+    let create = Rpc::CreateSession;
+    let date = |d: &str| format!(r#"{{"queries": [{{"creationDateQuery": {{"creationDate": "{d}"}}}}]}}"#);
+    let accepted = [
+        (list, r#"{"query": {"offset": 1, "limit": "2"}}"#.to_owned()),
+        (list, r#"{"query": {"offset": "18446744073709551615"}}"#.to_owned()),
+        (list, r#"{"sortingColumn": 1}"#.to_owned()),
+        (list, r#"{"sortingColumn": "SESSION_FIELD_NAME_CREATION_DATE", "query": null, "queries": null}"#.to_owned()),
+        (
+            list,
+            r#"{"queries": [{"creationDateQuery": {"creationDate": "2025-03-04T15:26:53.203Z", "method": 1}}]}"#
+                .to_owned(),
+        ),
+        (list, date("0001-01-01T00:00:00Z")),
+        (list, date("9999-12-31T23:59:59.999999999Z")),
+        (create, r#"{"lifetime": "1.5s"}"#.to_owned()),
+        (create, r#"{"lifetime": "3600.000000001s", "metadata": null}"#.to_owned()),
+    ];
+    let refused = [
+        (list, r#"{"sortingColumn": 7}"#.to_owned(), "sortingColumn"),
+        (list, r#"{"sortingColumn": "NOPE"}"#.to_owned(), "sortingColumn"),
+        (list, r#"{"query": {"limit": 1.5}}"#.to_owned(), "query.limit"),
+        (list, r#"{"query": {"limit": 4294967296}}"#.to_owned(), "query.limit"),
+        (list, r#"{"query": {"offset": "x"}}"#.to_owned(), "query.offset"),
+        (list, date("10000-01-01T00:00:00Z"), "queries.creationDateQuery.creationDate"),
+        (list, date("0000-12-31T00:00:00Z"), "queries.creationDateQuery.creationDate"),
+        (list, date("2025-01-01T00:00:00.1234567891Z"), "queries.creationDateQuery.creationDate"),
+        (list, date("yesterday"), "queries.creationDateQuery.creationDate"),
+        (
+            list,
+            r#"{"queries": [{"creationDateQuery": {"creationDate": "2025-03-04T15:26:53Z", "method": 9}}]}"#.to_owned(),
+            "queries.creationDateQuery.method",
+        ),
+        (create, r#"{"lifetime": "1.1234567891s"}"#.to_owned(), "lifetime"),
+        (create, r#"{"lifetime": "5"}"#.to_owned(), "lifetime"),
+        (create, r#"{"lifetime": "1h"}"#.to_owned(), "lifetime"),
+        (create, r#"{"checks": {"user": {"userId": 5}}}"#.to_owned(), "checks.user.userId"),
+        (create, r#"{"metadata": {"k": "not base64!"}}"#.to_owned(), "metadata"),
+        (create, r#"{"userAgent": {"header": {"accept": {"values": [1]}}}}"#.to_owned(), "userAgent.header.values"),
+    ];
+    for protocol in [Protocol::ConnectJson, Protocol::Rest] {
+        let path = |rpc: Rpc| match (protocol, rpc) {
+            (Protocol::Rest, Rpc::ListSessions) => "/v2/sessions/search".to_owned(),
+            (Protocol::Rest, _) => "/v2/sessions".to_owned(),
+            _ => rpc.path(),
+        };
+        for (rpc, body) in &accepted {
+            let outcome = send_json(&server, protocol, Method::POST, &path(*rpc), &json, body).await;
+            assert_eq!(outcome.code, Code::Ok, "[{protocol}] {body}: {outcome:?}");
+        }
+        for (rpc, body, field) in &refused {
+            let outcome = send_json(&server, protocol, Method::POST, &path(*rpc), &json, body).await;
+            assert_eq!(outcome.code, Code::InvalidArgument, "[{protocol}] {body}: {outcome:?}");
+            outcome.expect_error(Code::InvalidArgument, "REQUEST-InvalidJson");
+            assert!(
+                outcome.message.contains(&format!("`{field}`")),
+                "[{protocol}] {body}: names `{field}`: {outcome:?}"
+            );
+        }
+    }
 }
 
 #[tokio::test]
