@@ -90,6 +90,107 @@ async fn create_stores_metadata_user_agent_and_lifetime() {
         assert_eq!(session["userAgent"]["description"], "firefox", "[{protocol}] {got:?}");
         assert_eq!(session["userAgent"]["header"]["accept"]["values"], json!(["a", "b"]), "[{protocol}] {got:?}");
         assert!(session["expirationDate"].is_string(), "[{protocol}] a lifetime sets the expiry: {got:?}");
+
+        // Metadata is bytes, not text; the user agent comes from the message, never from headers.
+        let request = json!({ "checks": user_check(&alice), "metadata": { "raw": BASE64.encode([0u8, 0xff, 0x80]) } });
+        let headers = Headers::bearer(&app.token).with("user-agent", "curl/8.0").with("x-forwarded-for", "203.0.113.7");
+        let created = server.call_with(protocol, Rpc::CreateSession, request, &headers).await;
+        let request = json!({ "sessionId": created.str("/sessionId") });
+        let got = server.call(protocol, Rpc::GetSession, request, &app.token).await;
+        let session = &got.ok()["session"];
+        assert_eq!(session["metadata"]["raw"], BASE64.encode([0u8, 0xff, 0x80]), "[{protocol}] {got:?}");
+        assert!(session.get("userAgent").is_none(), "[{protocol}] {got:?}");
+    }
+}
+
+#[tokio::test]
+async fn get_is_allowed_to_the_sessions_user_a_read_holder_and_the_token_bearer() {
+    let server = TestServer::sqlite().await;
+    let app = server.actor("app", &[SessionWrite, SessionDelete]).await;
+    let alice = server.actor("alice", &[]).await;
+    let reader = server.actor("reader", &[SessionRead]).await;
+    let stranger = server.actor("stranger", &[]).await;
+    for protocol in Protocol::ALL {
+        let session = server.create(protocol, &alice.id, &app.token).await;
+        let other = server.create(protocol, &alice.id, &app.token).await;
+        let by_id = json!({ "sessionId": session.id });
+        let with_token = json!({ "sessionId": session.id, "sessionToken": session.token });
+        for (request, token) in
+            [(&by_id, &alice.token), (&by_id, &reader.token), (&with_token, &stranger.token), (&with_token, &app.token)]
+        {
+            let got = server.call(protocol, Rpc::GetSession, request.clone(), token).await;
+            assert_eq!(got.ok()["session"]["id"], session.id, "[{protocol}] {got:?}");
+        }
+        // Neither a stranger nor the creator (without session.read) may read it.
+        for token in [&stranger.token, &app.token] {
+            let got = server.call(protocol, Rpc::GetSession, by_id.clone(), token).await;
+            got.expect_error(Code::PermissionDenied, "SESSION-PermissionDenied");
+        }
+        // A wrong token is refused even for those who could read without one.
+        for token in [&alice.token, &reader.token] {
+            let request = json!({ "sessionId": session.id, "sessionToken": other.token });
+            let got = server.call(protocol, Rpc::GetSession, request, token).await;
+            got.expect_error(Code::PermissionDenied, "SESSION-TokenInvalid");
+        }
+        let got = server.call(protocol, Rpc::GetSession, json!({ "sessionId": "nope" }), &stranger.token).await;
+        got.expect_error(Code::NotFound, "SESSION-NotFound");
+    }
+}
+
+#[tokio::test]
+async fn a_session_created_without_checks_gets_its_user_later() {
+    let server = TestServer::sqlite().await;
+    let app = server.actor("app", &[SessionWrite]).await;
+    let alice = server.actor("alice", &[]).await;
+    server.users.set_password(&alice.id, "secret".into()).await.expect("set password");
+    for protocol in Protocol::ALL {
+        let created = server.call(protocol, Rpc::CreateSession, json!({}), &app.token).await;
+        created.ok_with_status(201);
+        let (id, token) = (created.str("/sessionId"), created.str("/sessionToken"));
+        // Nobody is its user yet: alice cannot read it, the token can.
+        let got = server.call(protocol, Rpc::GetSession, json!({ "sessionId": id }), &alice.token).await;
+        got.expect_error(Code::PermissionDenied, "SESSION-PermissionDenied");
+        let request = json!({ "sessionId": id, "sessionToken": token });
+        let got = server.call(protocol, Rpc::GetSession, request, &alice.token).await;
+        assert!(got.ok()["session"]["factors"].get("user").is_none(), "[{protocol}] {got:?}");
+
+        let request =
+            json!({ "sessionId": id, "sessionToken": token, "checks": { "password": { "password": "secret" } } });
+        let set = server.call(protocol, Rpc::SetSession, request, &app.token).await;
+        set.expect_error(Code::FailedPrecondition, "SESSION-UserMissing");
+        // User and password in one call, in request order.
+        let request = json!({
+            "sessionId": id,
+            "sessionToken": token,
+            "checks": { "user": { "loginName": "alice" }, "password": { "password": "secret" } },
+        });
+        let set = server.call(protocol, Rpc::SetSession, request, &app.token).await;
+        assert_eq!(set.ok()["details"]["sequence"], "2", "[{protocol}] {set:?}");
+        let got = server.call(protocol, Rpc::GetSession, json!({ "sessionId": id }), &alice.token).await;
+        let factors = &got.ok()["session"]["factors"];
+        assert_eq!(factors["user"]["id"], alice.id, "[{protocol}] now alice's: {got:?}");
+        assert!(factors["password"]["verifiedAt"].is_string(), "[{protocol}] {got:?}");
+    }
+}
+
+#[tokio::test]
+async fn concurrent_deletes_all_succeed_with_the_same_details() {
+    let server = TestServer::sqlite().await;
+    let alice = server.actor("alice", &[SessionWrite]).await;
+    for protocol in Protocol::ALL {
+        let session = server.create(protocol, &alice.id, &alice.token).await;
+        let request = json!({ "sessionId": session.id });
+        let calls = Protocol::ALL
+            .iter()
+            .chain(Protocol::ALL.iter())
+            .map(|p| server.call(*p, Rpc::DeleteSession, request.clone(), &alice.token));
+        let outcomes = futures_util::future::join_all(calls).await;
+        let details: Vec<_> = outcomes.iter().map(|o| o.ok()["details"].clone()).collect();
+        assert_eq!(details[0]["sequence"], "2", "[{protocol}] {outcomes:?}");
+        // Timestamps are rendered per protocol; compare each protocol's answers with its own.
+        for (i, outcome) in outcomes.iter().enumerate().skip(Protocol::ALL.len()) {
+            assert_eq!(details[i], details[i - Protocol::ALL.len()], "[{}] {outcomes:?}", outcome.protocol);
+        }
     }
 }
 
@@ -513,6 +614,23 @@ async fn list_shows_own_sessions_or_all_with_session_read_counting_every_match()
         let request = json!({ "queries": [{ "creatorQuery": { "id": "" } }] });
         let listed = server.call(protocol, Rpc::ListSessions, request, &reader.token).await;
         listed.expect_error(Code::InvalidArgument, "SESSION-InvalidQuery");
+    }
+}
+
+#[tokio::test]
+async fn list_pages_by_100_when_no_limit_is_given() {
+    let server = TestServer::sqlite().await;
+    let app = server.actor("app", &[SessionWrite, SessionRead]).await;
+    for _ in 0..101 {
+        server.create(Protocol::ConnectJson, &app.id, &app.token).await;
+    }
+    for protocol in Protocol::ALL {
+        for request in [json!({}), json!({ "query": { "limit": 0 } })] {
+            let listed = server.call(protocol, Rpc::ListSessions, request, &app.token).await;
+            let body = listed.ok();
+            assert_eq!(body["sessions"].as_array().map(Vec::len), Some(100), "[{protocol}] {}", body["details"]);
+            assert_eq!(body["details"]["totalResult"], "101", "[{protocol}] {}", body["details"]);
+        }
     }
 }
 

@@ -215,6 +215,21 @@ async fn rest_delete_without_a_body_is_the_empty_message() {
 }
 
 #[tokio::test]
+async fn rest_patch_without_a_body_changes_nothing_and_get_takes_no_body() {
+    let server = TestServer::sqlite().await;
+    let admin = admin(&server).await;
+    let session = server.create(Protocol::Rest, &admin.id, &admin.token).await;
+    let path = format!("/v2/sessions/{}", session.id);
+    let bearer = Headers::bearer(&admin.token);
+    let outcome = send_json(&server, Protocol::Rest, Method::PATCH, &path, &bearer, "").await;
+    assert_eq!(outcome.ok()["details"]["sequence"], "1", "{outcome:?}");
+    assert_eq!(outcome.str("/sessionToken"), "", "nothing changed, no new token: {outcome:?}");
+    let headers = bearer.clone().with("content-type", "application/json");
+    let outcome = send_json(&server, Protocol::Rest, Method::GET, &path, &headers, r#"{"sessionToken": "x"}"#).await;
+    outcome.expect_error(Code::InvalidArgument, "REQUEST-UnexpectedBody");
+}
+
+#[tokio::test]
 async fn rest_query_parameters_fill_only_unbound_fields() {
     let server = TestServer::sqlite().await;
     let admin = admin(&server).await;
@@ -442,6 +457,37 @@ async fn deadline_headers_are_parsed_and_malformed_ones_refused() {
             outcome.expect_error(Code::InvalidArgument, "REQUEST-InvalidTimeout");
         }
     }
+}
+
+#[tokio::test]
+async fn a_call_that_outlives_its_deadline_is_deadline_exceeded_and_leaves_nothing_behind() {
+    let server = TestServer::sqlite().await;
+    let admin = admin(&server).await;
+    server.users.set_password(&admin.id, "secret".into()).await.expect("set password");
+    // An argon2id verification takes milliseconds: longer than a one-millisecond deadline.
+    let request = json!({ "checks": { "user": { "userId": admin.id }, "password": { "password": "secret" } } });
+    for protocol in [Protocol::Grpc, Protocol::GrpcWeb, Protocol::GrpcWebText, Protocol::ConnectJson] {
+        let headers = match protocol {
+            Protocol::ConnectJson => Headers::bearer(&admin.token).with("connect-timeout-ms", "1"),
+            _ => Headers::bearer(&admin.token).with("grpc-timeout", "1m"),
+        };
+        // tonic would enforce the deadline on its own side: send raw gRPC to see the server's.
+        let call = async {
+            match protocol {
+                Protocol::Grpc => {
+                    let body = frame(&Rpc::CreateSession.encode(request.clone()));
+                    server.clients.grpc_raw(&Rpc::CreateSession.path(), &headers, body, None).await
+                }
+                _ => server.call_with(protocol, Rpc::CreateSession, request.clone(), &headers).await,
+            }
+        };
+        let outcome = tokio::time::timeout(HANG, call)
+            .await
+            .unwrap_or_else(|_| panic!("[{protocol}] the deadline is not enforced"));
+        outcome.expect_error(Code::DeadlineExceeded, "REQUEST-DeadlineExceeded");
+    }
+    let listed = server.call(Protocol::Rest, Rpc::ListSessions, json!({}), &admin.token).await;
+    assert!(listed.ok().get("sessions").is_none(), "no session was created: {listed:?}");
 }
 
 /// The CORS headers of a response, by name.
