@@ -477,7 +477,8 @@ async fn set_session_rotates_the_token_on_every_change_and_only_then() {
         ] {
             let set = server.call(protocol, Rpc::SetSession, unchanged, &alice.token).await;
             assert_eq!(set.ok()["details"]["sequence"], "2", "[{protocol}] {set:?}");
-            assert_eq!(set.str("/sessionToken"), "", "[{protocol}] {set:?}");
+            // An empty token is a default value: omitted from the answer.
+            assert!(set.ok().get("sessionToken").is_none(), "[{protocol}] {set:?}");
         }
         // An empty value removes the key: a change like any other.
         let request = json!({ "sessionId": session.id, "sessionToken": rotated, "metadata": { "color": "" } });
@@ -487,6 +488,17 @@ async fn set_session_rotates_the_token_on_every_change_and_only_then() {
         assert!(!newest.is_empty() && newest != rotated, "[{protocol}] {set:?}");
         let got = server.call(protocol, Rpc::GetSession, json!({ "sessionId": session.id }), &alice.token).await;
         assert!(got.ok()["session"].get("metadata").is_none(), "[{protocol}] {got:?}");
+        assert!(got.ok()["session"].get("expirationDate").is_none(), "[{protocol}] {got:?}");
+
+        // A lifetime sets the expiry from now: a change, with a new token.
+        let request = json!({ "sessionId": session.id, "sessionToken": newest, "lifetime": "3600s" });
+        let set = server.call(protocol, Rpc::SetSession, request, &alice.token).await;
+        assert_eq!(set.ok()["details"]["sequence"], "4", "[{protocol}] {set:?}");
+        assert!(!set.str("/sessionToken").is_empty(), "[{protocol}] {set:?}");
+        let got = server.call(protocol, Rpc::GetSession, json!({ "sessionId": session.id }), &alice.token).await;
+        let session = &got.ok()["session"];
+        assert!(session["expirationDate"].is_string(), "[{protocol}] {got:?}");
+        assert_eq!(session["changeDate"], set.ok()["details"]["changeDate"], "[{protocol}] {got:?}");
     }
 }
 

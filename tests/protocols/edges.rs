@@ -301,7 +301,9 @@ async fn path_variables_are_percent_decoded_and_broken_escapes_refused() {
     let server = TestServer::sqlite().await;
     let admin = admin(&server).await;
     let bearer = Headers::bearer(&admin.token);
-    for (path, named) in [("/v2/sessions/a%20b+c", "`a b+c`"), ("/v2/sessions/%C3%A9t%C3%A9", "`été`")] {
+    for (path, named) in
+        [("/v2/sessions/a%20b+c", "`a b+c`"), ("/v2/sessions/%C3%A9t%C3%A9", "`été`"), ("/v2/sessions/a%2Fb", "`a/b`")]
+    {
         let outcome = send_json(&server, Protocol::Rest, Method::GET, path, &bearer, "").await;
         outcome.expect_error(Code::NotFound, "SESSION-NotFound");
         assert!(outcome.message.contains(named), "{path}: {outcome:?}");
@@ -495,6 +497,17 @@ fn cors(headers: &http::HeaderMap, name: &str) -> Option<String> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_ascii_lowercase)
 }
 
+/// What browser gRPC-Web and Connect clients ask a preflight to allow.
+const REQUESTED_HEADERS: [&str; 7] = [
+    "authorization",
+    "content-type",
+    "x-grpc-web",
+    "x-user-agent",
+    "grpc-timeout",
+    "connect-protocol-version",
+    "connect-timeout-ms",
+];
+
 async fn preflight(server: &TestServer, path: &str, origin: &str) -> reqwest::Response {
     server
         .clients
@@ -502,7 +515,7 @@ async fn preflight(server: &TestServer, path: &str, origin: &str) -> reqwest::Re
         .request(Method::OPTIONS, server.url(path))
         .header("origin", origin)
         .header("access-control-request-method", "POST")
-        .header("access-control-request-headers", "authorization, content-type, x-grpc-web, connect-protocol-version")
+        .header("access-control-request-headers", REQUESTED_HEADERS.join(", "))
         .send()
         .await
         .expect("preflight")
@@ -519,7 +532,7 @@ async fn cors_preflights_name_authorization_and_responses_expose_grpc_status() {
         let headers = response.headers();
         assert_eq!(cors(headers, "access-control-allow-origin").as_deref(), Some(origin), "{path}: {headers:?}");
         let allowed = cors(headers, "access-control-allow-headers").unwrap_or_default();
-        for name in ["authorization", "content-type", "x-grpc-web", "connect-protocol-version"] {
+        for name in REQUESTED_HEADERS {
             assert!(allowed.split(',').any(|h| h.trim() == name), "{path}: {name} not allowed: {allowed}");
         }
         let max_age = cors(headers, "access-control-max-age").and_then(|v| v.parse::<u64>().ok());
