@@ -320,6 +320,19 @@ async fn delete_of_an_unknown_or_malformed_id_is_refused() {
 }
 
 #[tokio::test]
+async fn error_messages_survive_every_protocols_encoding() {
+    let server = TestServer::sqlite().await;
+    let reader = server.actor("reader", &[SessionRead]).await;
+    for protocol in Protocol::ALL {
+        for id in ["été ✓", "a\r\nb", "100%", "grpc-status:0"] {
+            let outcome = server.call(protocol, Rpc::GetSession, json!({ "sessionId": id }), &reader.token).await;
+            outcome.expect_error(Code::NotFound, "SESSION-NotFound");
+            assert_eq!(outcome.message, format!("session `{id}` does not exist (SESSION-NotFound)"), "[{protocol}]");
+        }
+    }
+}
+
+#[tokio::test]
 async fn repeated_delete_answers_the_same_details_and_the_session_is_gone() {
     let server = TestServer::sqlite().await;
     let app = server.actor("app", &[SessionWrite]).await;
