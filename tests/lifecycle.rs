@@ -156,6 +156,12 @@ async fn factor_checks_need_a_user_first() {
                 server.call(protocol, Rpc::SetSession, json!({"sessionId": id, "checks": checks}), &ui.token).await;
             early.expect_error(Code::FailedPrecondition, "SESSION-UserMissing");
         }
+        // An empty password or code is malformed, never a failed attempt.
+        for checks in [json!({"password": {}}), json!({"totp": {"code": ""}})] {
+            let empty =
+                server.call(protocol, Rpc::SetSession, json!({"sessionId": id, "checks": checks}), &ui.token).await;
+            empty.expect_error(Code::InvalidArgument, "SESSION-InvalidCheck");
+        }
         let no_password_user = server.user(&format!("nopw-{protocol}")).await;
         let created = server
             .call(
@@ -174,17 +180,29 @@ async fn expired_sessions_read_as_gone_but_can_be_terminated() {
     let server = TestServer::sqlite().await;
     let ui = server.actor("login-ui", &ALL_PERMISSIONS).await;
     let user = server.user("expiring").await;
+    // A long lifetime shows as creation date + lifetime.
+    let lasting = server
+        .call(Protocol::Rest, Rpc::CreateSession, json!({"checks": user_check(&user), "lifetime": "3600s"}), &ui.token)
+        .await;
+    let got =
+        server.call(Protocol::Rest, Rpc::GetSession, json!({"sessionId": lasting.str("/sessionId")}), &ui.token).await;
+    let session = &got.ok()["session"];
+    let seconds = |field: &str| {
+        let text = session[field].as_str().unwrap();
+        time_of(text)
+    };
+    assert_eq!(seconds("expirationDate") - seconds("creationDate"), 3600, "{got:?}");
+
+    let mut short = Vec::new();
     for protocol in Protocol::ALL {
         let created = server
-            .call(protocol, Rpc::CreateSession, json!({"checks": user_check(&user), "lifetime": "0.020s"}), &ui.token)
+            .call(protocol, Rpc::CreateSession, json!({"checks": user_check(&user), "lifetime": "0.100s"}), &ui.token)
             .await;
-        let id = created.str("/sessionId");
-        let token = created.str("/sessionToken");
-        let got = server.call(protocol, Rpc::GetSession, json!({"sessionId": id}), &ui.token).await;
-        assert!(got.ok()["session"]["expirationDate"].is_string(), "[{protocol}] {got:?}");
-
-        // Time has to pass for a lifetime to end.
-        tokio::time::sleep(Duration::from_millis(40)).await;
+        short.push((protocol, created.str("/sessionId"), created.str("/sessionToken")));
+    }
+    // Time has to pass for a lifetime to end.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    for (protocol, id, token) in short {
         let gone = server.call(protocol, Rpc::GetSession, json!({"sessionId": id}), &ui.token).await;
         gone.expect_error(Code::NotFound, "SESSION-NotFound");
         let set = server
@@ -304,6 +322,11 @@ async fn concurrent_writers_on_one_session_never_lose_an_update() {
     let recorded: Vec<u64> = history.iter().map(|h| h.sequence).collect();
     assert_eq!(recorded, (1..=final_sequence).collect::<Vec<_>>(), "history is gapless");
     store.close().await;
+}
+
+/// Seconds since the epoch of an RFC 3339 timestamp, read by the proto3 JSON mapping.
+fn time_of(text: &str) -> i64 {
+    serde_json::from_value::<pbjson_types::Timestamp>(json!(text)).unwrap().seconds
 }
 
 fn base64_of(s: &str) -> String {

@@ -83,7 +83,21 @@ pub fn checks(c: Option<pb::Checks>) -> Result<Checks> {
         }
         None => None,
     };
-    Ok(Checks { user, password: c.password.map(|p| p.password), totp: c.totp.map(|t| t.code) })
+    // An empty password or code is a malformed check, not a wrong one: it never counts as a
+    // failed attempt.
+    let password = match c.password {
+        Some(p) if p.password.is_empty() => {
+            return Err(Error::invalid_argument("SESSION-InvalidCheck", "the password check needs a password"));
+        }
+        p => p.map(|p| p.password),
+    };
+    let totp = match c.totp {
+        Some(t) if t.code.is_empty() => {
+            return Err(Error::invalid_argument("SESSION-InvalidCheck", "the totp check needs a code"));
+        }
+        t => t.map(|t| t.code),
+    };
+    Ok(Checks { user, password, totp })
 }
 
 /// Challenges are not built: any requested one is refused by name.

@@ -19,31 +19,54 @@ const LENIENT: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
+/// Why a request body holds no usable message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameError {
+    /// The body is not one well-formed frame.
+    Malformed(String),
+    /// A well-formed frame uses a feature we do not offer (compression).
+    Unsupported(String),
+}
+
+impl From<String> for FrameError {
+    fn from(message: String) -> Self {
+        Self::Malformed(message)
+    }
+}
+
+impl FrameError {
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Malformed(m) | Self::Unsupported(m) => m,
+        }
+    }
+}
+
 /// The single message of a unary request body, or why there is none.
-pub fn unary_message(body: &Bytes) -> Result<Bytes, String> {
+pub fn unary_message(body: &Bytes) -> Result<Bytes, FrameError> {
     if body.is_empty() {
-        return Err("the request body holds no gRPC message frame".into());
+        return Err(FrameError::Malformed("the request body holds no gRPC message frame".into()));
     }
     if body.len() < HEADER_LEN {
-        return Err(format!("truncated gRPC frame: {} bytes, the header alone needs {HEADER_LEN}", body.len()));
+        return Err(format!("truncated gRPC frame: {} bytes, the header alone needs {HEADER_LEN}", body.len()).into());
     }
     let flags = body[0];
     if flags & TRAILER_FLAG != 0 {
-        return Err("a request must not carry a trailer frame".into());
+        return Err(FrameError::Malformed("a request must not carry a trailer frame".into()));
     }
     if flags & COMPRESSED_FLAG != 0 {
-        return Err("compressed messages are not supported: send them uncompressed".into());
+        return Err(FrameError::Unsupported("compressed messages are not supported: send them uncompressed".into()));
     }
     if flags != 0 {
-        return Err(format!("unknown gRPC frame flags {flags:#04x}"));
+        return Err(format!("unknown gRPC frame flags {flags:#04x}").into());
     }
     let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
     let available = body.len() - HEADER_LEN;
     if available < len {
-        return Err(format!("truncated gRPC frame: the header announces {len} bytes, {available} arrived"));
+        return Err(format!("truncated gRPC frame: the header announces {len} bytes, {available} arrived").into());
     }
     if available > len {
-        return Err("a unary request must hold exactly one message frame".into());
+        return Err(FrameError::Malformed("a unary request must hold exactly one message frame".into()));
     }
     Ok(body.slice(HEADER_LEN..))
 }
@@ -111,11 +134,12 @@ mod tests {
 
     #[test]
     fn malformed_frames_are_named() {
-        assert!(unary_message(&Bytes::new()).unwrap_err().contains("no gRPC message"));
-        assert!(unary_message(&Bytes::from_static(&[0, 0, 0])).unwrap_err().contains("truncated"));
-        assert!(unary_message(&Bytes::from_static(&[0, 0, 0, 0, 9, 1])).unwrap_err().contains("announces 9"));
-        assert!(unary_message(&Bytes::from_static(&[1, 0, 0, 0, 0])).unwrap_err().contains("compressed"));
-        assert!(unary_message(&Bytes::from_static(&[0, 0, 0, 0, 0, 0])).unwrap_err().contains("exactly one"));
+        let error = |body: &'static [u8]| unary_message(&Bytes::from_static(body)).unwrap_err();
+        assert!(error(&[]).message().contains("no gRPC message"));
+        assert!(error(&[0, 0, 0]).message().contains("truncated"));
+        assert!(error(&[0, 0, 0, 0, 9, 1]).message().contains("announces 9"));
+        assert!(matches!(error(&[1, 0, 0, 0, 0]), FrameError::Unsupported(m) if m.contains("compressed")));
+        assert!(error(&[0, 0, 0, 0, 0, 0]).message().contains("exactly one"));
     }
 
     #[test]

@@ -26,12 +26,88 @@ pub fn decode_body(desc: &MessageDescriptor, body: &[u8]) -> Result<DynamicMessa
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(DynamicMessage::new(desc.clone()));
     }
-    let value: Json = serde_json::from_slice(body)
-        .map_err(|e| invalid("REQUEST-InvalidJson", format!("invalid JSON request body: {e}")))?;
+    let value =
+        strict_parse(body).map_err(|e| invalid("REQUEST-InvalidJson", format!("invalid JSON request body: {e}")))?;
     if !value.is_object() {
         return Err(invalid("REQUEST-InvalidJson", "the request body must be a JSON object".into()));
     }
     decode_value(desc, value, "REQUEST-InvalidJson", "invalid JSON request body")
+}
+
+/// Parses JSON, refusing an object that names a key twice: two parsers could disagree on which
+/// value counts (which token was sent, say), so the ambiguity is never resolved silently.
+fn strict_parse(body: &[u8]) -> Result<Json, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = <StrictValue as serde::Deserialize>::deserialize(&mut de)?.0;
+    de.end()?;
+    Ok(value)
+}
+
+/// A `serde_json::Value` built by a visitor that refuses duplicate keys.
+struct StrictValue(Json);
+
+impl<'de> serde::Deserialize<'de> for StrictValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(StrictValue)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Json;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Json, E> {
+        Ok(Json::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Json, E> {
+        Ok(Json::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Json, E> {
+        Ok(Json::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Json, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Json::Null, Json::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Json, E> {
+        Ok(Json::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Json, E> {
+        Ok(Json::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Json, E> {
+        Ok(Json::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
+        let mut items = Vec::new();
+        while let Some(StrictValue(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Json::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!("field `{key}` is given twice")));
+            }
+            let StrictValue(value) = map.next_value()?;
+            object.insert(key, value);
+        }
+        Ok(Json::Object(object))
+    }
 }
 
 /// A JSON value as a message of type `desc`, after the checks the proto3 JSON parser leaves out;
@@ -160,7 +236,7 @@ pub fn rest_request(
             })?;
             let mut outer = Map::new();
             if body.iter().any(|b| !b.is_ascii_whitespace()) {
-                let value: Json = serde_json::from_slice(body)
+                let value = strict_parse(body)
                     .map_err(|e| invalid("REQUEST-InvalidJson", format!("invalid JSON request body: {e}")))?;
                 outer.insert(field.json_name().to_owned(), value);
             }
@@ -414,5 +490,6 @@ mod tests {
         }
         assert!(decode_body(&input(delete), b"  \n").is_ok());
         assert!(refusal(delete, r#"{"sesionToken": "x"}"#).contains("sesionToken"));
+        assert!(refusal(delete, r#"{"sessionToken": "a", "sessionToken": "b"}"#).contains("given twice"));
     }
 }

@@ -350,7 +350,7 @@ impl Edge {
         let message = match protocol {
             Protocol::Grpc | Protocol::GrpcWeb { text: false } => frame::unary_message(&body).map_err(framing_error)?,
             Protocol::GrpcWeb { text: true } => {
-                let decoded = frame::decode_base64_chunks(&body).map_err(framing_error)?;
+                let decoded = frame::decode_base64_chunks(&body).map_err(|e| framing_error(e.into()))?;
                 frame::unary_message(&decoded).map_err(framing_error)?
             }
             Protocol::Connect { json: false } => body,
@@ -429,7 +429,7 @@ impl Edge {
             return Err(status);
         }
         frame::unary_message(&collected.to_bytes())
-            .map_err(|e| Status::internal(format!("handler answered badly: {e}")))
+            .map_err(|e| Status::internal(format!("handler answered badly: {}", e.message())))
     }
 
     fn render_ok(&self, protocol: Protocol, target: &Target<'_>, message: Bytes) -> Response<Body> {
@@ -474,8 +474,15 @@ impl Edge {
     }
 }
 
-fn framing_error(message: String) -> Status {
-    edge_error(ErrorClass::InvalidArgument, "REQUEST-MalformedFrame", &message)
+fn framing_error(error: frame::FrameError) -> Status {
+    match error {
+        frame::FrameError::Malformed(message) => {
+            edge_error(ErrorClass::InvalidArgument, "REQUEST-MalformedFrame", &message)
+        }
+        frame::FrameError::Unsupported(message) => {
+            edge_error(ErrorClass::Unimplemented, "REQUEST-UnsupportedEncoding", &message)
+        }
+    }
 }
 
 fn response(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Body> {

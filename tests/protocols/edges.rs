@@ -387,6 +387,20 @@ async fn grpc_and_grpc_web_framing_errors_are_invalid_argument() {
             outcome.expect_error(Code::InvalidArgument, id);
         }
     }
+    // A compressed frame is well formed, but compression is not offered: UNIMPLEMENTED.
+    let compressed = [vec![1u8], frame(&[])[1..].to_vec()].concat();
+    for protocol in [Protocol::Grpc, Protocol::GrpcWeb, Protocol::GrpcWebText] {
+        let outcome = match protocol {
+            Protocol::Grpc => server.clients.grpc_raw(&path, &bearer, compressed.clone(), None).await,
+            _ => {
+                server
+                    .clients
+                    .grpc_web(protocol == Protocol::GrpcWebText, &path, &bearer, compressed.clone(), None)
+                    .await
+            }
+        };
+        outcome.expect_error(Code::Unimplemented, "REQUEST-UnsupportedEncoding");
+    }
     // Bodies that are not base64 at all.
     for body in ["@@@@", "AAAA=A", "not base64!"] {
         let outcome = server.clients.grpc_web_raw(true, &path, &bearer, body.as_bytes().to_vec(), None).await;
