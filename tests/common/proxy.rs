@@ -84,14 +84,12 @@ async fn relay(mut client: TcpStream, upstream: String, mut link: watch::Receive
         Link::Up => {}
     }
     let Ok(mut server) = TcpStream::connect(&upstream).await else { return };
-    tokio::select! {
-        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-        changed = link.wait_for(|l| *l != Link::Up) => {
-            let silent = matches!(changed.map(|l| *l), Ok(Link::Silent));
-            if silent {
-                let _ = link.wait_for(|l| *l != Link::Silent).await;
-            }
-        }
+    let silenced = tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => false,
+        changed = link.wait_for(|l| *l != Link::Up) => matches!(changed.map(|l| *l), Ok(Link::Silent)),
+    };
+    if silenced {
+        let _ = link.wait_for(|l| *l != Link::Silent).await;
     }
     // Dropping both sockets closes them.
 }

@@ -21,6 +21,10 @@ use sqlx::{
 };
 use tokio::time::Instant;
 
+use self::{
+    error::{Failure, translate},
+    migrate::migrate,
+};
 use super::{
     SessionFilter, Store, StoreError, StoreResult,
     codec::{decode_changes, decode_state, encode_changes, encode_state},
@@ -32,8 +36,11 @@ use crate::domain::{
     user::{ApiTokenRecord, TotpEnrolment, User, UserState},
 };
 
-/// Migrations, applied in order; the table `schema_migrations` records which ran.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_init.sql")];
+mod error;
+mod migrate;
+#[cfg(test)]
+mod tests;
+
 /// How long a call waits for a pooled (or new) connection. sqlx's default of 30 s turned a short
 /// outage into calls hanging long past any client's deadline.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -52,33 +59,6 @@ const MAX_RETRIES: u32 = 5;
 const STARTUP_ATTEMPTS: u32 = 3;
 const STARTUP_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const STARTUP_RETRY_DELAY: Duration = Duration::from_secs(1);
-/// Rounds of the migration protocol (each one loses at most to a concurrent starter) before a
-/// start gives up.
-const MIGRATION_ROUNDS: u32 = 10;
-
-/// The SQLSTATEs this store acts on (PostgreSQL's Appendix A; CockroachDB and YugabyteDB use the
-/// same codes).
-mod sqlstate {
-    pub(super) const UNIQUE_VIOLATION: &str = "23505";
-    pub(super) const SERIALIZATION_FAILURE: &str = "40001";
-    pub(super) const DEADLOCK_DETECTED: &str = "40P01";
-    /// CockroachDB: the connection broke while a commit was in flight; its outcome is unknown.
-    pub(super) const STATEMENT_COMPLETION_UNKNOWN: &str = "40003";
-    /// `statement_timeout` fired (or the statement was cancelled).
-    pub(super) const QUERY_CANCELED: &str = "57014";
-    /// `pg_terminate_backend`, a fast shutdown.
-    pub(super) const ADMIN_SHUTDOWN: &str = "57P01";
-    pub(super) const CRASH_SHUTDOWN: &str = "57P02";
-    /// The server is starting up or shutting down.
-    pub(super) const CANNOT_CONNECT_NOW: &str = "57P03";
-    pub(super) const LOCK_NOT_AVAILABLE: &str = "55P03";
-    pub(super) const DUPLICATE_TABLE: &str = "42P07";
-    pub(super) const DUPLICATE_OBJECT: &str = "42710";
-    /// Class 08: connection exceptions.
-    pub(super) const CONNECTION_EXCEPTION: &str = "08";
-    /// Class 53: insufficient resources (too many connections, out of memory, disk full).
-    pub(super) const INSUFFICIENT_RESOURCES: &str = "53";
-}
 
 #[derive(Debug)]
 pub struct PostgresStore {
@@ -192,144 +172,6 @@ async fn wait_for_database(options: &PgConnectOptions, target: &str) -> anyhow::
         tracing::warn!(database = %target, attempt, cause = %cause, "PostgreSQL is not reachable yet; retrying");
         tokio::time::sleep(STARTUP_RETRY_DELAY).await;
         attempt += 1;
-    }
-}
-
-/// Brings the schema up to date; safe when several processes start at once.
-///
-/// Each migration runs in one transaction that executes its DDL and then inserts its version into
-/// `schema_migrations` (DDL first: CockroachDB refuses a schema change after a write in the same
-/// transaction). Two starters racing on the same migration collide on the new tables or on the
-/// version's primary key (a unique violation, "already exists", or a serialization failure); the
-/// loser rolls back and starts over, and then finds the version applied. No advisory locks, which
-/// the distributed engines do not provide.
-async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    let mut round = 1;
-    loop {
-        match migrate_once(pool).await {
-            Ok(()) => return Ok(()),
-            Err(e) if lost_race(&e) && round < MIGRATION_ROUNDS => {
-                tracing::debug!(error = %e, round, "a concurrent start is migrating too; checking again");
-                tokio::time::sleep(backoff(round)).await;
-                round += 1;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-async fn migrate_once(pool: &PgPool) -> anyhow::Result<()> {
-    let mut conn = pool.acquire().await?;
-    // Looked up first so that a routine start does not make the server log "already exists".
-    let ledger_exists: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM information_schema.tables \
-         WHERE table_schema = current_schema() AND table_name = 'schema_migrations')",
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    if !ledger_exists {
-        sqlx::raw_sql(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
-        )
-        .execute(&mut *conn)
-        .await?;
-    }
-    let applied: Vec<i64> =
-        sqlx::query_scalar("SELECT version FROM schema_migrations ORDER BY version").fetch_all(&mut *conn).await?;
-    let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
-    if let Some(&newest) = applied.last()
-        && newest > known
-    {
-        anyhow::bail!("the database has schema version {newest}, newer than this sessiond knows ({known})");
-    }
-    for (version, sql) in (1..).zip(MIGRATIONS) {
-        if applied.contains(&version) {
-            continue;
-        }
-        let mut tx = conn.begin().await?;
-        sqlx::raw_sql(sql).execute(&mut *tx).await?;
-        sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
-            .bind(version)
-            .bind(Timestamp::now().0)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        tracing::info!(version, "applied postgres migration");
-    }
-    Ok(())
-}
-
-/// Did a migration fail because a concurrent starter applied the same thing first?
-fn lost_race(e: &anyhow::Error) -> bool {
-    use sqlstate::*;
-    let code = match e.downcast_ref::<sqlx::Error>() {
-        Some(sqlx::Error::Database(db)) => db.code(),
-        _ => None,
-    };
-    matches!(
-        code.as_deref(),
-        Some(UNIQUE_VIOLATION | DUPLICATE_TABLE | DUPLICATE_OBJECT | SERIALIZATION_FAILURE | DEADLOCK_DETECTED)
-    )
-}
-
-/// How one run of a call failed.
-#[derive(Debug)]
-enum Failure {
-    /// A serialization failure or deadlock: the transaction was rolled back; running it again may
-    /// succeed.
-    Retry(String),
-    /// Final.
-    Store(StoreError),
-}
-
-impl Failure {
-    fn into_store(self) -> StoreError {
-        match self {
-            Self::Retry(_) => StoreError::Conflict,
-            Self::Store(e) => e,
-        }
-    }
-}
-
-impl From<sqlx::Error> for Failure {
-    fn from(e: sqlx::Error) -> Self {
-        translate(e)
-    }
-}
-
-impl From<StoreError> for Failure {
-    fn from(e: StoreError) -> Self {
-        Self::Store(e)
-    }
-}
-
-/// Driver errors stop here: named SQLSTATEs and connection failures become what the domain acts on.
-fn translate(e: sqlx::Error) -> Failure {
-    use sqlstate::*;
-    let unavailable = |e: &sqlx::Error| Failure::Store(StoreError::Unavailable(e.to_string()));
-    match &e {
-        sqlx::Error::Database(db) => match db.code().as_deref().unwrap_or_default() {
-            SERIALIZATION_FAILURE | DEADLOCK_DETECTED => Failure::Retry(e.to_string()),
-            UNIQUE_VIOLATION => Failure::Store(StoreError::AlreadyExists(db.message().to_owned())),
-            QUERY_CANCELED
-            | ADMIN_SHUTDOWN
-            | CRASH_SHUTDOWN
-            | CANNOT_CONNECT_NOW
-            | LOCK_NOT_AVAILABLE
-            | STATEMENT_COMPLETION_UNKNOWN => unavailable(&e),
-            code if code.starts_with(CONNECTION_EXCEPTION) || code.starts_with(INSUFFICIENT_RESOURCES) => {
-                unavailable(&e)
-            }
-            _ => Failure::Store(StoreError::Internal(e.to_string())),
-        },
-        // The connection broke, the pool could not get one in time, or the store is closed.
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => unavailable(&e),
-        _ => Failure::Store(StoreError::Internal(e.to_string())),
     }
 }
 
