@@ -206,3 +206,31 @@ async fn concurrent_migrations_apply_the_schema_once() {
     assert_eq!(versions, [1]);
     db.remove().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_process_server_and_a_process_share_the_database() {
+    let Some(db) = TestDb::fresh(Backend::Postgres).await else { return };
+    // The in-process server is spawned, as test harnesses do: its future must be `Send`.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let inner = format!("http://{}", listener.local_addr().unwrap());
+    let config = sessiond::config::Config { database: db.url.clone(), ..Default::default() };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(sessiond::server::run(listener, config, async move {
+        let _ = stopped.await;
+    }));
+    let outer = Sessiond::start(&db.url).await;
+    add_user(&db.url, "alice");
+    let operator = add_user(&db.url, "operator");
+    let token = add_token(&db.url, &operator, ALL_PERMISSIONS);
+
+    let created = Rest::new(&inner, &token).create_session("alice").await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let id = created.body["sessionId"].as_str().unwrap();
+    let read = Rest::new(&outer.base, &token).get_session(id, None).await;
+    assert_eq!(read.status, 200, "{read:?}");
+
+    stop.send(()).unwrap();
+    serving.await.unwrap().unwrap();
+    drop(outer);
+    db.remove().await;
+}

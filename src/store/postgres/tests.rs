@@ -239,3 +239,15 @@ async fn slow_calls_answer_unavailable_within_the_call_budget() {
     store.close().await;
     scratch.remove().await;
 }
+
+#[tokio::test]
+async fn a_schema_newer_than_this_build_refuses_the_start() {
+    let Some(scratch) = Scratch::new().await else { return };
+    let store = PostgresStore::open(&scratch.url).await.expect("a fresh schema migrates");
+    store.close().await;
+    let mut conn = scratch.connect().await;
+    exec(&mut conn, "INSERT INTO schema_migrations (version, applied_at) VALUES (99, 0)").await.unwrap();
+    let error = PostgresStore::open(&scratch.url).await.unwrap_err();
+    assert!(format!("{error:#}").contains("schema version 99, newer than this sessiond knows (1)"), "{error:#}");
+    scratch.remove().await;
+}
