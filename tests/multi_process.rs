@@ -111,18 +111,19 @@ async fn a_token_revoked_or_user_disabled_by_the_cli_is_refused_by_both_at_once(
         }
     }
 
-    cli(&pair.db.url, &["tokens", "revoke", token_id(&spare)]);
+    // `--` before ids: they may start with `-`.
+    cli(&pair.db.url, &["tokens", "revoke", "--", token_id(&spare)]);
     for server in [&pair.a, &pair.b] {
         let answer = Rest::new(&server.base, &spare).list_sessions().await;
         assert_eq!((answer.status, answer.code()), (401, 16), "revoked token through {}: {answer:?}", server.base);
     }
 
-    cli(&pair.db.url, &["users", "disable", &user_id]);
+    cli(&pair.db.url, &["users", "disable", "--", &user_id]);
     for server in [&pair.a, &pair.b] {
         let answer = Rest::new(&server.base, &carols).list_sessions().await;
         assert_eq!((answer.status, answer.code()), (401, 16), "disabled user through {}: {answer:?}", server.base);
     }
-    cli(&pair.db.url, &["users", "enable", &user_id]);
+    cli(&pair.db.url, &["users", "enable", "--", &user_id]);
     for server in [&pair.a, &pair.b] {
         let answer = Rest::new(&server.base, &carols).list_sessions().await;
         assert_eq!(answer.status, 200, "re-enabled user through {}: {answer:?}", server.base);

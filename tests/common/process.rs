@@ -117,7 +117,9 @@ pub fn add_user(database: &str, login_name: &str) -> String {
 
 /// Issues an API token; returns the bearer token (`<id>.<secret>`).
 pub fn add_token(database: &str, user_id: &str, permissions: &[&str]) -> String {
-    let mut args = vec!["tokens", "add", "--user", user_id];
+    // `--user=ID`: ids are base64url and may start with `-`, which clap would take for a flag.
+    let user = format!("--user={user_id}");
+    let mut args = vec!["tokens", "add", &user];
     for p in permissions {
         args.extend(["--permission", p]);
     }
