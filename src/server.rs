@@ -33,7 +33,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let store = store::open(&config.database, config.durability)
         .await
-        .with_context(|| format!("cannot open the database {}", config.database))?;
+        .with_context(|| format!("cannot open the database {}", store::redact_url(&config.database)))?;
     serve(listener, config, store, shutdown).await
 }
 
@@ -60,7 +60,11 @@ pub async fn serve(
 
     let sweeper = tokio::spawn(sweep(Arc::clone(&store), config.retention, config.sweep_interval));
     let graceful = GracefulShutdown::new();
-    tracing::info!(address = %listener.local_addr()?, database = %config.database, "sessiond listening");
+    tracing::info!(
+        address = %listener.local_addr()?,
+        database = %store::redact_url(&config.database),
+        "sessiond listening"
+    );
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

@@ -2,6 +2,7 @@
 //! domain records; driver errors are translated into `StoreError` at this boundary.
 
 mod codec;
+pub mod postgres;
 pub mod sqlite;
 
 use std::{fmt, sync::Arc};
@@ -95,11 +96,43 @@ pub enum Durability {
     Full,
 }
 
-/// Opens the store a database URL names: `sqlite:PATH` (or a bare path) or `postgres://...`.
+/// Opens the store a database URL names: `sqlite:PATH` (or a bare path) or `postgres://...`
+/// (`postgresql://...`), migrating its schema. `durability` is SQLite's: PostgreSQL's is the
+/// server's own setting (`synchronous_commit`).
 pub async fn open(url: &str, durability: Durability) -> anyhow::Result<Arc<dyn Store>> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        anyhow::bail!("PostgreSQL is not supported yet: use sqlite:PATH");
+    if is_postgres(url) {
+        return Ok(Arc::new(postgres::PostgresStore::open(url).await?));
     }
     let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
     Ok(Arc::new(sqlite::SqliteStore::open(path, durability).await?))
+}
+
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// A database URL fit for messages and logs: any password replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if is_postgres(url) && parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn redact_url_hides_only_the_password() {
+        assert_eq!(
+            redact_url("postgres://u:secret@db:5432/x?sslmode=require"),
+            "postgres://u:***@db:5432/x?sslmode=require"
+        );
+        assert_eq!(redact_url("postgres://u@db/x"), "postgres://u@db/x");
+        assert_eq!(redact_url("sqlite:sessiond.db"), "sqlite:sessiond.db");
+    }
 }

@@ -1,0 +1,685 @@
+//! The shared store: PostgreSQL (or a compatible distributed engine), so that several sessiond
+//! processes on one database behave as one service.
+//!
+//! Nothing is cached in the process: every call reads the database, so a write through one process
+//! is seen by the next call through any other. Each call runs on one pooled connection under one
+//! deadline; serialization failures and deadlocks are retried a few times and then answered
+//! `Conflict`; a database that cannot be reached in time answers `Unavailable`, and the pool
+//! reconnects by itself once it is back. The SQL keeps to plain tables, indexes, single statements
+//! and short transactions, which CockroachDB and YugabyteDB run as PostgreSQL does.
+
+use std::{str::FromStr, time::Duration};
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use futures_util::future::BoxFuture;
+use rand::Rng as _;
+use sqlx::{
+    Connection as _, PgConnection, Postgres, QueryBuilder, Row as _,
+    postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow},
+    query::Query,
+};
+use tokio::time::Instant;
+
+use self::{
+    error::{Failure, translate},
+    migrate::migrate,
+};
+use super::{
+    SessionFilter, Store, StoreError, StoreResult,
+    codec::{decode_changes, decode_state, encode_changes, encode_state},
+};
+use crate::domain::{
+    Permissions, Timestamp,
+    session::{HistoryEntry, Session, SessionQuery, TimeComparison},
+    token::SecretHash,
+    user::{ApiTokenRecord, TotpEnrolment, User, UserState},
+};
+
+mod error;
+mod migrate;
+#[cfg(test)]
+mod tests;
+
+/// How long a call waits for a pooled (or new) connection. sqlx's default of 30 s turned a short
+/// outage into calls hanging long past any client's deadline.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+/// The whole budget of one store call, retries included; past it the call answers `Unavailable`.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// The server's cap on one statement: below `CALL_TIMEOUT`, so the server gives up (and releases
+/// its locks) before the client does.
+const STATEMENT_TIMEOUT: Duration = Duration::from_millis(1500);
+/// A transaction left open by a client that vanished is rolled back by the server after this.
+const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections per process; the database's `max_connections` must cover every process's pool.
+const MAX_CONNECTIONS: u32 = 16;
+/// Runs after a serialization failure or deadlock before the call answers `Conflict`.
+const MAX_RETRIES: u32 = 5;
+/// Connection attempts at start, each bounded, before `open` fails.
+const STARTUP_ATTEMPTS: u32 = 3;
+const STARTUP_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const STARTUP_RETRY_DELAY: Duration = Duration::from_secs(1);
+
+#[derive(Debug)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects (a few bounded attempts), migrates, and keeps a pool for the calls.
+    pub async fn open(url: &str) -> anyhow::Result<Self> {
+        let options = connect_options(url)?;
+        let target = describe(&options);
+        wait_for_database(&options, &target).await?;
+        // Lazy: connections open on demand, so a store outlives an outage and refills by itself.
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options);
+        migrate(&pool).await.with_context(|| format!("cannot migrate the PostgreSQL database {target}"))?;
+        Ok(Self { pool })
+    }
+
+    /// Runs one store call: a connection, then `op` (again after a serialization failure or
+    /// deadlock), all within `CALL_TIMEOUT`. `op` may run several times, so it owns its inputs.
+    async fn run<T, F>(&self, op: F) -> StoreResult<T>
+    where
+        T: Send,
+        F: for<'c> Fn(&'c mut PgConnection) -> BoxFuture<'c, Result<T, Failure>> + Send + Sync,
+    {
+        let deadline = Instant::now() + CALL_TIMEOUT;
+        let mut conn = match tokio::time::timeout_at(deadline, self.pool.acquire()).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return Err(translate(e).into_store()),
+            Err(_) => return Err(StoreError::Unavailable("no database connection in time".into())),
+        };
+        let mut retries = 0;
+        loop {
+            let error = match tokio::time::timeout_at(deadline, op(&mut conn)).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(Failure::Retry(cause))) => {
+                    let delay = backoff(retries);
+                    if retries >= MAX_RETRIES || Instant::now() + delay >= deadline {
+                        tracing::warn!(cause = %cause, retries, "giving up on a transaction that kept conflicting");
+                        return Err(StoreError::Conflict);
+                    }
+                    retries += 1;
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
+                Ok(Err(Failure::Store(e))) => e,
+                Err(_) => StoreError::Unavailable("the database did not answer in time".into()),
+            };
+            if matches!(error, StoreError::Unavailable(_)) {
+                // The connection may be mid-statement or dead: returning it to the pool would make
+                // the pool test it without a deadline. Close it instead (sqlx bounds that close).
+                conn.close_on_drop();
+            }
+            return Err(error);
+        }
+    }
+}
+
+/// A short, growing, jittered pause before running a conflicting transaction again, so that the
+/// transactions that collided do not collide again in lockstep.
+fn backoff(retries: u32) -> Duration {
+    let ceiling_ms = 5u64 << retries.min(5);
+    Duration::from_millis(rand::rng().random_range(1..=ceiling_ms))
+}
+
+fn connect_options(url: &str) -> anyhow::Result<PgConnectOptions> {
+    let options = PgConnectOptions::from_str(url).context("invalid PostgreSQL URL")?.options([
+        ("statement_timeout", STATEMENT_TIMEOUT.as_millis()),
+        ("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION_TIMEOUT.as_millis()),
+    ]);
+    // Named in pg_stat_activity, unless the URL names it already.
+    Ok(if options.get_application_name().is_none() { options.application_name("sessiond") } else { options })
+}
+
+/// Where the database is, for messages (never the password).
+fn describe(options: &PgConnectOptions) -> String {
+    let database = options.get_database().unwrap_or(options.get_username());
+    match options.get_socket() {
+        Some(socket) => format!("{}/{database}", socket.display()),
+        None => format!("{}:{}/{database}", options.get_host(), options.get_port()),
+    }
+}
+
+/// Start-up: the database must answer within a few bounded attempts (it may be starting next to
+/// us); otherwise the start fails with a message naming it. Refusals that waiting cannot fix (a
+/// wrong password, a missing database) fail at once.
+async fn wait_for_database(options: &PgConnectOptions, target: &str) -> anyhow::Result<()> {
+    let mut attempt = 1;
+    loop {
+        let (cause, transient) =
+            match tokio::time::timeout(STARTUP_CONNECT_TIMEOUT, PgConnection::connect_with(options)).await {
+                Ok(Ok(conn)) => {
+                    let _ = conn.close().await;
+                    return Ok(());
+                }
+                Ok(Err(e)) => {
+                    let cause = e.to_string();
+                    (cause, matches!(translate(e), Failure::Store(StoreError::Unavailable(_))))
+                }
+                Err(_) => (format!("no answer within {STARTUP_CONNECT_TIMEOUT:?}"), true),
+            };
+        if !transient {
+            anyhow::bail!("PostgreSQL at {target} refused the connection: {cause}");
+        }
+        if attempt == STARTUP_ATTEMPTS {
+            anyhow::bail!("cannot reach PostgreSQL at {target} (tried {attempt} times): {cause}");
+        }
+        tracing::warn!(database = %target, attempt, cause = %cause, "PostgreSQL is not reachable yet; retrying");
+        tokio::time::sleep(STARTUP_RETRY_DELAY).await;
+        attempt += 1;
+    }
+}
+
+type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
+
+const USER_COLUMNS: &str = "id, login_name, display_name, org_id, state, password_hash, failed_attempts, locked, totp_secret, totp_last_step, created_at";
+
+fn user_from_row(row: &PgRow, at: usize) -> Result<User, sqlx::Error> {
+    let state: String = row.try_get(at + 4)?;
+    let totp_secret: Option<Vec<u8>> = row.try_get(at + 8)?;
+    let last_used_step: Option<i64> = row.try_get(at + 9)?;
+    Ok(User {
+        id: row.try_get(at)?,
+        login_name: row.try_get(at + 1)?,
+        display_name: row.try_get(at + 2)?,
+        org_id: row.try_get(at + 3)?,
+        state: UserState::parse(&state).unwrap_or(UserState::Inactive),
+        password_hash: row.try_get(at + 5)?,
+        failed_attempts: row.try_get(at + 6)?,
+        locked: row.try_get(at + 7)?,
+        totp: totp_secret.map(|secret| TotpEnrolment { secret, last_used_step }),
+        created_at: Timestamp(row.try_get(at + 10)?),
+    })
+}
+
+/// The user's columns after `id`, in `USER_COLUMNS` order, as parameters `$2`...
+fn bind_user_fields<'q>(query: PgQuery<'q>, user: &User) -> PgQuery<'q> {
+    query
+        .bind(user.login_name.clone())
+        .bind(user.display_name.clone())
+        .bind(user.org_id.clone())
+        .bind(user.state.as_str())
+        .bind(user.password_hash.clone())
+        .bind(user.failed_attempts)
+        .bind(user.locked)
+        .bind(user.totp.as_ref().map(|t| t.secret.clone()))
+        .bind(user.totp.as_ref().and_then(|t| t.last_used_step))
+}
+
+const TOKEN_COLUMNS: &str = "t.id, t.user_id, t.secret_hash, t.permissions, t.expires_at, t.revoked_at, t.created_at";
+
+fn token_from_row(row: &PgRow) -> Result<ApiTokenRecord, sqlx::Error> {
+    let hash: Vec<u8> = row.try_get(2)?;
+    let permissions: i16 = row.try_get(3)?;
+    Ok(ApiTokenRecord {
+        id: row.try_get(0)?,
+        user_id: row.try_get(1)?,
+        secret_hash: SecretHash::from_slice(&hash).unwrap_or(SecretHash([0; 32])),
+        permissions: Permissions::from_bits(u8::try_from(permissions).unwrap_or_default()),
+        expires_at: row.try_get::<Option<i64>, _>(4)?.map(Timestamp),
+        revoked_at: row.try_get::<Option<i64>, _>(5)?.map(Timestamp),
+        created_at: Timestamp(row.try_get(6)?),
+    })
+}
+
+const SESSION_COLUMNS: &str = "id, resource_owner, creator_id, creation_date, change_date, sequence, token_hash, expiration_date, terminated_at, state";
+
+fn session_from_row(row: &PgRow) -> Result<Session, Failure> {
+    let hash: Vec<u8> = row.try_get(6)?;
+    let sequence: i64 = row.try_get(5)?;
+    let state: String = row.try_get(9)?;
+    let (factors, metadata, user_agent) = decode_state(&state)?;
+    Ok(Session {
+        id: row.try_get(0)?,
+        resource_owner: row.try_get(1)?,
+        creator_id: row.try_get(2)?,
+        creation_date: Timestamp(row.try_get(3)?),
+        change_date: Timestamp(row.try_get(4)?),
+        sequence: u64::try_from(sequence).unwrap_or_default(),
+        token_hash: SecretHash::from_slice(&hash).unwrap_or(SecretHash([0; 32])),
+        factors,
+        metadata,
+        user_agent,
+        expiration_date: row.try_get::<Option<i64>, _>(7)?.map(Timestamp),
+        terminated_at: row.try_get::<Option<i64>, _>(8)?.map(Timestamp),
+    })
+}
+
+/// A session's columns in insert order, as parameters `$1`...`$12`.
+fn bind_session<'q>(query: PgQuery<'q>, session: &Session) -> PgQuery<'q> {
+    query
+        .bind(session.id.clone())
+        .bind(session.resource_owner.clone())
+        .bind(session.creator_id.clone())
+        .bind(session.user_id().map(str::to_owned))
+        .bind(session.user_agent.fingerprint_id.clone())
+        .bind(session.creation_date.0)
+        .bind(session.change_date.0)
+        .bind(i64::try_from(session.sequence).unwrap_or(i64::MAX))
+        .bind(session.token_hash.0.to_vec())
+        .bind(session.expiration_date.map(|t| t.0))
+        .bind(session.terminated_at.map(|t| t.0))
+        .bind(encode_state(session))
+}
+
+async fn insert_history(conn: &mut PgConnection, entry: &HistoryEntry) -> Result<(), Failure> {
+    sqlx::query("INSERT INTO session_history (session_id, sequence, at, actor, changes) VALUES ($1, $2, $3, $4, $5)")
+        .bind(entry.session_id.clone())
+        .bind(i64::try_from(entry.sequence).unwrap_or(i64::MAX))
+        .bind(entry.at.0)
+        .bind(entry.actor.clone())
+        .bind(encode_changes(&entry.changes))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Appends the `WHERE` clause of a list filter (the same rules as the SQLite store's).
+fn push_filter(sql: &mut QueryBuilder<'static, Postgres>, filter: &SessionFilter) {
+    sql.push(" WHERE terminated_at IS NULL AND (expiration_date IS NULL OR expiration_date > ")
+        .push_bind(filter.live_at.0)
+        .push(")");
+    if let Some(user) = &filter.visible_to_user {
+        sql.push(" AND user_id = ").push_bind(user.clone());
+    }
+    for query in &filter.queries {
+        match query {
+            SessionQuery::Ids(ids) => {
+                if ids.is_empty() {
+                    sql.push(" AND FALSE");
+                } else {
+                    sql.push(" AND id = ANY(").push_bind(ids.clone()).push(")");
+                }
+            }
+            SessionQuery::UserId(id) => {
+                sql.push(" AND user_id = ").push_bind(id.clone());
+            }
+            SessionQuery::CreationDate(cmp, at) => {
+                sql.push(format_args!(" AND creation_date {} ", comparison(*cmp))).push_bind(at.0);
+            }
+            SessionQuery::ExpirationDate(cmp, at) => {
+                // No expiration date means never expires: later than any given time.
+                let null_matches = matches!(cmp, TimeComparison::Greater | TimeComparison::GreaterOrEquals);
+                let null_clause = if null_matches { "expiration_date IS NULL OR " } else { "" };
+                sql.push(format_args!(" AND ({null_clause}expiration_date {} ", comparison(*cmp)))
+                    .push_bind(at.0)
+                    .push(")");
+            }
+            SessionQuery::Creator(id) => {
+                sql.push(" AND creator_id = ").push_bind(id.clone());
+            }
+            SessionQuery::UserAgentFingerprint(id) => {
+                sql.push(" AND fingerprint_id = ").push_bind(id.clone());
+            }
+        }
+    }
+}
+
+fn comparison(cmp: TimeComparison) -> &'static str {
+    match cmp {
+        TimeComparison::Equals => "=",
+        TimeComparison::Greater => ">",
+        TimeComparison::GreaterOrEquals => ">=",
+        TimeComparison::Less => "<",
+        TimeComparison::LessOrEquals => "<=",
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn insert_user(&self, user: &User) -> StoreResult<()> {
+        let user = user.clone();
+        self.run(move |conn| {
+            let user = user.clone();
+            Box::pin(async move {
+                let query = sqlx::query(
+                    "INSERT INTO users (id, login_name, display_name, org_id, state, password_hash, failed_attempts, \
+                     locked, totp_secret, totp_last_step, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                )
+                .bind(user.id.clone());
+                let result = bind_user_fields(query, &user).bind(user.created_at.0).execute(conn).await;
+                match result.map_err(Failure::from) {
+                    Err(Failure::Store(StoreError::AlreadyExists(_))) => Err(Failure::Store(
+                        StoreError::AlreadyExists(format!("login name `{}` is taken", user.login_name)),
+                    )),
+                    other => other.map(drop),
+                }
+            })
+        })
+        .await
+    }
+
+    async fn update_user(&self, user: &User) -> StoreResult<()> {
+        let user = user.clone();
+        self.run(move |conn| {
+            let user = user.clone();
+            Box::pin(async move {
+                let query = sqlx::query(
+                    "UPDATE users SET login_name = $2, display_name = $3, org_id = $4, state = $5, password_hash = $6, \
+                     failed_attempts = $7, locked = $8, totp_secret = $9, totp_last_step = $10 WHERE id = $1",
+                )
+                .bind(user.id.clone());
+                bind_user_fields(query, &user).execute(conn).await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>> {
+        let id = id.to_owned();
+        self.run(move |conn| {
+            let id = id.clone();
+            Box::pin(async move {
+                let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
+                    .bind(id)
+                    .fetch_optional(conn)
+                    .await?;
+                Ok(row.map(|r| user_from_row(&r, 0)).transpose()?)
+            })
+        })
+        .await
+    }
+
+    async fn user_by_login_name(&self, login_name: &str) -> StoreResult<Option<User>> {
+        let login_name = login_name.to_owned();
+        self.run(move |conn| {
+            let login_name = login_name.clone();
+            Box::pin(async move {
+                let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE login_name = $1"))
+                    .bind(login_name)
+                    .fetch_optional(conn)
+                    .await?;
+                Ok(row.map(|r| user_from_row(&r, 0)).transpose()?)
+            })
+        })
+        .await
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<User>> {
+        self.run(|conn| {
+            Box::pin(async move {
+                // Byte order, as SQLite sorts, whatever the database's collation.
+                let rows = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY login_name COLLATE \"C\""))
+                    .fetch_all(conn)
+                    .await?;
+                Ok(rows.iter().map(|r| user_from_row(r, 0)).collect::<Result<_, _>>()?)
+            })
+        })
+        .await
+    }
+
+    async fn record_password_failure(&self, user_id: &str, max: i32) -> StoreResult<(i32, bool)> {
+        let user_id = user_id.to_owned();
+        self.run(move |conn| {
+            let user_id = user_id.clone();
+            Box::pin(async move {
+                // One statement: the row lock makes concurrent failures count one by one.
+                let row = sqlx::query(
+                    "UPDATE users SET failed_attempts = failed_attempts + 1, \
+                     locked = (locked OR failed_attempts + 1 >= $2) WHERE id = $1 RETURNING failed_attempts, locked",
+                )
+                .bind(user_id)
+                .bind(max)
+                .fetch_one(conn)
+                .await?;
+                Ok((row.try_get(0)?, row.try_get(1)?))
+            })
+        })
+        .await
+    }
+
+    async fn reset_password_failures(&self, user_id: &str) -> StoreResult<()> {
+        let user_id = user_id.to_owned();
+        self.run(move |conn| {
+            let user_id = user_id.clone();
+            Box::pin(async move {
+                sqlx::query("UPDATE users SET failed_attempts = 0 WHERE id = $1 AND NOT locked")
+                    .bind(user_id)
+                    .execute(conn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn consume_totp_step(&self, user_id: &str, step: i64) -> StoreResult<bool> {
+        let user_id = user_id.to_owned();
+        self.run(move |conn| {
+            let user_id = user_id.clone();
+            Box::pin(async move {
+                // The condition is re-checked on the locked row: of two racing uses of one code,
+                // exactly one changes it.
+                let changed = sqlx::query(
+                    "UPDATE users SET totp_last_step = $2 \
+                     WHERE id = $1 AND (totp_last_step IS NULL OR totp_last_step < $2)",
+                )
+                .bind(user_id)
+                .bind(step)
+                .execute(conn)
+                .await?
+                .rows_affected();
+                Ok(changed == 1)
+            })
+        })
+        .await
+    }
+
+    async fn insert_api_token(&self, token: &ApiTokenRecord) -> StoreResult<()> {
+        let token = token.clone();
+        self.run(move |conn| {
+            let t = token.clone();
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO api_tokens (id, user_id, secret_hash, permissions, expires_at, revoked_at, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(t.id)
+                .bind(t.user_id)
+                .bind(t.secret_hash.0.to_vec())
+                .bind(i16::from(t.permissions.bits()))
+                .bind(t.expires_at.map(|x| x.0))
+                .bind(t.revoked_at.map(|x| x.0))
+                .bind(t.created_at.0)
+                .execute(conn)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn api_token(&self, id: &str) -> StoreResult<Option<(ApiTokenRecord, User)>> {
+        let id = id.to_owned();
+        self.run(move |conn| {
+            let id = id.clone();
+            Box::pin(async move {
+                let user_columns = USER_COLUMNS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ");
+                let row = sqlx::query(&format!(
+                    "SELECT {TOKEN_COLUMNS}, {user_columns} FROM api_tokens t JOIN users u ON u.id = t.user_id \
+                     WHERE t.id = $1"
+                ))
+                .bind(id)
+                .fetch_optional(conn)
+                .await?;
+                Ok(row.map(|r| Ok::<_, sqlx::Error>((token_from_row(&r)?, user_from_row(&r, 7)?))).transpose()?)
+            })
+        })
+        .await
+    }
+
+    async fn list_api_tokens(&self, user_id: Option<&str>) -> StoreResult<Vec<ApiTokenRecord>> {
+        let user_id = user_id.map(str::to_owned);
+        self.run(move |conn| {
+            let user_id = user_id.clone();
+            Box::pin(async move {
+                let rows = sqlx::query(&format!(
+                    "SELECT {TOKEN_COLUMNS} FROM api_tokens t WHERE $1::TEXT IS NULL OR t.user_id = $1 \
+                     ORDER BY t.created_at"
+                ))
+                .bind(user_id)
+                .fetch_all(conn)
+                .await?;
+                Ok(rows.iter().map(token_from_row).collect::<Result<_, _>>()?)
+            })
+        })
+        .await
+    }
+
+    async fn revoke_api_token(&self, id: &str, at: Timestamp) -> StoreResult<bool> {
+        let id = id.to_owned();
+        self.run(move |conn| {
+            let id = id.clone();
+            Box::pin(async move {
+                let changed = sqlx::query("UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1")
+                    .bind(id)
+                    .bind(at.0)
+                    .execute(conn)
+                    .await?
+                    .rows_affected();
+                Ok(changed == 1)
+            })
+        })
+        .await
+    }
+
+    async fn session(&self, id: &str) -> StoreResult<Option<Session>> {
+        let id = id.to_owned();
+        self.run(move |conn| {
+            let id = id.clone();
+            Box::pin(async move {
+                let row = sqlx::query(&format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1"))
+                    .bind(id)
+                    .fetch_optional(conn)
+                    .await?;
+                row.map(|r| session_from_row(&r)).transpose()
+            })
+        })
+        .await
+    }
+
+    async fn create_session(&self, session: &Session, entry: &HistoryEntry) -> StoreResult<()> {
+        let (session, entry) = (session.clone(), entry.clone());
+        self.run(move |conn| {
+            let (session, entry) = (session.clone(), entry.clone());
+            Box::pin(async move {
+                let mut tx = conn.begin().await?;
+                let insert = sqlx::query(
+                    "INSERT INTO sessions (id, resource_owner, creator_id, user_id, fingerprint_id, creation_date, \
+                     change_date, sequence, token_hash, expiration_date, terminated_at, state) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                );
+                bind_session(insert, &session).execute(&mut *tx).await?;
+                insert_history(&mut tx, &entry).await?;
+                tx.commit().await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn update_session(&self, session: &Session, expected_sequence: u64, entry: &HistoryEntry) -> StoreResult<()> {
+        let (session, entry) = (session.clone(), entry.clone());
+        let expected = i64::try_from(expected_sequence).unwrap_or(i64::MAX);
+        self.run(move |conn| {
+            let (session, entry) = (session.clone(), entry.clone());
+            Box::pin(async move {
+                let mut tx = conn.begin().await?;
+                // Optimistic concurrency: the row changes only if nobody moved it since it was read.
+                // A concurrent writer holding the row makes this wait, then see its new sequence.
+                let update = sqlx::query(
+                    "UPDATE sessions SET resource_owner = $2, creator_id = $3, user_id = $4, fingerprint_id = $5, \
+                     creation_date = $6, change_date = $7, sequence = $8, token_hash = $9, expiration_date = $10, \
+                     terminated_at = $11, state = $12 WHERE id = $1 AND sequence = $13",
+                );
+                let changed = bind_session(update, &session).bind(expected).execute(&mut *tx).await?.rows_affected();
+                if changed != 1 {
+                    // Dropping `tx` rolls it back.
+                    return Err(Failure::Store(StoreError::Conflict));
+                }
+                insert_history(&mut tx, &entry).await?;
+                tx.commit().await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn list_sessions(&self, filter: &SessionFilter) -> StoreResult<(u64, Vec<Session>)> {
+        let filter = filter.clone();
+        self.run(move |conn| {
+            let filter = filter.clone();
+            Box::pin(async move {
+                let mut count = QueryBuilder::new("SELECT COUNT(*) FROM sessions");
+                push_filter(&mut count, &filter);
+                let total: i64 = count.build_query_scalar().fetch_one(&mut *conn).await?;
+
+                let order = if filter.ascending { "ASC" } else { "DESC" };
+                let mut page = QueryBuilder::new(format!("SELECT {SESSION_COLUMNS} FROM sessions"));
+                push_filter(&mut page, &filter);
+                // Ties on the creation date break by id in byte order, as SQLite sorts.
+                page.push(format_args!(" ORDER BY creation_date {order}, id COLLATE \"C\" {order} LIMIT "))
+                    .push_bind(i64::from(filter.limit))
+                    .push(" OFFSET ")
+                    .push_bind(i64::try_from(filter.offset).unwrap_or(i64::MAX));
+                let rows = page.build().fetch_all(&mut *conn).await?;
+                let sessions = rows.iter().map(session_from_row).collect::<Result<_, _>>()?;
+                Ok((u64::try_from(total).unwrap_or_default(), sessions))
+            })
+        })
+        .await
+    }
+
+    async fn session_history(&self, id: &str) -> StoreResult<Vec<HistoryEntry>> {
+        let id = id.to_owned();
+        self.run(move |conn| {
+            let id = id.clone();
+            Box::pin(async move {
+                let rows: Vec<(String, i64, i64, String, String)> = sqlx::query_as(
+                    "SELECT session_id, sequence, at, actor, changes FROM session_history \
+                     WHERE session_id = $1 ORDER BY sequence",
+                )
+                .bind(id)
+                .fetch_all(conn)
+                .await?;
+                rows.into_iter()
+                    .map(|(session_id, sequence, at, actor, changes)| {
+                        Ok(HistoryEntry {
+                            session_id,
+                            sequence: u64::try_from(sequence).unwrap_or_default(),
+                            at: Timestamp(at),
+                            actor,
+                            changes: decode_changes(&changes)?,
+                        })
+                    })
+                    .collect()
+            })
+        })
+        .await
+    }
+
+    async fn sweep(&self, before: Timestamp) -> StoreResult<u64> {
+        self.run(move |conn| {
+            Box::pin(async move {
+                let removed = sqlx::query("DELETE FROM sessions WHERE terminated_at < $1 OR expiration_date < $1")
+                    .bind(before.0)
+                    .execute(conn)
+                    .await?
+                    .rows_affected();
+                Ok(removed)
+            })
+        })
+        .await
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

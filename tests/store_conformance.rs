@@ -1,0 +1,560 @@
+//! One store suite, every backend: each behaviour of the `Store` trait is written once as a
+//! function over `Arc<dyn Store>` and instantiated for SQLite and PostgreSQL (the latter only when
+//! `SESSIOND_TEST_POSTGRES` is set; each test gets a schema of its own).
+
+#[path = "common/backend.rs"]
+mod backend;
+
+use std::{collections::BTreeMap, future::Future, sync::Arc};
+
+use backend::{Backend, TestDb};
+use sessiond::{
+    domain::{
+        Permissions, Timestamp,
+        session::{Change, Factors, HistoryEntry, Session, SessionQuery, TimeComparison, UserAgent, UserFactor},
+        token::SecretHash,
+        user::{ApiTokenRecord, TotpEnrolment, User, UserState},
+    },
+    store::{self, Durability, SessionFilter, Store, StoreError},
+};
+
+/// Opens a fresh store for `backend`, runs `test` on it, closes it. Returns early (passes) when
+/// the backend is not configured here.
+async fn run<F, Fut>(backend: Backend, test: F)
+where
+    F: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let Some(db) = TestDb::fresh(backend).await else { return };
+    let store = store::open(&db.url, Durability::Normal).await.expect("the test store opens");
+    test(Arc::clone(&store)).await;
+    store.close().await;
+    db.remove().await;
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::run(super::Backend::Sqlite, super::$name).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::run(super::Backend::Postgres, super::$name).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    users_round_trip,
+    duplicate_login_name_is_already_exists,
+    users_list_in_byte_order,
+    tokens_round_trip_and_revoke,
+    password_failures_lock_at_max,
+    concurrent_password_failures_all_count,
+    totp_steps_are_used_once,
+    session_create_read_update_with_history,
+    duplicate_session_id_is_already_exists,
+    update_with_stale_sequence_conflicts,
+    concurrent_updates_have_one_winner_per_sequence,
+    list_filters_by_each_query,
+    list_expiration_rules,
+    list_orders_pages_and_counts,
+    list_shows_only_live_visible_sessions,
+    sweep_removes_ended_rows_and_keeps_history,
+    closed_store_is_unavailable,
+);
+
+// ---- records ----
+
+fn user(id: &str, login_name: &str) -> User {
+    User {
+        id: id.into(),
+        login_name: login_name.into(),
+        display_name: format!("{login_name} display"),
+        org_id: "org".into(),
+        state: UserState::Active,
+        password_hash: None,
+        failed_attempts: 0,
+        locked: false,
+        totp: None,
+        created_at: Timestamp(1_000),
+    }
+}
+
+fn token(id: &str, user_id: &str, created_at: i64) -> ApiTokenRecord {
+    ApiTokenRecord {
+        id: id.into(),
+        user_id: user_id.into(),
+        secret_hash: SecretHash([7; 32]),
+        permissions: Permissions::from_bits(3),
+        expires_at: Some(Timestamp(99_000)),
+        revoked_at: None,
+        created_at: Timestamp(created_at),
+    }
+}
+
+fn session(id: &str, creation: i64) -> Session {
+    Session {
+        id: id.into(),
+        resource_owner: "org".into(),
+        creator_id: "creator".into(),
+        creation_date: Timestamp(creation),
+        change_date: Timestamp(creation),
+        sequence: 1,
+        token_hash: SecretHash([1; 32]),
+        factors: Factors::default(),
+        metadata: BTreeMap::new(),
+        user_agent: UserAgent::default(),
+        expiration_date: None,
+        terminated_at: None,
+    }
+}
+
+fn entry(session: &Session, changes: Vec<Change>) -> HistoryEntry {
+    HistoryEntry {
+        session_id: session.id.clone(),
+        sequence: session.sequence,
+        at: session.change_date,
+        actor: "actor".into(),
+        changes,
+    }
+}
+
+async fn create(store: &Arc<dyn Store>, s: &Session) {
+    store.create_session(s, &entry(s, vec![Change::Created])).await.expect("create session");
+}
+
+fn filter(queries: Vec<SessionQuery>) -> SessionFilter {
+    SessionFilter { queries, visible_to_user: None, live_at: Timestamp(0), offset: 0, limit: 100, ascending: true }
+}
+
+async fn listed_ids(store: &Arc<dyn Store>, f: &SessionFilter) -> Vec<String> {
+    store.list_sessions(f).await.expect("list sessions").1.into_iter().map(|s| s.id).collect()
+}
+
+// ---- users ----
+
+async fn users_round_trip(store: Arc<dyn Store>) {
+    let mut alice = user("u1", "alice");
+    alice.password_hash = Some("$argon2id$v=19$...".into());
+    store.insert_user(&alice).await.unwrap();
+    assert_eq!(store.user_by_id("u1").await.unwrap(), Some(alice.clone()));
+    assert_eq!(store.user_by_login_name("alice").await.unwrap(), Some(alice.clone()));
+    assert_eq!(store.user_by_id("nobody").await.unwrap(), None);
+    assert_eq!(store.user_by_login_name("nobody").await.unwrap(), None);
+
+    alice.display_name = "Alice A.".into();
+    alice.state = UserState::Inactive;
+    alice.failed_attempts = 2;
+    alice.locked = true;
+    alice.totp = Some(TotpEnrolment { secret: vec![0, 1, 2, 255], last_used_step: Some(42) });
+    store.update_user(&alice).await.unwrap();
+    let read = store.user_by_id("u1").await.unwrap().unwrap();
+    assert_eq!(read, alice);
+    assert_eq!(read.totp.as_ref().unwrap().secret, vec![0, 1, 2, 255]);
+    assert_eq!(read.totp.as_ref().unwrap().last_used_step, Some(42));
+}
+
+async fn duplicate_login_name_is_already_exists(store: Arc<dyn Store>) {
+    store.insert_user(&user("u1", "alice")).await.unwrap();
+    let error = store.insert_user(&user("u2", "alice")).await.unwrap_err();
+    assert_eq!(error, StoreError::AlreadyExists("login name `alice` is taken".into()));
+    assert_eq!(store.user_by_id("u2").await.unwrap(), None);
+}
+
+async fn users_list_in_byte_order(store: Arc<dyn Store>) {
+    for (i, name) in ["b", "_x", "a", "B", "Ab"].iter().enumerate() {
+        store.insert_user(&user(&format!("u{i}"), name)).await.unwrap();
+    }
+    let names: Vec<String> = store.list_users().await.unwrap().into_iter().map(|u| u.login_name).collect();
+    assert_eq!(names, ["Ab", "B", "_x", "a", "b"]);
+}
+
+// ---- API tokens ----
+
+async fn tokens_round_trip_and_revoke(store: Arc<dyn Store>) {
+    store.insert_user(&user("u1", "alice")).await.unwrap();
+    store.insert_user(&user("u2", "bob")).await.unwrap();
+    let t1 = token("t1", "u1", 10);
+    let t2 = token("t2", "u2", 20);
+    let t3 = token("t3", "u1", 30);
+    for t in [&t3, &t1, &t2] {
+        store.insert_api_token(t).await.unwrap();
+    }
+    let (read, owner) = store.api_token("t1").await.unwrap().unwrap();
+    assert_eq!(read, t1);
+    assert_eq!(owner, user("u1", "alice"));
+    assert_eq!(store.api_token("nope").await.unwrap(), None);
+
+    let all: Vec<String> = store.list_api_tokens(None).await.unwrap().into_iter().map(|t| t.id).collect();
+    assert_eq!(all, ["t1", "t2", "t3"]);
+    let alices: Vec<String> = store.list_api_tokens(Some("u1")).await.unwrap().into_iter().map(|t| t.id).collect();
+    assert_eq!(alices, ["t1", "t3"]);
+
+    assert!(store.revoke_api_token("t1", Timestamp(500)).await.unwrap());
+    // Revoking again keeps the first revocation time.
+    assert!(store.revoke_api_token("t1", Timestamp(600)).await.unwrap());
+    assert_eq!(store.api_token("t1").await.unwrap().unwrap().0.revoked_at, Some(Timestamp(500)));
+    assert!(!store.revoke_api_token("nope", Timestamp(500)).await.unwrap());
+
+    // The token's user is read with it, so a disabled user shows at once.
+    let mut alice = user("u1", "alice");
+    alice.state = UserState::Inactive;
+    store.update_user(&alice).await.unwrap();
+    assert_eq!(store.api_token("t3").await.unwrap().unwrap().1.state, UserState::Inactive);
+}
+
+// ---- password failures and TOTP ----
+
+async fn password_failures_lock_at_max(store: Arc<dyn Store>) {
+    store.insert_user(&user("u1", "alice")).await.unwrap();
+    assert_eq!(store.record_password_failure("u1", 3).await.unwrap(), (1, false));
+    store.reset_password_failures("u1").await.unwrap();
+    assert_eq!(store.user_by_id("u1").await.unwrap().unwrap().failed_attempts, 0);
+    assert_eq!(store.record_password_failure("u1", 3).await.unwrap(), (1, false));
+    assert_eq!(store.record_password_failure("u1", 3).await.unwrap(), (2, false));
+    assert_eq!(store.record_password_failure("u1", 3).await.unwrap(), (3, true));
+    assert_eq!(store.record_password_failure("u1", 3).await.unwrap(), (4, true));
+    // A locked user's count stays until an unlock (update_user) clears it.
+    store.reset_password_failures("u1").await.unwrap();
+    let read = store.user_by_id("u1").await.unwrap().unwrap();
+    assert_eq!((read.failed_attempts, read.locked), (4, true));
+}
+
+async fn concurrent_password_failures_all_count(store: Arc<dyn Store>) {
+    store.insert_user(&user("u1", "alice")).await.unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.record_password_failure("u1", 10).await.unwrap() })
+        })
+        .collect();
+    let mut counts = Vec::new();
+    for task in tasks {
+        counts.push(task.await.unwrap());
+    }
+    counts.sort();
+    let expected: Vec<(i32, bool)> = (1..=20).map(|n| (n, n >= 10)).collect();
+    assert_eq!(counts, expected);
+}
+
+async fn totp_steps_are_used_once(store: Arc<dyn Store>) {
+    store.insert_user(&user("u1", "alice")).await.unwrap();
+    assert!(store.consume_totp_step("u1", 10).await.unwrap());
+    assert!(!store.consume_totp_step("u1", 10).await.unwrap(), "a replay is refused");
+    assert!(!store.consume_totp_step("u1", 9).await.unwrap(), "an earlier step is refused");
+    assert!(store.consume_totp_step("u1", 11).await.unwrap());
+    assert!(!store.consume_totp_step("nobody", 12).await.unwrap());
+
+    // Racing uses of one code: exactly one wins.
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.consume_totp_step("u1", 50).await.unwrap() })
+        })
+        .collect();
+    let mut winners = 0;
+    for task in tasks {
+        winners += usize::from(task.await.unwrap());
+    }
+    assert_eq!(winners, 1);
+}
+
+// ---- sessions ----
+
+fn rich_session() -> Session {
+    let mut s = session("s1", 1_000);
+    s.factors = Factors {
+        user: Some(UserFactor {
+            id: "u1".into(),
+            login_name: "alice".into(),
+            display_name: "Alice".into(),
+            org_id: "org".into(),
+            verified_at: Timestamp(1_000),
+        }),
+        password: Some(Timestamp(1_001)),
+        totp: None,
+    };
+    s.metadata = BTreeMap::from([("k".into(), vec![0, 159, 146, 150]), ("empty-ish".into(), vec![32])]);
+    s.user_agent = UserAgent {
+        fingerprint_id: Some("fp".into()),
+        ip: Some("10.0.0.1".into()),
+        description: Some("browser".into()),
+        header: BTreeMap::from([("accept-language".into(), vec!["en".into(), "de".into()])]),
+    };
+    s.expiration_date = Some(Timestamp(5_000));
+    s
+}
+
+async fn session_create_read_update_with_history(store: Arc<dyn Store>) {
+    let first = rich_session();
+    store
+        .create_session(&first, &entry(&first, vec![Change::Created, Change::UserChecked { user_id: "u1".into() }]))
+        .await
+        .unwrap();
+    assert_eq!(store.session("s1").await.unwrap(), Some(first.clone()));
+    assert_eq!(store.session("nope").await.unwrap(), None);
+
+    let mut second = first.clone();
+    second.sequence = 2;
+    second.change_date = Timestamp(2_000);
+    second.token_hash = SecretHash([2; 32]);
+    second.metadata.remove("k");
+    second.terminated_at = Some(Timestamp(2_000));
+    let changes = vec![Change::MetadataRemoved { key: "k".into() }, Change::TokenRotated, Change::Terminated];
+    store.update_session(&second, 1, &entry(&second, changes.clone())).await.unwrap();
+    assert_eq!(store.session("s1").await.unwrap(), Some(second.clone()));
+
+    let history = store.session_history("s1").await.unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(
+        history[0],
+        HistoryEntry {
+            session_id: "s1".into(),
+            sequence: 1,
+            at: Timestamp(1_000),
+            actor: "actor".into(),
+            changes: vec![Change::Created, Change::UserChecked { user_id: "u1".into() }],
+        }
+    );
+    assert_eq!(history[1].sequence, 2);
+    assert_eq!(history[1].changes, changes);
+    assert!(store.session_history("nope").await.unwrap().is_empty());
+}
+
+async fn duplicate_session_id_is_already_exists(store: Arc<dyn Store>) {
+    let s = session("s1", 1_000);
+    create(&store, &s).await;
+    let error = store.create_session(&s, &entry(&s, vec![Change::Created])).await.unwrap_err();
+    assert!(matches!(error, StoreError::AlreadyExists(_)), "{error:?}");
+    assert_eq!(store.session_history("s1").await.unwrap().len(), 1);
+}
+
+async fn update_with_stale_sequence_conflicts(store: Arc<dyn Store>) {
+    let s = session("s1", 1_000);
+    create(&store, &s).await;
+    let mut next = s.clone();
+    next.sequence = 2;
+    next.metadata.insert("k".into(), vec![1]);
+    let e = entry(&next, vec![Change::MetadataSet { key: "k".into() }]);
+    assert_eq!(store.update_session(&next, 5, &e).await.unwrap_err(), StoreError::Conflict);
+    assert_eq!(store.session("s1").await.unwrap(), Some(s.clone()), "a lost write changes nothing");
+    assert_eq!(store.session_history("s1").await.unwrap().len(), 1, "nor the history");
+
+    store.update_session(&next, 1, &e).await.unwrap();
+    assert_eq!(store.update_session(&next, 1, &e).await.unwrap_err(), StoreError::Conflict, "second use of seq 1");
+    let missing = session("missing", 1_000);
+    assert_eq!(store.update_session(&missing, 1, &entry(&missing, vec![])).await.unwrap_err(), StoreError::Conflict);
+}
+
+async fn concurrent_updates_have_one_winner_per_sequence(store: Arc<dyn Store>) {
+    const WRITERS: usize = 8;
+    const ATTEMPTS: usize = 15;
+    create(&store, &session("s1", 1_000)).await;
+    let tasks: Vec<_> = (0..WRITERS)
+        .map(|writer| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let mut won = Vec::new();
+                for attempt in 0..ATTEMPTS {
+                    let current = store.session("s1").await.unwrap().unwrap();
+                    let mut next = current.clone();
+                    next.sequence = current.sequence + 1;
+                    next.metadata.insert(format!("w{writer}"), attempt.to_le_bytes().to_vec());
+                    let e = entry(&next, vec![Change::MetadataSet { key: format!("w{writer}") }]);
+                    match store.update_session(&next, current.sequence, &e).await {
+                        Ok(()) => won.push(next.sequence),
+                        Err(StoreError::Conflict) => {}
+                        Err(other) => panic!("unexpected {other:?}"),
+                    }
+                }
+                won
+            })
+        })
+        .collect();
+    let mut won = Vec::new();
+    for task in tasks {
+        won.extend(task.await.unwrap());
+    }
+    won.sort_unstable();
+    let total = won.len();
+    won.dedup();
+    assert_eq!(won.len(), total, "two writers won the same sequence");
+    assert!(total >= 1);
+    let last = store.session("s1").await.unwrap().unwrap();
+    assert_eq!(last.sequence, 1 + total as u64, "every win is in the row, no lost update");
+    let sequences: Vec<u64> = store.session_history("s1").await.unwrap().iter().map(|h| h.sequence).collect();
+    assert_eq!(sequences, (1..=last.sequence).collect::<Vec<_>>(), "the history is gapless");
+    assert_eq!(&sequences[1..], &won[..]);
+}
+
+/// id, creation date, checked user, creator, fingerprint, expiration date.
+type FixtureSession = (&'static str, i64, Option<&'static str>, &'static str, Option<&'static str>, Option<i64>);
+
+/// Sessions for the list tests.
+async fn list_fixture(store: &Arc<dyn Store>) {
+    let specs: [FixtureSession; 5] = [
+        ("a", 100, Some("u1"), "c1", Some("fp1"), None),
+        ("b", 200, Some("u2"), "c1", Some("fp2"), Some(10_000)),
+        ("c", 300, Some("u1"), "c2", None, Some(20_000)),
+        ("d", 400, None, "c2", Some("fp1"), Some(30_000)),
+        ("e", 500, Some("u2"), "c3", None, None),
+    ];
+    for (id, creation, user_id, creator, fingerprint, expiration) in specs {
+        let mut s = session(id, creation);
+        s.creator_id = creator.into();
+        s.factors.user = user_id.map(|u| UserFactor {
+            id: u.into(),
+            login_name: u.into(),
+            display_name: u.into(),
+            org_id: "org".into(),
+            verified_at: Timestamp(creation),
+        });
+        s.user_agent.fingerprint_id = fingerprint.map(Into::into);
+        s.expiration_date = expiration.map(Timestamp);
+        create(store, &s).await;
+    }
+}
+
+async fn list_filters_by_each_query(store: Arc<dyn Store>) {
+    list_fixture(&store).await;
+    let cases: Vec<(Vec<SessionQuery>, Vec<&str>)> = vec![
+        (vec![], vec!["a", "b", "c", "d", "e"]),
+        (vec![SessionQuery::Ids(vec!["e".into(), "a".into(), "zz".into()])], vec!["a", "e"]),
+        (vec![SessionQuery::Ids(vec![])], vec![]),
+        (vec![SessionQuery::UserId("u1".into())], vec!["a", "c"]),
+        (vec![SessionQuery::Creator("c2".into())], vec!["c", "d"]),
+        (vec![SessionQuery::UserAgentFingerprint("fp1".into())], vec!["a", "d"]),
+        (vec![SessionQuery::CreationDate(TimeComparison::Equals, Timestamp(300))], vec!["c"]),
+        (vec![SessionQuery::CreationDate(TimeComparison::Greater, Timestamp(300))], vec!["d", "e"]),
+        (vec![SessionQuery::CreationDate(TimeComparison::GreaterOrEquals, Timestamp(300))], vec!["c", "d", "e"]),
+        (vec![SessionQuery::CreationDate(TimeComparison::Less, Timestamp(300))], vec!["a", "b"]),
+        (vec![SessionQuery::CreationDate(TimeComparison::LessOrEquals, Timestamp(300))], vec!["a", "b", "c"]),
+        // Queries combine with AND.
+        (vec![SessionQuery::Creator("c1".into()), SessionQuery::UserId("u2".into())], vec!["b"]),
+        (
+            vec![
+                SessionQuery::UserAgentFingerprint("fp1".into()),
+                SessionQuery::CreationDate(TimeComparison::Greater, Timestamp(100)),
+            ],
+            vec!["d"],
+        ),
+    ];
+    for (queries, expected) in cases {
+        assert_eq!(listed_ids(&store, &filter(queries.clone())).await, expected, "{queries:?}");
+    }
+}
+
+async fn list_expiration_rules(store: Arc<dyn Store>) {
+    list_fixture(&store).await;
+    // a and e never expire: they count as later than any time, so only GREATER and
+    // GREATER_OR_EQUALS match them.
+    let at = Timestamp(20_000);
+    let cases = [
+        (TimeComparison::Equals, vec!["c"]),
+        (TimeComparison::Greater, vec!["a", "d", "e"]),
+        (TimeComparison::GreaterOrEquals, vec!["a", "c", "d", "e"]),
+        (TimeComparison::Less, vec!["b"]),
+        (TimeComparison::LessOrEquals, vec!["b", "c"]),
+    ];
+    for (cmp, expected) in cases {
+        let f = filter(vec![SessionQuery::ExpirationDate(cmp, at)]);
+        assert_eq!(listed_ids(&store, &f).await, expected, "{cmp:?}");
+    }
+}
+
+async fn list_orders_pages_and_counts(store: Arc<dyn Store>) {
+    list_fixture(&store).await;
+    // Equal creation dates break ties by id in byte order ("A" < "_" < "a0").
+    for id in ["a0", "_", "A"] {
+        create(&store, &session(id, 300)).await;
+    }
+    let mut f = filter(vec![]);
+    assert_eq!(listed_ids(&store, &f).await, ["a", "b", "A", "_", "a0", "c", "d", "e"]);
+    f.ascending = false;
+    assert_eq!(listed_ids(&store, &f).await, ["e", "d", "c", "a0", "_", "A", "b", "a"]);
+
+    f.offset = 2;
+    f.limit = 3;
+    let (total, page) = store.list_sessions(&f).await.unwrap();
+    assert_eq!(total, 8, "the total counts every match, not the page");
+    assert_eq!(page.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["c", "a0", "_"]);
+
+    f.offset = 8;
+    let (total, page) = store.list_sessions(&f).await.unwrap();
+    assert_eq!((total, page.len()), (8, 0), "a page past the end is empty, the total stays");
+
+    f.offset = 0;
+    f.limit = 1;
+    f.queries = vec![SessionQuery::Creator("c1".into())];
+    let (total, page) = store.list_sessions(&f).await.unwrap();
+    assert_eq!((total, page[0].id.as_str()), (2, "b"));
+}
+
+async fn list_shows_only_live_visible_sessions(store: Arc<dyn Store>) {
+    list_fixture(&store).await;
+    let mut terminated = session("t", 600);
+    create(&store, &terminated).await;
+    terminated.sequence = 2;
+    terminated.terminated_at = Some(Timestamp(700));
+    store.update_session(&terminated, 1, &entry(&terminated, vec![Change::Terminated])).await.unwrap();
+
+    let mut f = filter(vec![]);
+    f.live_at = Timestamp(20_000);
+    // b expired before, c expires exactly now (expired), t is terminated.
+    assert_eq!(listed_ids(&store, &f).await, ["a", "d", "e"]);
+    let (total, _) = store.list_sessions(&f).await.unwrap();
+    assert_eq!(total, 3);
+
+    f.visible_to_user = Some("u2".into());
+    assert_eq!(listed_ids(&store, &f).await, ["e"]);
+    f.live_at = Timestamp(0);
+    assert_eq!(listed_ids(&store, &f).await, ["b", "e"]);
+    f.visible_to_user = Some("nobody".into());
+    assert_eq!(store.list_sessions(&f).await.unwrap().0, 0);
+}
+
+async fn sweep_removes_ended_rows_and_keeps_history(store: Arc<dyn Store>) {
+    let live = session("live", 100);
+    let mut expired_long_ago = session("expired", 100);
+    expired_long_ago.expiration_date = Some(Timestamp(500));
+    let mut expires_later = session("expires-later", 100);
+    expires_later.expiration_date = Some(Timestamp(5_000));
+    let mut terminated_long_ago = session("terminated", 100);
+    let mut terminated_recently = session("terminated-recently", 100);
+    for s in [&live, &expired_long_ago, &expires_later, &terminated_long_ago, &terminated_recently] {
+        create(&store, s).await;
+    }
+    for (s, at) in [(&mut terminated_long_ago, 600), (&mut terminated_recently, 1_500)] {
+        s.sequence = 2;
+        s.terminated_at = Some(Timestamp(at));
+        store.update_session(s, 1, &entry(s, vec![Change::Terminated])).await.unwrap();
+    }
+
+    assert_eq!(store.sweep(Timestamp(1_000)).await.unwrap(), 2);
+    assert_eq!(store.session("expired").await.unwrap(), None);
+    assert_eq!(store.session("terminated").await.unwrap(), None);
+    for kept in ["live", "expires-later", "terminated-recently"] {
+        assert!(store.session(kept).await.unwrap().is_some(), "{kept} is kept");
+    }
+    assert_eq!(store.session_history("terminated").await.unwrap().len(), 2, "history outlives the row");
+    assert_eq!(store.session_history("expired").await.unwrap().len(), 1);
+    assert_eq!(store.sweep(Timestamp(1_000)).await.unwrap(), 0);
+}
+
+async fn closed_store_is_unavailable(store: Arc<dyn Store>) {
+    store.insert_user(&user("u1", "alice")).await.unwrap();
+    store.close().await;
+    // Writes only: the SQLite store still serves reads after `close` (its readers reopen on demand).
+    assert!(matches!(store.insert_user(&user("u2", "bob")).await, Err(StoreError::Unavailable(_))));
+    assert!(matches!(store.record_password_failure("u1", 5).await, Err(StoreError::Unavailable(_))));
+}
