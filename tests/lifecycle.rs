@@ -2,11 +2,12 @@
 //! logins, lockout and unlock, TOTP replay, checks before a user is known, expiry, paging, and
 //! concurrent writers on one session.
 
+#[macro_use]
 mod common;
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
-use common::{Protocol, Rpc, TestServer, user_check};
+use common::{Backend, Protocol, Rpc, TestServer, user_check};
 use serde_json::json;
 use sessiond::{
     domain::{Permission, Timestamp, totp},
@@ -16,9 +17,9 @@ use tonic::Code;
 
 const ALL_PERMISSIONS: [Permission; 3] = [Permission::SessionRead, Permission::SessionWrite, Permission::SessionDelete];
 
-#[tokio::test]
-async fn password_login_over_every_protocol() {
-    let server = TestServer::sqlite().await;
+backend_test!(password_login_over_every_protocol);
+async fn password_login_over_every_protocol(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
     let ui = server.actor("login-ui", &ALL_PERMISSIONS).await;
     for protocol in Protocol::ALL {
         let user = server.user(&format!("pw-{protocol}")).await;
@@ -64,9 +65,9 @@ async fn password_login_over_every_protocol() {
     }
 }
 
-#[tokio::test]
-async fn wrong_passwords_lock_the_user_until_unlocked() {
-    let server = TestServer::sqlite_with(|c| c.max_failed_attempts = 3).await;
+backend_test!(wrong_passwords_lock_the_user_until_unlocked);
+async fn wrong_passwords_lock_the_user_until_unlocked(backend: Backend) {
+    let Some(server) = TestServer::on_with(backend, |c| c.max_failed_attempts = 3).await else { return };
     let ui = server.actor("login-ui", &ALL_PERMISSIONS).await;
     for protocol in Protocol::ALL {
         let user = server.user(&format!("lock-{protocol}")).await;
@@ -95,9 +96,9 @@ async fn wrong_passwords_lock_the_user_until_unlocked() {
     }
 }
 
-#[tokio::test]
-async fn totp_login_refuses_wrong_and_replayed_codes() {
-    let server = TestServer::sqlite().await;
+backend_test!(totp_login_refuses_wrong_and_replayed_codes);
+async fn totp_login_refuses_wrong_and_replayed_codes(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
     let ui = server.actor("login-ui", &ALL_PERMISSIONS).await;
     for protocol in Protocol::ALL {
         let user = server.user(&format!("totp-{protocol}")).await;
@@ -144,9 +145,9 @@ async fn totp_login_refuses_wrong_and_replayed_codes() {
     }
 }
 
-#[tokio::test]
-async fn factor_checks_need_a_user_first() {
-    let server = TestServer::sqlite().await;
+backend_test!(factor_checks_need_a_user_first);
+async fn factor_checks_need_a_user_first(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
     let ui = server.actor("login-ui", &ALL_PERMISSIONS).await;
     for protocol in Protocol::ALL {
         let anonymous = server.call(protocol, Rpc::CreateSession, json!({}), &ui.token).await;
@@ -175,9 +176,9 @@ async fn factor_checks_need_a_user_first() {
     }
 }
 
-#[tokio::test]
-async fn expired_sessions_read_as_gone_but_can_be_terminated() {
-    let server = TestServer::sqlite().await;
+backend_test!(expired_sessions_read_as_gone_but_can_be_terminated);
+async fn expired_sessions_read_as_gone_but_can_be_terminated(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
     let ui = server.actor("login-ui", &ALL_PERMISSIONS).await;
     let user = server.user("expiring").await;
     // A long lifetime shows as creation date + lifetime.
@@ -231,9 +232,9 @@ async fn expired_sessions_read_as_gone_but_can_be_terminated() {
     negative.expect_error(Code::InvalidArgument, "SESSION-InvalidLifetime");
 }
 
-#[tokio::test]
-async fn list_pages_and_counts() {
-    let server = TestServer::sqlite().await;
+backend_test!(list_pages_and_counts);
+async fn list_pages_and_counts(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
     let ui = server.actor("login-ui", &ALL_PERMISSIONS).await;
     let user = server.user("paged").await;
     let mut ids = Vec::new();
@@ -280,9 +281,9 @@ async fn list_pages_and_counts() {
     }
 }
 
-#[tokio::test]
-async fn concurrent_writers_on_one_session_never_lose_an_update() {
-    let server = TestServer::sqlite().await;
+backend_test!(concurrent_writers_on_one_session_never_lose_an_update);
+async fn concurrent_writers_on_one_session_never_lose_an_update(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
     let ui = server.actor("login-ui", &ALL_PERMISSIONS).await;
     let user = server.user("contended").await;
     let created = server.create(Protocol::Grpc, &user, &ui.token).await;

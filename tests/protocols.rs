@@ -3,6 +3,7 @@
 //! exact HTTP status, gRPC code and error id of every refusal. The edges where the wire formats
 //! differ (malformed input, routing, CORS, limits) are in `protocols/edges.rs`.
 
+#[macro_use]
 mod common;
 #[path = "protocols/edges.rs"]
 mod edges;
@@ -16,7 +17,7 @@ use sessiond::domain::{
 use tonic::Code;
 
 use common::{
-    Protocol, Rpc, TestServer,
+    Backend, Protocol, Rpc, TestServer,
     client::{BASE64, Headers},
     user_check,
 };
@@ -25,9 +26,9 @@ fn b64(s: &str) -> String {
     BASE64.encode(s)
 }
 
-#[tokio::test]
-async fn create_checks_the_user_by_id_or_login_name_and_get_shows_it() {
-    let server = TestServer::sqlite().await;
+backend_test!(create_checks_the_user_by_id_or_login_name_and_get_shows_it);
+async fn create_checks_the_user_by_id_or_login_name_and_get_shows_it(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
     let app = server.actor("app", &[SessionWrite]).await;
     let alice = server.actor("alice", &[]).await;
     for protocol in Protocol::ALL {
@@ -64,9 +65,9 @@ async fn create_checks_the_user_by_id_or_login_name_and_get_shows_it() {
     }
 }
 
-#[tokio::test]
-async fn create_stores_metadata_user_agent_and_lifetime() {
-    let server = TestServer::sqlite().await;
+backend_test!(create_stores_metadata_user_agent_and_lifetime);
+async fn create_stores_metadata_user_agent_and_lifetime(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
     let app = server.actor("app", &[SessionWrite, SessionRead]).await;
     let alice = server.user("alice").await;
     for protocol in Protocol::ALL {
@@ -103,9 +104,9 @@ async fn create_stores_metadata_user_agent_and_lifetime() {
     }
 }
 
-#[tokio::test]
-async fn get_is_allowed_to_the_sessions_user_a_read_holder_and_the_token_bearer() {
-    let server = TestServer::sqlite().await;
+backend_test!(get_is_allowed_to_the_sessions_user_a_read_holder_and_the_token_bearer);
+async fn get_is_allowed_to_the_sessions_user_a_read_holder_and_the_token_bearer(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
     let app = server.actor("app", &[SessionWrite, SessionDelete]).await;
     let alice = server.actor("alice", &[]).await;
     let reader = server.actor("reader", &[SessionRead]).await;
@@ -137,9 +138,9 @@ async fn get_is_allowed_to_the_sessions_user_a_read_holder_and_the_token_bearer(
     }
 }
 
-#[tokio::test]
-async fn a_session_created_without_checks_gets_its_user_later() {
-    let server = TestServer::sqlite().await;
+backend_test!(a_session_created_without_checks_gets_its_user_later);
+async fn a_session_created_without_checks_gets_its_user_later(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
     let app = server.actor("app", &[SessionWrite]).await;
     let alice = server.actor("alice", &[]).await;
     server.users.set_password(&alice.id, "secret".into()).await.expect("set password");
@@ -173,9 +174,9 @@ async fn a_session_created_without_checks_gets_its_user_later() {
     }
 }
 
-#[tokio::test]
-async fn concurrent_deletes_all_succeed_with_the_same_details() {
-    let server = TestServer::sqlite().await;
+backend_test!(concurrent_deletes_all_succeed_with_the_same_details);
+async fn concurrent_deletes_all_succeed_with_the_same_details(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
     let alice = server.actor("alice", &[SessionWrite]).await;
     for protocol in Protocol::ALL {
         let session = server.create(protocol, &alice.id, &alice.token).await;
@@ -194,9 +195,9 @@ async fn concurrent_deletes_all_succeed_with_the_same_details() {
     }
 }
 
-#[tokio::test]
-async fn create_refuses_unknown_and_inactive_users_and_callers_without_session_write() {
-    let server = TestServer::sqlite().await;
+backend_test!(create_refuses_unknown_and_inactive_users_and_callers_without_session_write);
+async fn create_refuses_unknown_and_inactive_users_and_callers_without_session_write(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
     let app = server.actor("app", &[SessionWrite]).await;
     let reader = server.actor("reader", &[SessionRead, SessionDelete]).await;
     let inactive = server.user("inactive").await;
@@ -231,9 +232,9 @@ async fn create_refuses_unknown_and_inactive_users_and_callers_without_session_w
     assert!(listed.ok().get("sessions").is_none(), "{listed:?}");
 }
 
-#[tokio::test]
-async fn delete_is_allowed_to_the_owner_a_delete_holder_and_the_token_bearer() {
-    let server = TestServer::sqlite().await;
+backend_test!(delete_is_allowed_to_the_owner_a_delete_holder_and_the_token_bearer);
+async fn delete_is_allowed_to_the_owner_a_delete_holder_and_the_token_bearer(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
     let app = server.actor("app", &[SessionWrite]).await;
     let alice = server.actor("alice", &[]).await;
     let deleter = server.actor("deleter", &[SessionDelete]).await;
@@ -260,9 +261,9 @@ async fn delete_is_allowed_to_the_owner_a_delete_holder_and_the_token_bearer() {
     }
 }
 
-#[tokio::test]
-async fn delete_by_a_stranger_or_with_a_wrong_token_is_denied_and_changes_nothing() {
-    let server = TestServer::sqlite().await;
+backend_test!(delete_by_a_stranger_or_with_a_wrong_token_is_denied_and_changes_nothing);
+async fn delete_by_a_stranger_or_with_a_wrong_token_is_denied_and_changes_nothing(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
     let app = server.actor("app", &[SessionWrite]).await;
     let alice = server.actor("alice", &[]).await;
     let deleter = server.actor("deleter", &[SessionDelete, SessionRead, SessionWrite]).await;
@@ -293,9 +294,9 @@ async fn delete_by_a_stranger_or_with_a_wrong_token_is_denied_and_changes_nothin
     }
 }
 
-#[tokio::test]
-async fn delete_of_an_unknown_or_malformed_id_is_refused() {
-    let server = TestServer::sqlite().await;
+backend_test!(delete_of_an_unknown_or_malformed_id_is_refused);
+async fn delete_of_an_unknown_or_malformed_id_is_refused(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
     let deleter = server.actor("deleter", &[SessionDelete, SessionRead, SessionWrite]).await;
     let longest = "a".repeat(200);
     let too_long = "a".repeat(201);
@@ -319,9 +320,9 @@ async fn delete_of_an_unknown_or_malformed_id_is_refused() {
     }
 }
 
-#[tokio::test]
-async fn error_messages_survive_every_protocols_encoding() {
-    let server = TestServer::sqlite().await;
+backend_test!(error_messages_survive_every_protocols_encoding);
+async fn error_messages_survive_every_protocols_encoding(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
     let reader = server.actor("reader", &[SessionRead]).await;
     for protocol in Protocol::ALL {
         for id in ["été ✓", "a\r\nb", "100%", "grpc-status:0"] {
@@ -332,9 +333,9 @@ async fn error_messages_survive_every_protocols_encoding() {
     }
 }
 
-#[tokio::test]
-async fn repeated_delete_answers_the_same_details_and_the_session_is_gone() {
-    let server = TestServer::sqlite().await;
+backend_test!(repeated_delete_answers_the_same_details_and_the_session_is_gone);
+async fn repeated_delete_answers_the_same_details_and_the_session_is_gone(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
     let app = server.actor("app", &[SessionWrite]).await;
     let alice = server.actor("alice", &[]).await;
     let admin = server.actor("admin", &[SessionRead, SessionWrite, SessionDelete]).await;
@@ -364,9 +365,9 @@ async fn repeated_delete_answers_the_same_details_and_the_session_is_gone() {
     }
 }
 
-#[tokio::test]
-async fn expired_sessions_cannot_be_read_or_changed_but_can_be_terminated() {
-    let server = TestServer::sqlite().await;
+backend_test!(expired_sessions_cannot_be_read_or_changed_but_can_be_terminated);
+async fn expired_sessions_cannot_be_read_or_changed_but_can_be_terminated(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
     let admin = server.actor("admin", &[SessionRead, SessionWrite, SessionDelete]).await;
     let alice = server.user("alice").await;
     for protocol in Protocol::ALL {
@@ -388,9 +389,9 @@ async fn expired_sessions_cannot_be_read_or_changed_but_can_be_terminated() {
     }
 }
 
-#[tokio::test]
-async fn every_protocol_refuses_missing_malformed_and_invalid_credentials() {
-    let server = TestServer::sqlite().await;
+backend_test!(every_protocol_refuses_missing_malformed_and_invalid_credentials);
+async fn every_protocol_refuses_missing_malformed_and_invalid_credentials(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
     let app = server.actor("app", &[SessionWrite, SessionRead, SessionDelete]).await;
     let alice = server.actor("alice", &[SessionWrite, SessionRead, SessionDelete]).await;
     let (revoked_id, revoked) = server.token_expiring(&app.id, &[SessionWrite, SessionRead], None).await;
@@ -451,9 +452,9 @@ async fn every_protocol_refuses_missing_malformed_and_invalid_credentials() {
     }
 }
 
-#[tokio::test]
-async fn set_session_rotates_the_token_on_every_change_and_only_then() {
-    let server = TestServer::sqlite().await;
+backend_test!(set_session_rotates_the_token_on_every_change_and_only_then);
+async fn set_session_rotates_the_token_on_every_change_and_only_then(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
     let app = server.actor("app", &[SessionWrite]).await;
     let alice = server.actor("alice", &[]).await;
     for protocol in Protocol::ALL {
@@ -515,9 +516,9 @@ async fn set_session_rotates_the_token_on_every_change_and_only_then() {
     }
 }
 
-#[tokio::test]
-async fn set_session_refuses_strangers_and_a_user_check_naming_another_user() {
-    let server = TestServer::sqlite().await;
+backend_test!(set_session_refuses_strangers_and_a_user_check_naming_another_user);
+async fn set_session_refuses_strangers_and_a_user_check_naming_another_user(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
     let app = server.actor("app", &[SessionWrite]).await;
     let alice = server.actor("alice", &[]).await;
     let bob = server.user("bob").await;
@@ -542,9 +543,9 @@ async fn set_session_refuses_strangers_and_a_user_check_naming_another_user() {
     }
 }
 
-#[tokio::test]
-async fn password_checks_report_failed_attempts_and_lock_the_user() {
-    let server = TestServer::sqlite_with(|c| c.max_failed_attempts = 2).await;
+backend_test!(password_checks_report_failed_attempts_and_lock_the_user);
+async fn password_checks_report_failed_attempts_and_lock_the_user(backend: Backend) {
+    let Some(server) = TestServer::on_with(backend, |c| c.max_failed_attempts = 2).await else { return };
     let app = server.actor("app", &[SessionWrite]).await;
     for protocol in Protocol::ALL {
         let user = server.user(&format!("user-{protocol}")).await;
@@ -576,9 +577,9 @@ async fn password_checks_report_failed_attempts_and_lock_the_user() {
     }
 }
 
-#[tokio::test]
-async fn list_shows_own_sessions_or_all_with_session_read_counting_every_match() {
-    let server = TestServer::sqlite().await;
+backend_test!(list_shows_own_sessions_or_all_with_session_read_counting_every_match);
+async fn list_shows_own_sessions_or_all_with_session_read_counting_every_match(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
     let app = server.actor("app", &[SessionWrite]).await;
     let alice = server.actor("alice", &[]).await;
     let bob = server.actor("bob", &[]).await;
@@ -642,9 +643,9 @@ async fn list_shows_own_sessions_or_all_with_session_read_counting_every_match()
     }
 }
 
-#[tokio::test]
-async fn list_pages_by_100_when_no_limit_is_given() {
-    let server = TestServer::sqlite().await;
+backend_test!(list_pages_by_100_when_no_limit_is_given);
+async fn list_pages_by_100_when_no_limit_is_given(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
     let app = server.actor("app", &[SessionWrite, SessionRead]).await;
     for _ in 0..101 {
         server.create(Protocol::ConnectJson, &app.id, &app.token).await;
@@ -659,9 +660,9 @@ async fn list_pages_by_100_when_no_limit_is_given() {
     }
 }
 
-#[tokio::test]
-async fn checks_and_challenges_that_are_not_built_are_unimplemented_by_name() {
-    let server = TestServer::sqlite().await;
+backend_test!(checks_and_challenges_that_are_not_built_are_unimplemented_by_name);
+async fn checks_and_challenges_that_are_not_built_are_unimplemented_by_name(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
     let app = server.actor("app", &[SessionWrite]).await;
     let alice = server.user("alice").await;
     let checks = [
@@ -712,9 +713,9 @@ async fn checks_and_challenges_that_are_not_built_are_unimplemented_by_name() {
     }
 }
 
-#[tokio::test]
-async fn sessions_survive_a_restart() {
-    let mut server = TestServer::sqlite().await;
+backend_test!(sessions_survive_a_restart);
+async fn sessions_survive_a_restart(backend: Backend) {
+    let Some(mut server) = TestServer::on(backend).await else { return };
     let app = server.actor("app", &[SessionWrite]).await;
     let alice = server.actor("alice", &[]).await;
     let mut sessions = Vec::new();

@@ -23,11 +23,31 @@ use sessiond::{
 };
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
+pub use self::backend::Backend;
 pub use self::client::{Outcome, Protocol, Rpc, user_check};
 use self::{
     backend::TestDb,
     client::{Clients, Headers},
 };
+
+/// Runs the behaviour `$name(backend)` once per store backend, as `$name::sqlite` and
+/// `$name::postgres` (the latter passes without running when PostgreSQL is not configured).
+#[macro_export]
+macro_rules! backend_test {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name($crate::common::Backend::Sqlite).await
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                super::$name($crate::common::Backend::Postgres).await
+            }
+        }
+    };
+}
 
 /// How long a server may take to stop before the test fails instead of hanging.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -79,6 +99,17 @@ impl TestServer {
         configure(&mut config);
         let (addr, shutdown, task, users) = launch(&config).await;
         Self { addr, clients: Clients::new(addr), config, users, db, shutdown: Some(shutdown), task: Some(task) }
+    }
+
+    /// A fresh database of `backend` and a server on it; `None` when that backend is not
+    /// configured on this machine (PostgreSQL without `SESSIOND_TEST_POSTGRES`).
+    pub async fn on(backend: Backend) -> Option<Self> {
+        Some(Self::start(TestDb::fresh(backend).await?).await)
+    }
+
+    /// As `on`, configured by `configure`.
+    pub async fn on_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> Option<Self> {
+        Some(Self::start_with(TestDb::fresh(backend).await?, configure).await)
     }
 
     /// A fresh SQLite database and a server on it.

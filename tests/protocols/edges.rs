@@ -11,7 +11,7 @@ use sessiond::domain::Permission::{SessionDelete, SessionRead, SessionWrite};
 use tonic::Code;
 
 use crate::common::{
-    Actor, Protocol, Rpc, TestServer,
+    Actor, Backend, Protocol, Rpc, TestServer,
     client::{BASE64, Headers, Outcome, frame, json_outcome},
     user_check,
 };
@@ -36,9 +36,9 @@ async fn send_json(
     json_outcome(protocol, raw)
 }
 
-#[tokio::test]
-async fn a_path_naming_no_method_is_unimplemented_before_authentication() {
-    let server = TestServer::sqlite().await;
+backend_test!(a_path_naming_no_method_is_unimplemented_before_authentication);
+async fn a_path_naming_no_method_is_unimplemented_before_authentication(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
     let path = "/zitadel.session.v2.SessionService/Nope";
     for protocol in Protocol::ALL {
         for headers in [Headers::none(), Headers::bearer("not-even-a-token")] {
@@ -76,9 +76,9 @@ async fn a_path_naming_no_method_is_unimplemented_before_authentication() {
     assert_eq!(health.code, Code::Ok, "{health:?}");
 }
 
-#[tokio::test]
-async fn json_bodies_that_are_not_the_request_message_are_refused_naming_the_problem() {
-    let server = TestServer::sqlite().await;
+backend_test!(json_bodies_that_are_not_the_request_message_are_refused_naming_the_problem);
+async fn json_bodies_that_are_not_the_request_message_are_refused_naming_the_problem(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
     let admin = admin(&server).await;
     let session = server.create(Protocol::ConnectJson, &admin.id, &admin.token).await;
     let cases = [
@@ -129,9 +129,9 @@ async fn json_bodies_that_are_not_the_request_message_are_refused_naming_the_pro
     assert_eq!(got.ok()["session"]["sequence"], "1", "the body's session id was not used: {got:?}");
 }
 
-#[tokio::test]
-async fn json_values_follow_the_proto3_mapping_and_refusals_name_the_field() {
-    let server = TestServer::sqlite().await;
+backend_test!(json_values_follow_the_proto3_mapping_and_refusals_name_the_field);
+async fn json_values_follow_the_proto3_mapping_and_refusals_name_the_field(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
     let admin = admin(&server).await;
     let json = Headers::bearer(&admin.token).with("content-type", "application/json");
     let list = Rpc::ListSessions;
@@ -196,9 +196,9 @@ async fn json_values_follow_the_proto3_mapping_and_refusals_name_the_field() {
     }
 }
 
-#[tokio::test]
-async fn rest_delete_without_a_body_is_the_empty_message() {
-    let server = TestServer::sqlite().await;
+backend_test!(rest_delete_without_a_body_is_the_empty_message);
+async fn rest_delete_without_a_body_is_the_empty_message(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
     let admin = admin(&server).await;
     let bearer = Headers::bearer(&admin.token);
     // As curl sends it: no body, no content type; then zero bytes and only whitespace as JSON.
@@ -214,9 +214,9 @@ async fn rest_delete_without_a_body_is_the_empty_message() {
     }
 }
 
-#[tokio::test]
-async fn rest_patch_without_a_body_changes_nothing_and_get_takes_no_body() {
-    let server = TestServer::sqlite().await;
+backend_test!(rest_patch_without_a_body_changes_nothing_and_get_takes_no_body);
+async fn rest_patch_without_a_body_changes_nothing_and_get_takes_no_body(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
     let admin = admin(&server).await;
     let session = server.create(Protocol::Rest, &admin.id, &admin.token).await;
     let path = format!("/v2/sessions/{}", session.id);
@@ -229,9 +229,9 @@ async fn rest_patch_without_a_body_changes_nothing_and_get_takes_no_body() {
     outcome.expect_error(Code::InvalidArgument, "REQUEST-UnexpectedBody");
 }
 
-#[tokio::test]
-async fn rest_query_parameters_fill_only_unbound_fields() {
-    let server = TestServer::sqlite().await;
+backend_test!(rest_query_parameters_fill_only_unbound_fields);
+async fn rest_query_parameters_fill_only_unbound_fields(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
     let admin = admin(&server).await;
     let reader = server.actor("reader", &[SessionRead]).await;
     let session = server.create(Protocol::Rest, &admin.id, &admin.token).await;
@@ -269,9 +269,9 @@ async fn rest_query_parameters_fill_only_unbound_fields() {
     assert_eq!(got.ok()["session"]["sequence"], "1", "{got:?}");
 }
 
-#[tokio::test]
-async fn rest_routing_refusals_come_before_authentication() {
-    let server = TestServer::sqlite().await;
+backend_test!(rest_routing_refusals_come_before_authentication);
+async fn rest_routing_refusals_come_before_authentication(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
     let admin = admin(&server).await;
     for headers in [Headers::none(), Headers::bearer(&admin.token)] {
         for path in ["/v2/sessions/", "/v2/sessions//x", "/v2/sessions/a/b", "/v3/x", "/"] {
@@ -296,9 +296,9 @@ async fn rest_routing_refusals_come_before_authentication() {
     assert!(outcome.message.contains("`search`"), "{outcome:?}");
 }
 
-#[tokio::test]
-async fn path_variables_are_percent_decoded_and_broken_escapes_refused() {
-    let server = TestServer::sqlite().await;
+backend_test!(path_variables_are_percent_decoded_and_broken_escapes_refused);
+async fn path_variables_are_percent_decoded_and_broken_escapes_refused(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
     let admin = admin(&server).await;
     let bearer = Headers::bearer(&admin.token);
     for (path, named) in
@@ -316,9 +316,9 @@ async fn path_variables_are_percent_decoded_and_broken_escapes_refused() {
     }
 }
 
-#[tokio::test]
-async fn unsupported_content_types_are_415_before_authentication() {
-    let server = TestServer::sqlite().await;
+backend_test!(unsupported_content_types_are_415_before_authentication);
+async fn unsupported_content_types_are_415_before_authentication(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
     let admin = admin(&server).await;
     let create = json!({ "checks": user_check(&admin.id) }).to_string();
     for protocol in [Protocol::ConnectJson, Protocol::Rest] {
@@ -362,9 +362,9 @@ async fn unsupported_content_types_are_415_before_authentication() {
     outcome.ok_with_status(200);
 }
 
-#[tokio::test]
-async fn grpc_and_grpc_web_framing_errors_are_invalid_argument() {
-    let server = TestServer::sqlite().await;
+backend_test!(grpc_and_grpc_web_framing_errors_are_invalid_argument);
+async fn grpc_and_grpc_web_framing_errors_are_invalid_argument(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
     let admin = admin(&server).await;
     let bearer = Headers::bearer(&admin.token);
     let path = Rpc::ListSessions.path();
@@ -408,9 +408,9 @@ async fn grpc_and_grpc_web_framing_errors_are_invalid_argument() {
     }
 }
 
-#[tokio::test]
-async fn grpc_web_text_accepts_a_body_in_separately_padded_chunks() {
-    let server = TestServer::sqlite().await;
+backend_test!(grpc_web_text_accepts_a_body_in_separately_padded_chunks);
+async fn grpc_web_text_accepts_a_body_in_separately_padded_chunks(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
     let admin = admin(&server).await;
     let framed = frame(&Rpc::CreateSession.encode(json!({ "checks": user_check(&admin.id) })));
     // Split where both halves need padding, as a client flushing twice would send them.
@@ -427,9 +427,9 @@ async fn grpc_web_text_accepts_a_body_in_separately_padded_chunks() {
     assert!(!outcome.str("/sessionId").is_empty(), "{outcome:?}");
 }
 
-#[tokio::test]
-async fn bodies_over_the_limit_are_refused_at_once() {
-    let server = TestServer::sqlite_with(|c| c.body_limit = 1024).await;
+backend_test!(bodies_over_the_limit_are_refused_at_once);
+async fn bodies_over_the_limit_are_refused_at_once(backend: Backend) {
+    let Some(server) = TestServer::on_with(backend, |c| c.body_limit = 1024).await else { return };
     let admin = admin(&server).await;
     let big = json!({ "checks": user_check(&admin.id), "metadata": { "blob": BASE64.encode(vec![7u8; 4096]) } });
     let small = json!({ "checks": user_check(&admin.id), "metadata": { "blob": BASE64.encode(vec![7u8; 64]) } });
@@ -445,9 +445,9 @@ async fn bodies_over_the_limit_are_refused_at_once() {
     assert_eq!(listed.ok()["details"]["totalResult"], "5", "only the small requests made sessions: {listed:?}");
 }
 
-#[tokio::test]
-async fn deadline_headers_are_parsed_and_malformed_ones_refused() {
-    let server = TestServer::sqlite().await;
+backend_test!(deadline_headers_are_parsed_and_malformed_ones_refused);
+async fn deadline_headers_are_parsed_and_malformed_ones_refused(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
     let admin = admin(&server).await;
     let session = server.create(Protocol::ConnectJson, &admin.id, &admin.token).await;
     let get = json!({ "sessionId": session.id });
@@ -475,9 +475,9 @@ async fn deadline_headers_are_parsed_and_malformed_ones_refused() {
     }
 }
 
-#[tokio::test]
-async fn a_call_that_outlives_its_deadline_is_deadline_exceeded_and_leaves_nothing_behind() {
-    let server = TestServer::sqlite().await;
+backend_test!(a_call_that_outlives_its_deadline_is_deadline_exceeded_and_leaves_nothing_behind);
+async fn a_call_that_outlives_its_deadline_is_deadline_exceeded_and_leaves_nothing_behind(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
     let admin = admin(&server).await;
     server.users.set_password(&admin.id, "secret".into()).await.expect("set password");
     // An argon2id verification takes milliseconds: longer than a one-millisecond deadline.
@@ -535,9 +535,9 @@ async fn preflight(server: &TestServer, path: &str, origin: &str) -> reqwest::Re
         .expect("preflight")
 }
 
-#[tokio::test]
-async fn cors_preflights_name_authorization_and_responses_expose_grpc_status() {
-    let server = TestServer::sqlite().await;
+backend_test!(cors_preflights_name_authorization_and_responses_expose_grpc_status);
+async fn cors_preflights_name_authorization_and_responses_expose_grpc_status(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
     let admin = admin(&server).await;
     let origin = "https://app.example";
     for path in ["/v2/sessions", "/v2/sessions/abc", &Rpc::CreateSession.path()] {
@@ -568,9 +568,12 @@ async fn cors_preflights_name_authorization_and_responses_expose_grpc_status() {
     }
 }
 
-#[tokio::test]
-async fn cors_with_an_origin_list_ignores_other_origins() {
-    let server = TestServer::sqlite_with(|c| c.cors_origins = vec!["https://good.example".into()]).await;
+backend_test!(cors_with_an_origin_list_ignores_other_origins);
+async fn cors_with_an_origin_list_ignores_other_origins(backend: Backend) {
+    let Some(server) = TestServer::on_with(backend, |c| c.cors_origins = vec!["https://good.example".into()]).await
+    else {
+        return;
+    };
     let admin = admin(&server).await;
     let path = Rpc::CreateSession.path();
     let response = preflight(&server, &path, "https://good.example").await;
