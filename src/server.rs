@@ -5,7 +5,6 @@
 use std::{future::Future, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use http::{HeaderName, HeaderValue, Method};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::{conn::auto, graceful::GracefulShutdown},
@@ -13,8 +12,6 @@ use hyper_util::{
 };
 use prost_reflect::DescriptorPool;
 use tokio::net::TcpListener;
-use tower::Layer;
-use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::{
     config::Config,
@@ -22,7 +19,7 @@ use crate::{
     proto::{self, session::session_service_server::SessionServiceServer},
     service::SessionHandler,
     store::{self, Store},
-    transport::{Edge, EdgeConfig, SESSION_SERVICE},
+    transport::{Edge, EdgeConfig, SESSION_SERVICE, cors::CorsGate},
 };
 
 /// Opens the configured store and serves on `listener` until `shutdown` resolves.
@@ -45,7 +42,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let edge = build_edge(&config, Arc::clone(&store))?;
-    let service = cors_layer(&config)?.layer(edge);
+    let service = CorsGate::new(edge, &config.cors_origins)?;
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(config.header_read_timeout);
@@ -131,36 +128,6 @@ pub fn build_edge(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Edge
         body_read_timeout: config.body_read_timeout,
     };
     Edge::new(grpc, pool, users, edge_config)
-}
-
-/// Browsers: preflights answered, every header a client sends named (a `*` would not cover
-/// `authorization`), the gRPC status headers exposed.
-fn cors_layer(config: &Config) -> anyhow::Result<CorsLayer> {
-    let origins = if config.cors_origins.is_empty() {
-        AllowOrigin::mirror_request()
-    } else {
-        let list = config
-            .cors_origins
-            .iter()
-            .map(|o| HeaderValue::from_str(o).with_context(|| format!("invalid CORS origin `{o}`")))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        AllowOrigin::list(list)
-    };
-    let header = HeaderName::from_static;
-    Ok(CorsLayer::new()
-        .allow_origin(origins)
-        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS])
-        .allow_headers([
-            header("authorization"),
-            header("content-type"),
-            header("x-grpc-web"),
-            header("x-user-agent"),
-            header("grpc-timeout"),
-            header("connect-protocol-version"),
-            header("connect-timeout-ms"),
-        ])
-        .expose_headers([header("grpc-status"), header("grpc-message"), header("grpc-status-details-bin")])
-        .max_age(Duration::from_secs(7200)))
 }
 
 /// Removes the rows of sessions terminated or expired longer than `retention` ago; history stays.

@@ -554,7 +554,8 @@ async fn sweep_removes_ended_rows_and_keeps_history(store: Arc<dyn Store>) {
 async fn closed_store_is_unavailable(store: Arc<dyn Store>) {
     store.insert_user(&user("u1", "alice")).await.unwrap();
     store.close().await;
-    // Writes only: the SQLite store still serves reads after `close` (its readers reopen on demand).
     assert!(matches!(store.insert_user(&user("u2", "bob")).await, Err(StoreError::Unavailable(_))));
+    assert!(matches!(store.user_by_id("u1").await, Err(StoreError::Unavailable(_))));
+    assert!(matches!(store.session("s1").await, Err(StoreError::Unavailable(_))));
     assert!(matches!(store.record_password_failure("u1", 5).await, Err(StoreError::Unavailable(_))));
 }

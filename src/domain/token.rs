@@ -70,9 +70,12 @@ pub fn random_b64(n: usize) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// A new unguessable identifier (128 random bits, 22 characters).
+/// A new unguessable identifier: 128 random bits as 32 lowercase hex digits. Hex, not base64url,
+/// so that an id never starts with `-` and reads as a command-line flag.
 pub fn new_id() -> String {
-    random_b64(16)
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
 }
 
 /// An API token as printed to its owner: `<token id>.<secret>`. The id finds the row, the secret
@@ -122,6 +125,15 @@ mod tests {
         assert!(ApiToken::parse(".secret").is_none());
         assert!(ApiToken::parse("id.").is_none());
         assert!(ApiToken::parse("id.se cret").is_none());
+    }
+
+    #[test]
+    fn ids_are_hex_and_never_look_like_flags() {
+        for _ in 0..256 {
+            let id = new_id();
+            assert_eq!(id.len(), 32);
+            assert!(id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()), "{id}");
+        }
     }
 
     #[test]

@@ -7,7 +7,10 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::Mutex,
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     thread::JoinHandle,
 };
 
@@ -44,6 +47,8 @@ pub struct SqliteStore {
     writer: Mutex<Option<mpsc::Sender<Job>>>,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
+    /// Set by `close`: reads answer `Unavailable` from then on, as writes do.
+    closed: AtomicBool,
 }
 
 impl SqliteStore {
@@ -59,6 +64,7 @@ impl SqliteStore {
             writer: Mutex::new(Some(tx)),
             writer_thread: Mutex::new(Some(thread)),
             readers: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -66,6 +72,9 @@ impl SqliteStore {
     /// point lookups served from SQLite's page cache (a few microseconds); handing each to a
     /// blocking thread would cost more in thread hops than the read itself (see BENCHMARKS.md).
     async fn read<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(closed());
+        }
         let pooled = self.readers.lock().expect("reader pool poisoned").pop();
         let conn = match pooled {
             Some(conn) => conn,
@@ -101,6 +110,7 @@ impl SqliteStore {
 
     /// Stops the writer after the queued jobs and waits for it: the file is closed cleanly.
     async fn shutdown(&self) {
+        self.closed.store(true, Ordering::Release);
         drop(self.writer.lock().expect("writer handle poisoned").take());
         let thread = self.writer_thread.lock().expect("writer thread poisoned").take();
         if let Some(thread) = thread {

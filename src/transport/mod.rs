@@ -4,6 +4,7 @@
 //! preflights are answered by the CORS layer in front of this service.
 
 pub mod auth;
+pub mod cors;
 pub mod frame;
 pub mod json;
 pub mod routes;

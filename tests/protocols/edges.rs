@@ -578,12 +578,14 @@ async fn cors_with_an_origin_list_ignores_other_origins(backend: Backend) {
     let path = Rpc::CreateSession.path();
     let response = preflight(&server, &path, "https://good.example").await;
     assert_eq!(cors(response.headers(), "access-control-allow-origin").as_deref(), Some("https://good.example"));
+    let no_cors_headers =
+        |headers: &http::HeaderMap| !headers.keys().any(|k| k.as_str().starts_with("access-control-"));
     let response = preflight(&server, &path, "https://evil.example").await;
-    assert_eq!(cors(response.headers(), "access-control-allow-origin"), None, "{response:?}");
+    assert!(no_cors_headers(response.headers()), "an outside origin gets no CORS headers at all: {response:?}");
     for protocol in Protocol::ALL {
         let headers = Headers::bearer(&admin.token).with("origin", "https://evil.example");
         let outcome = server.call_with(protocol, Rpc::ListSessions, json!({}), &headers).await;
         outcome.ok();
-        assert_eq!(cors(&outcome.headers, "access-control-allow-origin"), None, "[{protocol}] {outcome:?}");
+        assert!(no_cors_headers(&outcome.headers), "[{protocol}] {outcome:?}");
     }
 }
