@@ -1,5 +1,5 @@
-//! The parts of a session both backends keep as one JSON document (factors, metadata, user
-//! agent), and the history's change list.
+//! What both backends share: the parts of a session kept as one JSON document (factors, metadata,
+//! user agent), the history's rows, and SQL comparison operators.
 
 use std::collections::BTreeMap;
 
@@ -7,7 +7,10 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use serde::{Deserialize, Serialize};
 
 use super::{StoreError, StoreResult};
-use crate::domain::session::{Change, Factors, Session, UserAgent};
+use crate::domain::{
+    Timestamp,
+    session::{Change, Factors, HistoryEntry, Session, TimeComparison, UserAgent},
+};
 
 #[derive(Serialize, Deserialize)]
 struct SessionDocument {
@@ -49,4 +52,27 @@ pub(crate) fn encode_changes(changes: &[Change]) -> String {
 
 pub(crate) fn decode_changes(json: &str) -> StoreResult<Vec<Change>> {
     serde_json::from_str(json).map_err(|e| StoreError::Internal(format!("corrupt history entry: {e}")))
+}
+
+/// A history row `(session_id, sequence, at, actor, changes)` as an entry.
+pub(crate) fn history_entry(row: (String, i64, i64, String, String)) -> StoreResult<HistoryEntry> {
+    let (session_id, sequence, at, actor, changes) = row;
+    Ok(HistoryEntry {
+        session_id,
+        sequence: u64::try_from(sequence).unwrap_or_default(),
+        at: Timestamp(at),
+        actor,
+        changes: decode_changes(&changes)?,
+    })
+}
+
+/// The SQL operator of a timestamp comparison.
+pub(crate) fn comparison(cmp: TimeComparison) -> &'static str {
+    match cmp {
+        TimeComparison::Equals => "=",
+        TimeComparison::Greater => ">",
+        TimeComparison::GreaterOrEquals => ">=",
+        TimeComparison::Less => "<",
+        TimeComparison::LessOrEquals => "<=",
+    }
 }

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     Durability, SessionFilter, Store, StoreError, StoreResult,
-    codec::{decode_changes, decode_state, encode_changes, encode_state},
+    codec::{comparison, decode_state, encode_changes, encode_state, history_entry},
 };
 use crate::domain::{
     Permissions, Timestamp,
@@ -379,16 +379,6 @@ fn filter_sql(filter: &SessionFilter) -> (String, Vec<Value>) {
     (clauses.join(" AND "), values)
 }
 
-fn comparison(cmp: TimeComparison) -> &'static str {
-    match cmp {
-        TimeComparison::Equals => "=",
-        TimeComparison::Greater => ">",
-        TimeComparison::GreaterOrEquals => ">=",
-        TimeComparison::Less => "<",
-        TimeComparison::LessOrEquals => "<=",
-    }
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn insert_user(&self, user: &User) -> StoreResult<()> {
@@ -658,17 +648,7 @@ impl Store for SqliteStore {
                 .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
                 .and_then(Iterator::collect)
                 .map_err(translate)?;
-            rows.into_iter()
-                .map(|(session_id, sequence, at, actor, changes)| {
-                    Ok(HistoryEntry {
-                        session_id,
-                        sequence: u64::try_from(sequence).unwrap_or_default(),
-                        at: Timestamp(at),
-                        actor,
-                        changes: decode_changes(&changes)?,
-                    })
-                })
-                .collect()
+            rows.into_iter().map(history_entry).collect()
         })
         .await
     }

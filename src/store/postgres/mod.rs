@@ -27,7 +27,7 @@ use self::{
 };
 use super::{
     SessionFilter, Store, StoreError, StoreResult,
-    codec::{decode_changes, decode_state, encode_changes, encode_state},
+    codec::{comparison, decode_state, encode_changes, encode_state, history_entry},
 };
 use crate::domain::{
     Permissions, Timestamp,
@@ -317,16 +317,6 @@ fn push_filter(sql: &mut QueryBuilder<'static, Postgres>, filter: &SessionFilter
                 sql.push(" AND fingerprint_id = ").push_bind(id.clone());
             }
         }
-    }
-}
-
-fn comparison(cmp: TimeComparison) -> &'static str {
-    match cmp {
-        TimeComparison::Equals => "=",
-        TimeComparison::Greater => ">",
-        TimeComparison::GreaterOrEquals => ">=",
-        TimeComparison::Less => "<",
-        TimeComparison::LessOrEquals => "<=",
     }
 }
 
@@ -649,17 +639,7 @@ impl Store for PostgresStore {
                 .bind(id)
                 .fetch_all(conn)
                 .await?;
-                rows.into_iter()
-                    .map(|(session_id, sequence, at, actor, changes)| {
-                        Ok(HistoryEntry {
-                            session_id,
-                            sequence: u64::try_from(sequence).unwrap_or_default(),
-                            at: Timestamp(at),
-                            actor,
-                            changes: decode_changes(&changes)?,
-                        })
-                    })
-                    .collect()
+                Ok(rows.into_iter().map(history_entry).collect::<StoreResult<_>>()?)
             })
         })
         .await
