@@ -25,7 +25,9 @@ CREATE TABLE api_tokens (
 CREATE INDEX api_tokens_user ON api_tokens (user_id);
 
 -- One row per session that still matters; `state` holds factors, metadata and user agent as JSON.
--- Columns that queries filter or sort on are their own columns, each with an index.
+-- Columns that queries filter or sort on are their own columns, each with an index. The table is
+-- clustered by id (time-ordered, so new sessions append) and indexes on columns that are often
+-- NULL are partial: an update touches only the index entries whose values it changes.
 CREATE TABLE sessions (
     id              TEXT PRIMARY KEY,
     resource_owner  TEXT NOT NULL,
@@ -39,13 +41,13 @@ CREATE TABLE sessions (
     expiration_date INTEGER,
     terminated_at   INTEGER,
     state           TEXT NOT NULL
-);
-CREATE INDEX sessions_creation ON sessions (creation_date, id);
-CREATE INDEX sessions_user ON sessions (user_id, creation_date);
+) WITHOUT ROWID;
+CREATE INDEX sessions_creation ON sessions (creation_date);
+CREATE INDEX sessions_user ON sessions (user_id, creation_date) WHERE user_id IS NOT NULL;
 CREATE INDEX sessions_creator ON sessions (creator_id, creation_date);
-CREATE INDEX sessions_fingerprint ON sessions (fingerprint_id, creation_date);
-CREATE INDEX sessions_expiration ON sessions (expiration_date);
-CREATE INDEX sessions_terminated ON sessions (terminated_at);
+CREATE INDEX sessions_fingerprint ON sessions (fingerprint_id, creation_date) WHERE fingerprint_id IS NOT NULL;
+CREATE INDEX sessions_expiration ON sessions (expiration_date) WHERE expiration_date IS NOT NULL;
+CREATE INDEX sessions_terminated ON sessions (terminated_at) WHERE terminated_at IS NOT NULL;
 
 -- Append-only: one entry per call that changed a session; kept when the live row is swept.
 CREATE TABLE session_history (

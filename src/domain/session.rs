@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     Caller, Error, ErrorClass, Permission, Result, Timestamp, authz,
     password::PasswordHasher,
-    token::{Secret, SecretHash, new_id},
+    token::{Secret, SecretHash, new_session_id},
     totp,
     user::{User, UserState, user_not_found},
 };
@@ -243,7 +243,7 @@ impl Sessions {
         let now = Timestamp::now();
         let token = Secret::generate();
         let mut session = Session {
-            id: new_id(),
+            id: new_session_id(),
             resource_owner: caller.org_id.clone(),
             creator_id: caller.user_id.clone(),
             creation_date: now,

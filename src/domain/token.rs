@@ -78,6 +78,16 @@ pub fn new_id() -> String {
     hex::encode(bytes)
 }
 
+/// A new session id: the creation time in milliseconds (48 bits) then 80 random bits, as 32 hex
+/// digits. Unguessable all the same, and time-ordered, so that new sessions append to the stores'
+/// indexes instead of landing on a random page each.
+pub fn new_session_id() -> String {
+    let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let mut random = [0u8; 10];
+    rand::rng().fill_bytes(&mut random);
+    format!("{:012x}{}", millis & 0xffff_ffff_ffff, hex::encode(random))
+}
+
 /// An API token as printed to its owner: `<token id>.<secret>`. The id finds the row, the secret
 /// is checked against the stored hash in constant time.
 #[derive(Clone, PartialEq, Eq)]
@@ -125,6 +135,16 @@ mod tests {
         assert!(ApiToken::parse(".secret").is_none());
         assert!(ApiToken::parse("id.").is_none());
         assert!(ApiToken::parse("id.se cret").is_none());
+    }
+
+    #[test]
+    fn session_ids_are_time_ordered_and_distinct() {
+        let a = new_session_id();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = new_session_id();
+        assert_eq!((a.len(), b.len()), (32, 32));
+        assert!(a < b, "{a} then {b}");
+        assert_ne!(new_session_id(), new_session_id());
     }
 
     #[test]

@@ -590,18 +590,50 @@ impl Store for SqliteStore {
     }
 
     async fn update_session(&self, session: &Session, expected_sequence: u64, entry: &HistoryEntry) -> StoreResult<()> {
-        let mut values = session_params(session).to_vec();
-        values.push(Value::Integer(i64::try_from(expected_sequence).unwrap_or(i64::MAX)));
+        let session = session.clone();
         let entry = entry.clone();
+        let expected = i64::try_from(expected_sequence).unwrap_or(i64::MAX);
         self.write(move |conn| {
-            let changed = conn
-                .prepare_cached(
-                    "UPDATE sessions SET resource_owner = ?2, creator_id = ?3, user_id = ?4, fingerprint_id = ?5, \
-                     creation_date = ?6, change_date = ?7, sequence = ?8, token_hash = ?9, expiration_date = ?10, \
-                     terminated_at = ?11, state = ?12 WHERE id = ?1 AND sequence = ?13",
-                )
-                .and_then(|mut s| s.execute(params_from_iter(values)))
+            // SQLite rewrites an index entry whenever its column is in the SET list, changed or
+            // not: set the indexed columns only when they change, so that an update dirties as
+            // few pages (each a 4 KiB WAL frame) as it can.
+            let stored: Option<(i64, Option<String>, Option<i64>, Option<i64>)> = conn
+                .prepare_cached("SELECT sequence, user_id, expiration_date, terminated_at FROM sessions WHERE id = ?1")
+                .and_then(|mut s| {
+                    s.query_row([&session.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).optional()
+                })
                 .map_err(translate)?;
+            let Some((sequence, user_id, expiration_date, terminated_at)) = stored else {
+                return Err(StoreError::Conflict);
+            };
+            if sequence != expected {
+                return Err(StoreError::Conflict);
+            }
+            let mut columns: Vec<(&str, Value)> = vec![
+                ("change_date", Value::Integer(session.change_date.0)),
+                ("sequence", Value::Integer(i64::try_from(session.sequence).unwrap_or(i64::MAX))),
+                ("token_hash", Value::Blob(session.token_hash.0.to_vec())),
+                ("state", Value::Text(encode_state(&session))),
+            ];
+            let new_user = session.user_id().map(str::to_owned);
+            if new_user != user_id {
+                columns.push(("user_id", new_user.map_or(Value::Null, Value::Text)));
+            }
+            let new_expiration = session.expiration_date.map(|t| t.0);
+            if new_expiration != expiration_date {
+                columns.push(("expiration_date", new_expiration.map_or(Value::Null, Value::Integer)));
+            }
+            let new_terminated = session.terminated_at.map(|t| t.0);
+            if new_terminated != terminated_at {
+                columns.push(("terminated_at", new_terminated.map_or(Value::Null, Value::Integer)));
+            }
+            let set = columns.iter().enumerate().map(|(i, (c, _))| format!("{c} = ?{}", i + 3)).collect::<Vec<_>>();
+            let sql = format!("UPDATE sessions SET {} WHERE id = ?1 AND sequence = ?2", set.join(", "));
+            let values = [Value::Text(session.id.clone()), Value::Integer(expected)]
+                .into_iter()
+                .chain(columns.into_iter().map(|(_, v)| v));
+            let changed =
+                conn.prepare_cached(&sql).and_then(|mut s| s.execute(params_from_iter(values))).map_err(translate)?;
             if changed != 1 {
                 return Err(StoreError::Conflict);
             }
