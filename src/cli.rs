@@ -60,6 +60,20 @@ pub struct ServeArgs {
     /// Seconds a terminated or expired session's row is kept before the sweeper removes it.
     #[arg(long, default_value_t = 86_400)]
     pub retention_secs: u64,
+    /// Async runtime: `multi-thread` (work-stealing workers) or `current-thread` (every connection
+    /// on one thread: the cheaper choice when the process is pinned to one core).
+    #[arg(long, value_enum, default_value_t = RuntimeFlavor::MultiThread)]
+    pub runtime: RuntimeFlavor,
+    /// Worker threads of the `multi-thread` runtime (default: one per core the process may use).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub worker_threads: Option<u16>,
+}
+
+/// Which tokio runtime `serve` runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RuntimeFlavor {
+    MultiThread,
+    CurrentThread,
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,7 +7,7 @@ use std::{io::BufRead, time::Duration};
 use anyhow::Context as _;
 use clap::Parser;
 use sessiond::{
-    cli::{Cli, Command, TokensCommand, UsersCommand},
+    cli::{Cli, Command, RuntimeFlavor, TokensCommand, UsersCommand},
     config::Config,
     domain::{
         Timestamp,
@@ -17,10 +17,31 @@ use sessiond::{
     server, store, telemetry,
 };
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let _log_guard = telemetry::init(cli.log_format);
+    runtime(&cli.command).context("cannot start the async runtime")?.block_on(run(cli))
+}
+
+/// The runtime `serve` asked for; the administrative commands take the default.
+fn runtime(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = match command {
+        Command::Serve(args) if args.runtime == RuntimeFlavor::CurrentThread => {
+            tokio::runtime::Builder::new_current_thread()
+        }
+        Command::Serve(args) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if let Some(n) = args.worker_threads {
+                builder.worker_threads(usize::from(n));
+            }
+            builder
+        }
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    builder.enable_all().build()
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let config = Config {

@@ -1,0 +1,276 @@
+#!/usr/bin/env bash
+# The whole benchmark of BENCHMARKS.md, end to end: build, prepare databases, start sessiond and
+# the ceiling pinned to core 0, drive them from core 1 with examples/loadgen (arms alternated
+# round by round), cross-check with h2load, and leave every table and JSON file in $OUT.
+#
+#   bench/run.sh                  # everything (first run also bulk-loads 1M sessions, ~2 min)
+#   bench/run.sh matrix sync      # only some scenarios: matrix runtime sync million latency h2load logging
+#
+# Knobs (environment): BENCH_DIR (databases, default /tmp/sessiond-bench), BENCH_POOL (sessions
+# each server may delete, default 400000), BENCH_ROUNDS (5), BENCH_ROUND_SECS (2),
+# BENCH_CONCURRENCY (64), BENCH_RUNTIME (current-thread), BENCH_SERVER_CPU (0), BENCH_LOAD_CPU (1).
+# Every loop is bounded by rounds x seconds; every server listens on 127.0.0.1 only.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BIN=$ROOT/target/release
+DIR=${BENCH_DIR:-/tmp/sessiond-bench}
+POOL=${BENCH_POOL:-400000}
+ROUNDS=${BENCH_ROUNDS:-5}
+ROUND_SECS=${BENCH_ROUND_SECS:-2}
+CONCURRENCY=${BENCH_CONCURRENCY:-64}
+RUNTIME=${BENCH_RUNTIME:-current-thread}
+SERVER_CPU=${BENCH_SERVER_CPU:-0}
+LOAD_CPU=${BENCH_LOAD_CPU:-1}
+MILLION=${BENCH_MILLION:-1000000}
+OUT=${BENCH_OUT:-$ROOT/bench/results/$(date -u +%Y%m%dT%H%M%SZ)}
+SCENARIOS=${*:-matrix runtime sync million latency h2load logging}
+export RUST_BACKTRACE=0 RUST_LOG=${RUST_LOG:-info}
+
+mkdir -p "$DIR" "$OUT"
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    PIDS=()
+}
+trap cleanup EXIT
+
+log() { printf '\n== %s\n' "$*" >&2; }
+
+wait_port() {
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "nothing listens on port $1" >&2
+    return 1
+}
+
+# start_sessiond PORT DB [serve options...]: the pid goes to $LAST_PID (no subshell, so that
+# cleanup knows it).
+start_sessiond() {
+    local port=$1 db=$2
+    shift 2
+    taskset -c "$SERVER_CPU" "$BIN/sessiond" --log-format json --database "sqlite:$db" serve \
+        --listen "127.0.0.1:$port" "$@" >"$OUT/sessiond-$port.log" 2>&1 &
+    LAST_PID=$!
+    PIDS+=("$LAST_PID")
+    wait_port "$port"
+}
+
+# start_ceiling PORT [options...]: the pid goes to $LAST_PID.
+start_ceiling() {
+    local port=$1
+    shift
+    taskset -c "$SERVER_CPU" "$BIN/examples/ceiling" --listen "127.0.0.1:$port" "$@" >"$OUT/ceiling-$port.log" 2>&1 &
+    LAST_PID=$!
+    PIDS+=("$LAST_PID")
+    wait_port "$port"
+}
+
+# loadgen NAME [loadgen options...]: runs the generator on its core; table to $OUT/NAME.md.
+loadgen() {
+    local name=$1
+    shift
+    taskset -c "$LOAD_CPU" "$BIN/examples/loadgen" --token "$TOKEN" --delete-count "$POOL" \
+        --concurrency "$CONCURRENCY" --rounds "$ROUNDS" --round-secs "$ROUND_SECS" \
+        --json "$OUT/$name.json" "$@" 2> >(tee "$OUT/$name.progress" >&2) | tee "$OUT/$name.md"
+}
+
+# A fresh working copy of a template database (deletes consume its pool).
+copy_db() {
+    rm -f "$2" "$2-wal" "$2-shm"
+    cp "$1" "$2"
+}
+
+log "build"
+cargo build --release --bins --examples
+
+log "machine"
+{
+    echo "date: $(date -u +%FT%TZ)"
+    echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (dirty)')"
+    echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //') x $(nproc)"
+    echo "memory: $(free -m | awk '/Mem:/ {print $2 " MiB"}')"
+    echo "kernel: $(uname -r)"
+    echo "rustc: $(rustc --version)"
+    echo "disk of $DIR: $(df -h "$DIR" | awk 'NR==2 {print $1 " " $2}')"
+    echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "server core $SERVER_CPU, generator core $LOAD_CPU, runtime $RUNTIME, concurrency $CONCURRENCY"
+} | tee "$OUT/machine.txt"
+
+# Template databases, built once per pool size: the bench user, its token, 1,000 sessions to
+# read ("bg" 0..999) and $POOL sessions to delete ("del"); the large one adds "bg" up to 1M.
+SMALL=$DIR/small-$POOL.db
+LARGE=$DIR/large-$POOL-$MILLION.db
+if [[ ! -f $SMALL || ! -f $DIR/token-$POOL ]]; then
+    log "template database: 1,000 + $POOL sessions"
+    rm -f "$SMALL"*
+    USER_ID=$("$BIN/sessiond" --database "sqlite:$SMALL" users add --login-name bench 2>/dev/null)
+    "$BIN/sessiond" --database "sqlite:$SMALL" tokens add --user "$USER_ID" \
+        --permission session.read --permission session.write --permission session.delete 2>/dev/null >"$DIR/token-$POOL"
+    "$BIN/examples/bulkload" --database "sqlite:$SMALL" --user "$USER_ID" --seed bg --count 1000
+    "$BIN/examples/bulkload" --database "sqlite:$SMALL" --user "$USER_ID" --seed del --count "$POOL"
+    echo "$USER_ID" >"$DIR/user-$POOL"
+fi
+TOKEN=$(cat "$DIR/token-$POOL")
+USER_ID=$(cat "$DIR/user-$POOL")
+if [[ $SCENARIOS == *million* && ! -f $LARGE ]]; then
+    log "template database: $MILLION + $POOL sessions"
+    cp "$SMALL" "$LARGE.tmp"
+    "$BIN/examples/bulkload" --database "sqlite:$LARGE.tmp" --user "$USER_ID" --seed bg --start 1000 \
+        --count $((MILLION - 1000)) | tee "$OUT/bulkload-million.txt"
+    mv "$LARGE.tmp" "$LARGE"
+fi
+
+GRPC_PORT=7801 CEIL_PORT=7800
+for scenario in $SCENARIOS; do
+    case $scenario in
+    matrix)
+        # protocol x RPC on SQLite (synchronous=NORMAL), each RPC against the ceiling.
+        copy_db "$SMALL" "$DIR/work.db"
+        start_sessiond $GRPC_PORT "$DIR/work.db" --runtime "$RUNTIME"; S=$LAST_PID
+        start_ceiling $CEIL_PORT --runtime "$RUNTIME"; C=$LAST_PID
+        for rpc in delete get create; do
+            log "matrix: $rpc"
+            loadgen "matrix-$rpc" --title "$rpc: protocols vs ceiling (SQLite, sync normal, $RUNTIME)" \
+                --server "sessiond=127.0.0.1:$GRPC_PORT,pid=$S" --server "ceiling=127.0.0.1:$CEIL_PORT,pid=$C,any-id" \
+                --arm "ceiling:grpc:$rpc" --arm "sessiond:grpc:$rpc" --arm "sessiond:grpc-web:$rpc" \
+                --arm "sessiond:connect:$rpc" --arm "sessiond:rest:$rpc"
+        done
+        log "matrix: HTTP/1.1 (one connection per worker)"
+        loadgen "matrix-h1" --title "HTTP/1.1 arms (64 connections) vs h2c gRPC" \
+            --server "sessiond=127.0.0.1:$GRPC_PORT,pid=$S" --server "ceiling=127.0.0.1:$CEIL_PORT,pid=$C,any-id" \
+            --arm "ceiling:grpc:get" --arm "sessiond:grpc:get" --arm "sessiond:grpc-web@h1:get" \
+            --arm "sessiond:connect@h1:get" --arm "sessiond:rest@h1:get"
+        cleanup
+        ;;
+    runtime)
+        log "runtime: current-thread vs multi-thread (2 workers on one core, the default)"
+        copy_db "$SMALL" "$DIR/work.db"
+        copy_db "$SMALL" "$DIR/work2.db"
+        start_sessiond 7811 "$DIR/work.db" --runtime current-thread; S1=$LAST_PID
+        start_sessiond 7812 "$DIR/work2.db" --runtime multi-thread; S2=$LAST_PID
+        start_ceiling 7813 --runtime current-thread; C1=$LAST_PID
+        start_ceiling 7814 --runtime multi-thread; C2=$LAST_PID
+        for rpc in delete get; do
+            loadgen "runtime-$rpc" --title "$rpc: runtime flavours" \
+                --server "s-current=127.0.0.1:7811,pid=$S1" --server "s-multi=127.0.0.1:7812,pid=$S2" \
+                --server "c-current=127.0.0.1:7813,pid=$C1,any-id" --server "c-multi=127.0.0.1:7814,pid=$C2,any-id" \
+                --arm "c-current:grpc:$rpc" --arm "s-current:grpc:$rpc" --arm "c-multi:grpc:$rpc" --arm "s-multi:grpc:$rpc"
+        done
+        cleanup
+        ;;
+    sync)
+        log "sync: --sync full (fsync before answering) vs normal"
+        copy_db "$SMALL" "$DIR/work.db"
+        copy_db "$SMALL" "$DIR/work2.db"
+        start_sessiond 7821 "$DIR/work.db" --runtime "$RUNTIME" --sync normal; S1=$LAST_PID
+        start_sessiond 7822 "$DIR/work2.db" --runtime "$RUNTIME" --sync full; S2=$LAST_PID
+        start_ceiling 7823 --runtime "$RUNTIME"; C=$LAST_PID
+        for rpc in delete create; do
+            loadgen "sync-$rpc" --title "$rpc: --sync full vs normal" \
+                --server "normal=127.0.0.1:7821,pid=$S1" --server "full=127.0.0.1:7822,pid=$S2" \
+                --server "ceiling=127.0.0.1:7823,pid=$C,any-id" \
+                --arm "ceiling:grpc:$rpc" --arm "normal:grpc:$rpc" --arm "full:grpc:$rpc"
+        done
+        cleanup
+        ;;
+    million)
+        log "million: DeleteSession with 1,000 vs $MILLION sessions stored"
+        copy_db "$SMALL" "$DIR/work.db"
+        copy_db "$LARGE" "$DIR/work-large.db"
+        start_sessiond 7831 "$DIR/work.db" --runtime "$RUNTIME"; S1=$LAST_PID
+        start_sessiond 7832 "$DIR/work-large.db" --runtime "$RUNTIME"; S2=$LAST_PID
+        start_ceiling 7833 --runtime "$RUNTIME"; C=$LAST_PID
+        for rpc in delete get; do
+            loadgen "million-$rpc" --title "$rpc: 1,000 vs $MILLION stored" \
+                --server "thousand=127.0.0.1:7831,pid=$S1" --server "million=127.0.0.1:7832,pid=$S2" \
+                --server "ceiling=127.0.0.1:7833,pid=$C,any-id" \
+                --arm "ceiling:grpc:$rpc" --arm "thousand:grpc:$rpc" --arm "million:grpc:$rpc"
+        done
+        echo "lifetime peak RSS (VmHWM since the last reset): thousand $(grep VmHWM /proc/"$S1"/status | awk '{print $2}') KiB, million $(grep VmHWM /proc/"$S2"/status | awk '{print $2}') KiB" | tee "$OUT/million-rss.txt"
+        echo "database files: $(du -h "$DIR/work.db" | cut -f1) and $(du -h "$DIR/work-large.db" | cut -f1)" | tee -a "$OUT/million-rss.txt"
+        cleanup
+        ;;
+    latency)
+        # p99 at half of the peak: peak = the closed-loop gRPC rate measured just before.
+        copy_db "$SMALL" "$DIR/work.db"
+        start_sessiond $GRPC_PORT "$DIR/work.db" --runtime "$RUNTIME"; S=$LAST_PID
+        for rpc in delete get; do
+            log "latency: $rpc peak"
+            loadgen "peak-$rpc" --title "$rpc: closed-loop peak" --server "sessiond=127.0.0.1:$GRPC_PORT,pid=$S" \
+                --arm "sessiond:grpc:$rpc" --rounds 3
+            half=$(jq '.arms[0].rate / 2 | floor' "$OUT/peak-$rpc.json")
+            log "latency: $rpc at $half calls/s (half the peak), open loop"
+            loadgen "latency-$rpc" --title "$rpc: open loop at half the gRPC peak ($half calls/s)" --rate "$half" \
+                --server "sessiond=127.0.0.1:$GRPC_PORT,pid=$S" \
+                --arm "sessiond:grpc:$rpc" --arm "sessiond:grpc-web:$rpc" --arm "sessiond:connect:$rpc" --arm "sessiond:rest:$rpc"
+        done
+        cleanup
+        ;;
+    h2load)
+        # The same GetSession over gRPC from an independent client. h2load counts any HTTP 200 as
+        # a success, so the server's own log (one JSON line per call, with its code) is the judge.
+        log "h2load: GetSession over gRPC"
+        command -v h2load >/dev/null || { echo "h2load missing: apt-get install -y nghttp2-client" >&2; exit 1; }
+        copy_db "$SMALL" "$DIR/work.db"
+        start_sessiond $GRPC_PORT "$DIR/work.db" --runtime "$RUNTIME"; S=$LAST_PID
+        start_ceiling $CEIL_PORT --runtime "$RUNTIME"; C=$LAST_PID
+        ID=$("$BIN/examples/loadgen" --emit-get-body "$OUT/get.grpc")
+        H2LOAD_SECS=$(awk -v r="$ROUNDS" -v s="$ROUND_SECS" 'BEGIN { d = int(r * s + 0.5); print (d < 1 ? 1 : d) }')
+        {
+            echo "sample call (curl --http2-prior-knowledge), session $ID:"
+            curl -s --http2-prior-knowledge -o /dev/null -D - --max-time 5 \
+                -H 'content-type: application/grpc' -H 'te: trailers' -H "authorization: Bearer $TOKEN" \
+                --data-binary @"$OUT/get.grpc" "http://127.0.0.1:$GRPC_PORT/zitadel.session.v2.SessionService/GetSession" |
+                tr -d '\r' | grep -Ei '^(HTTP|content-type|grpc-status|grpc-message)'
+        } | tee "$OUT/h2load.txt"
+        for target in "sessiond $GRPC_PORT $S" "ceiling $CEIL_PORT $C"; do
+            read -r name port pid <<<"$target"
+            calls0=$(grep -c '"rpc":"GetSession"' "$OUT/sessiond-$GRPC_PORT.log" || true)
+            ok0=$(grep -c '"rpc":"GetSession".*"code":"Ok"' "$OUT/sessiond-$GRPC_PORT.log" || true)
+            cpu0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+            taskset -c "$LOAD_CPU" h2load -c 1 -m "$CONCURRENCY" -t 1 -D "$H2LOAD_SECS" --warm-up-time 1 \
+                -H 'content-type: application/grpc' -H 'te: trailers' -H "authorization: Bearer $TOKEN" \
+                -d "$OUT/get.grpc" "http://127.0.0.1:$port/zitadel.session.v2.SessionService/GetSession" \
+                >"$OUT/h2load-$name.out" 2>&1
+            cpu1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+            calls1=$(grep -c '"rpc":"GetSession"' "$OUT/sessiond-$GRPC_PORT.log" || true)
+            ok1=$(grep -c '"rpc":"GetSession".*"code":"Ok"' "$OUT/sessiond-$GRPC_PORT.log" || true)
+            {
+                echo
+                echo "h2load against $name:"
+                grep -E '^(finished in|requests:|status codes:|traffic:)' "$OUT/h2load-$name.out"
+                grep -A2 -E '^ +min +max' "$OUT/h2load-$name.out" | head -3
+                echo "server CPU during the run: $(((cpu1 - cpu0) * 10)) ms"
+                if [[ $name == sessiond ]]; then
+                    echo "GetSession calls in the server's log (warm-up included): $((calls1 - calls0)), of which code Ok: $((ok1 - ok0))"
+                fi
+            } | tee -a "$OUT/h2load.txt"
+        done
+        cleanup
+        ;;
+    logging)
+        log "logging: one info line per call (default) vs RUST_LOG=warn"
+        copy_db "$SMALL" "$DIR/work.db"
+        copy_db "$SMALL" "$DIR/work2.db"
+        start_sessiond 7841 "$DIR/work.db" --runtime "$RUNTIME"; S1=$LAST_PID
+        RUST_LOG=warn start_sessiond 7842 "$DIR/work2.db" --runtime "$RUNTIME"; S2=$LAST_PID
+        loadgen "logging-get" --title "get: per-call log line on vs off" \
+            --server "log-info=127.0.0.1:7841,pid=$S1" --server "log-warn=127.0.0.1:7842,pid=$S2" \
+            --arm "log-info:grpc:get" --arm "log-warn:grpc:get"
+        cleanup
+        ;;
+    *)
+        echo "unknown scenario $scenario" >&2
+        exit 2
+        ;;
+    esac
+done
+
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/machine.txt"
+cat "$OUT"/machine.txt "$OUT"/*.md "$OUT"/*.txt 2>/dev/null | grep -v '^$' >"$OUT/summary.md" || true
+log "results in $OUT (summary.md)"
