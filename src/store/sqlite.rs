@@ -1,21 +1,23 @@
 //! The embedded default store: one SQLite database file in WAL mode.
 //!
-//! Writes go to a single writer thread that commits whatever has queued up in one transaction
-//! (group commit), each job inside its own savepoint so one failing job does not undo the others;
-//! a job's answer is sent only after its transaction committed. Reads run on a small pool of
-//! read-only connections, concurrently with the writer (WAL).
+//! One thread owns the database connection and runs every job, reads and writes alike: it
+//! commits whatever has queued up in one transaction (group commit), each write inside its own
+//! savepoint so that one failing job does not undo the others, and answers each job only after
+//! its transaction committed. One connection means one page cache that stays warm: in WAL mode a
+//! connection drops its whole cache whenever another one has committed, so separate reader
+//! connections re-read every B-tree page from the file on every call under write load (measured:
+//! that was half of a DeleteSession's CPU; see BENCHMARKS.md). Checkpoints run on a thread of their
+//! own.
 
 use std::{
     path::{Path, PathBuf},
-    sync::{
-        Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::Mutex,
     thread::JoinHandle,
+    time::Duration,
 };
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params, params_from_iter, types::Value};
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter, types::Value};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
@@ -35,20 +37,20 @@ const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_init.sq
 const MAX_BATCH: usize = 256;
 /// Jobs queued for the writer before callers wait (backpressure).
 const WRITE_QUEUE: usize = 4096;
-/// Idle read connections kept.
-const MAX_IDLE_READERS: usize = 8;
+/// How often the background checkpointer moves the WAL's pages into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// WAL frames (pages) past which a checkpoint waits for readers to let the WAL start over.
+const WAL_RESTART_FRAMES: i64 = 8192;
+/// Bytes the WAL file is cut back to after a checkpoint.
+const WAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
 
 type Finish = Box<dyn FnOnce(Option<StoreError>) + Send>;
 type Job = Box<dyn FnOnce(&Connection) -> Finish + Send>;
 
 #[derive(Debug)]
 pub struct SqliteStore {
-    path: PathBuf,
     writer: Mutex<Option<mpsc::Sender<Job>>>,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
-    readers: Mutex<Vec<Connection>>,
-    /// Set by `close`: reads answer `Unavailable` from then on, as writes do.
-    closed: AtomicBool,
 }
 
 impl SqliteStore {
@@ -58,45 +60,38 @@ impl SqliteStore {
         let writer_path = path.clone();
         let conn = tokio::task::spawn_blocking(move || open_writer(&writer_path, durability)).await??;
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-        let thread = std::thread::Builder::new().name("sqlite-writer".into()).spawn(move || writer_loop(conn, rx))?;
-        Ok(Self {
-            path,
-            writer: Mutex::new(Some(tx)),
-            writer_thread: Mutex::new(Some(thread)),
-            readers: Mutex::new(Vec::new()),
-            closed: AtomicBool::new(false),
-        })
+        let checkpoint_path = path.clone();
+        let thread = std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer_loop(conn, rx, checkpoint_path))?;
+        Ok(Self { writer: Mutex::new(Some(tx)), writer_thread: Mutex::new(Some(thread)) })
     }
 
-    /// Runs `f` on a pooled read connection, inline on the calling task. The reads are indexed
-    /// point lookups served from SQLite's page cache (a few microseconds); handing each to a
-    /// blocking thread would cost more in thread hops than the read itself (see BENCHMARKS.md).
-    async fn read<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(closed());
-        }
-        let pooled = self.readers.lock().expect("reader pool poisoned").pop();
-        let conn = match pooled {
-            Some(conn) => conn,
-            None => open_reader(&self.path).map_err(translate)?,
-        };
-        let result = f(&conn);
-        let mut idle = self.readers.lock().expect("reader pool poisoned");
-        if idle.len() < MAX_IDLE_READERS {
-            idle.push(conn);
-        }
-        result
+    /// Runs a read on the database thread; answers once the transaction it ran in committed.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        self.submit(f, false).await
     }
 
-    /// Queues `f` for the writer; answers once the transaction holding it committed.
+    /// Runs a write on the database thread inside a savepoint; answers once it committed.
     async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
+        self.submit(f, true).await
+    }
+
+    async fn submit<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        writes: bool,
+    ) -> StoreResult<T> {
         let sender = self.writer.lock().expect("writer handle poisoned").clone().ok_or_else(closed)?;
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
-            let result = in_savepoint(conn, f);
+            let result = if writes { in_savepoint(conn, f) } else { f(conn) };
             Box::new(move |commit_error| {
                 let _ = reply.send(match commit_error {
                     Some(e) => Err(e),
@@ -110,13 +105,11 @@ impl SqliteStore {
 
     /// Stops the writer after the queued jobs and waits for it: the file is closed cleanly.
     async fn shutdown(&self) {
-        self.closed.store(true, Ordering::Release);
         drop(self.writer.lock().expect("writer handle poisoned").take());
         let thread = self.writer_thread.lock().expect("writer thread poisoned").take();
         if let Some(thread) = thread {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
-        self.readers.lock().expect("reader pool poisoned").clear();
     }
 }
 
@@ -131,16 +124,11 @@ fn open_writer(path: &Path, durability: Durability) -> StoreResult<Connection> {
         Durability::Full => "FULL",
     };
     conn.execute_batch(&format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;"
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA busy_timeout = 5000; \
+         PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {WAL_SIZE_LIMIT};"
     ))
     .map_err(translate)?;
     migrate(&conn)?;
-    Ok(conn)
-}
-
-fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
-    conn.execute_batch("PRAGMA busy_timeout = 5000;")?;
     Ok(conn)
 }
 
@@ -165,7 +153,36 @@ fn migrate(conn: &Connection) -> StoreResult<()> {
     Ok(())
 }
 
-fn writer_loop(conn: Connection, mut jobs: mpsc::Receiver<Job>) {
+/// Checkpoints run on a thread of their own (the writer's automatic checkpoints are off): a
+/// checkpoint syncs files, and the writer must not stall behind that while calls wait for it.
+fn checkpoint_loop(path: &Path, stop: &std::sync::mpsc::Receiver<()>) {
+    let conn = match Connection::open(path).and_then(|c| c.execute_batch("PRAGMA busy_timeout = 5000;").map(|()| c)) {
+        Ok(conn) => conn,
+        Err(e) => {
+            tracing::error!(error = %e, "the sqlite checkpointer cannot open the database; the WAL will grow");
+            return;
+        }
+    };
+    let checkpoint = |mode: &str| -> rusqlite::Result<i64> {
+        // (busy, frames in the WAL, frames checkpointed)
+        conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| r.get(1))
+    };
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+        // PASSIVE never waits for anyone. Under steady load readers always hold some of the WAL
+        // and it is never rewound, so past a limit RESTART waits a moment for them: the writer
+        // then starts the WAL over instead of growing it without end.
+        let result = checkpoint("PASSIVE")
+            .and_then(|frames| if frames > WAL_RESTART_FRAMES { checkpoint("RESTART") } else { Ok(frames) });
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "sqlite checkpoint failed");
+        }
+    }
+}
+
+fn writer_loop(conn: Connection, mut jobs: mpsc::Receiver<Job>, path: PathBuf) {
+    let (stop_checkpoints, stop) = std::sync::mpsc::channel::<()>();
+    let checkpointer =
+        std::thread::Builder::new().name("sqlite-checkpoint".into()).spawn(move || checkpoint_loop(&path, &stop));
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = jobs.blocking_recv() {
         batch.push(first);
@@ -192,6 +209,13 @@ fn writer_loop(conn: Connection, mut jobs: mpsc::Receiver<Job>) {
         for finish in finishers {
             finish(commit_error.clone());
         }
+    }
+    drop(stop_checkpoints);
+    match checkpointer {
+        Ok(thread) => {
+            let _ = thread.join();
+        }
+        Err(e) => tracing::error!(error = %e, "the sqlite checkpointer did not start"),
     }
     if let Err((_, e)) = conn.close() {
         tracing::error!(error = %e, "closing the sqlite database failed");
