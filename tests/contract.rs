@@ -12,7 +12,14 @@ use tokio::{net::TcpListener, sync::oneshot};
 use tonic::transport::{Channel, Endpoint};
 use tonic_reflection::pb::{v1, v1alpha};
 
-const CONTRACT: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/api/session-v2.md"));
+/// The contract lives beside the checkout (`../shared/api/session-v2.md`), or where
+/// `SESSIOND_CONTRACT` points; read at run time so that the crate builds without it.
+fn contract_text() -> String {
+    let path = std::env::var("SESSIOND_CONTRACT")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/api/session-v2.md").to_owned());
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("the wire contract is needed at {path} (or set SESSIOND_CONTRACT): {e}"))
+}
 
 /// One field row of the contract: (number, name, type, label, json).
 type FieldRow = (u32, String, String, String, String);
@@ -33,7 +40,7 @@ fn parse_contract() -> Contract {
     let mut contract = Contract::default();
     let mut current: Option<String> = None;
     let mut section = "";
-    for line in CONTRACT.lines() {
+    for line in contract_text().lines() {
         if let Some(h) = line.strip_prefix("### `") {
             let name = h.trim_end_matches('`').to_owned();
             contract.messages.entry(name.clone()).or_default();
