@@ -45,7 +45,8 @@ const WAL_RESTART_FRAMES: i64 = 8192;
 const WAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
 
 type Finish = Box<dyn FnOnce(Option<StoreError>) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> Finish + Send>;
+/// A job runs on the connection, or learns why it cannot (the transaction did not begin).
+type Job = Box<dyn FnOnce(Result<&Connection, StoreError>) -> Finish + Send>;
 
 #[derive(Debug)]
 pub struct SqliteStore {
@@ -91,7 +92,11 @@ impl SqliteStore {
         let sender = self.writer.lock().expect("writer handle poisoned").clone().ok_or_else(closed)?;
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
-            let result = if writes { in_savepoint(conn, f) } else { f(conn) };
+            let result = match conn {
+                Ok(conn) if writes => in_savepoint(conn, f),
+                Ok(conn) => f(conn),
+                Err(e) => Err(e),
+            };
             Box::new(move |commit_error| {
                 let _ = reply.send(match commit_error {
                     Some(e) => Err(e),
@@ -193,15 +198,15 @@ fn writer_loop(conn: Connection, mut jobs: mpsc::Receiver<Job>, path: PathBuf) {
             }
         }
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            // Nothing ran: every job answers with the reason the transaction could not begin.
             let error = translate(e);
+            tracing::error!(error = %error, jobs = batch.len(), "sqlite could not begin a transaction");
             for job in batch.drain(..) {
-                // The job never ran: answer with the reason the transaction could not start.
-                drop(job);
-                tracing::error!(error = %error, "sqlite writer could not begin a transaction");
+                job(Err(error.clone()))(None);
             }
             continue;
         }
-        let finishers: Vec<Finish> = batch.drain(..).map(|job| job(&conn)).collect();
+        let finishers: Vec<Finish> = batch.drain(..).map(|job| job(Ok(&conn))).collect();
         let commit_error = conn.execute_batch("COMMIT").err().map(|e| {
             let _ = conn.execute_batch("ROLLBACK");
             translate(e)
