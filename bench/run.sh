@@ -4,7 +4,7 @@
 # round by round), cross-check with h2load, and leave every table and JSON file in $OUT.
 #
 #   bench/run.sh                  # everything (first run also bulk-loads 1M sessions, ~2 min)
-#   bench/run.sh matrix sync      # only some scenarios: matrix runtime sync million latency h2load logging
+#   bench/run.sh matrix sync      # only some: matrix runtime sync million latency h2load logging shapes
 #
 # Knobs (environment): BENCH_DIR (databases, default /tmp/sessiond-bench), BENCH_POOL (sessions
 # each server may delete, default 400000), BENCH_ROUNDS (5), BENCH_ROUND_SECS (2),
@@ -25,7 +25,7 @@ SERVER_CPU=${BENCH_SERVER_CPU:-0}
 LOAD_CPU=${BENCH_LOAD_CPU:-1}
 MILLION=${BENCH_MILLION:-1000000}
 OUT=${BENCH_OUT:-$ROOT/bench/results/$(date -u +%Y%m%dT%H%M%SZ)}
-SCENARIOS=${*:-matrix runtime sync million latency h2load logging}
+SCENARIOS=${*:-matrix runtime sync million latency h2load logging shapes}
 export RUST_BACKTRACE=0 RUST_LOG=${RUST_LOG:-info}
 
 mkdir -p "$DIR" "$OUT"
@@ -83,6 +83,18 @@ loadgen() {
 copy_db() {
     rm -f "$2" "$2-wal" "$2-shm"
     cp "$1" "$2"
+    if [[ -f $1-wal ]]; then cp "$1-wal" "$2-wal"; fi
+}
+
+# Folds the WAL into the database file: `migrate` opens only the writer connection, and the last
+# connection to close checkpoints and removes the WAL. (bulkload's store closes its writer before
+# its read connection, which leaves the WAL behind.)
+checkpoint_db() {
+    "$BIN/sessiond" --database "sqlite:$1" migrate 2>/dev/null
+    if [[ -f $1-wal ]]; then
+        echo "the WAL of $1 was not folded in" >&2
+        exit 1
+    fi
 }
 
 log "build"
@@ -107,21 +119,23 @@ SMALL=$DIR/small-$POOL.db
 LARGE=$DIR/large-$POOL-$MILLION.db
 if [[ ! -f $SMALL || ! -f $DIR/token-$POOL ]]; then
     log "template database: 1,000 + $POOL sessions"
-    rm -f "$SMALL"*
+    rm -f "$SMALL" "$SMALL-wal" "$SMALL-shm" "$LARGE" "$LARGE-wal" "$LARGE-shm"
     USER_ID=$("$BIN/sessiond" --database "sqlite:$SMALL" users add --login-name bench 2>/dev/null)
     "$BIN/sessiond" --database "sqlite:$SMALL" tokens add --user "$USER_ID" \
         --permission session.read --permission session.write --permission session.delete 2>/dev/null >"$DIR/token-$POOL"
     "$BIN/examples/bulkload" --database "sqlite:$SMALL" --user "$USER_ID" --seed bg --count 1000
     "$BIN/examples/bulkload" --database "sqlite:$SMALL" --user "$USER_ID" --seed del --count "$POOL"
+    checkpoint_db "$SMALL"
     echo "$USER_ID" >"$DIR/user-$POOL"
 fi
 TOKEN=$(cat "$DIR/token-$POOL")
 USER_ID=$(cat "$DIR/user-$POOL")
 if [[ $SCENARIOS == *million* && ! -f $LARGE ]]; then
     log "template database: $MILLION + $POOL sessions"
-    cp "$SMALL" "$LARGE.tmp"
+    copy_db "$SMALL" "$LARGE.tmp"
     "$BIN/examples/bulkload" --database "sqlite:$LARGE.tmp" --user "$USER_ID" --seed bg --start 1000 \
         --count $((MILLION - 1000)) | tee "$OUT/bulkload-million.txt"
+    checkpoint_db "$LARGE.tmp"
     mv "$LARGE.tmp" "$LARGE"
 fi
 
@@ -199,15 +213,17 @@ for scenario in $SCENARIOS; do
         # p99 at half of the peak: peak = the closed-loop gRPC rate measured just before.
         copy_db "$SMALL" "$DIR/work.db"
         start_sessiond $GRPC_PORT "$DIR/work.db" --runtime "$RUNTIME"; S=$LAST_PID
+        start_ceiling $CEIL_PORT --runtime "$RUNTIME"; C=$LAST_PID
         for rpc in delete get; do
             log "latency: $rpc peak"
             loadgen "peak-$rpc" --title "$rpc: closed-loop peak" --server "sessiond=127.0.0.1:$GRPC_PORT,pid=$S" \
                 --arm "sessiond:grpc:$rpc" --rounds 3
             half=$(jq '.arms[0].rate / 2 | floor' "$OUT/peak-$rpc.json")
             log "latency: $rpc at $half calls/s (half the peak), open loop"
+            # The ceiling at the same rate shows what the machine alone adds to the tail.
             loadgen "latency-$rpc" --title "$rpc: open loop at half the gRPC peak ($half calls/s)" --rate "$half" \
-                --server "sessiond=127.0.0.1:$GRPC_PORT,pid=$S" \
-                --arm "sessiond:grpc:$rpc" --arm "sessiond:grpc-web:$rpc" --arm "sessiond:connect:$rpc" --arm "sessiond:rest:$rpc"
+                --server "sessiond=127.0.0.1:$GRPC_PORT,pid=$S" --server "ceiling=127.0.0.1:$CEIL_PORT,pid=$C,any-id" \
+                --arm "ceiling:grpc:$rpc" --arm "sessiond:grpc:$rpc" --arm "sessiond:grpc-web:$rpc" --arm "sessiond:connect:$rpc" --arm "sessiond:rest:$rpc"
         done
         cleanup
         ;;
@@ -263,6 +279,18 @@ for scenario in $SCENARIOS; do
             --server "log-info=127.0.0.1:7841,pid=$S1" --server "log-warn=127.0.0.1:7842,pid=$S2" \
             --arm "log-info:grpc:get" --arm "log-warn:grpc:get"
         cleanup
+        ;;
+    shapes)
+        # The writer's cost per termination by statement shape, outside the server (one core).
+        log "shapes: SQLite cost of one termination"
+        for variant in "all-columns" "all-columns --batch 64" "all-columns --batch 256" "all-columns --no-savepoint" \
+            "changed-columns" "changed-columns --batch 64" "changed-columns --no-history" \
+            "changed-columns --no-autocheckpoint" "changed-columns --no-autocheckpoint --cache-kib 32768 --batch 64"; do
+            copy_db "$SMALL" "$DIR/shapes.db"
+            # shellcheck disable=SC2086 # the variant is a list of options
+            taskset -c "$SERVER_CPU" "$BIN/examples/sqlite_write_shapes" --database "$DIR/shapes.db" --shape $variant
+        done | tee "$OUT/shapes.txt"
+        rm -f "$DIR/shapes.db" "$DIR/shapes.db-wal" "$DIR/shapes.db-shm"
         ;;
     *)
         echo "unknown scenario $scenario" >&2
