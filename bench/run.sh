@@ -8,7 +8,8 @@
 #
 # Knobs (environment): BENCH_DIR (databases, default /tmp/sessiond-bench), BENCH_POOL (sessions
 # each server may delete, default 400000), BENCH_ROUNDS (5), BENCH_ROUND_SECS (2),
-# BENCH_CONCURRENCY (64), BENCH_RUNTIME (current-thread), BENCH_SERVER_CPU (0), BENCH_LOAD_CPU (1).
+# BENCH_CONCURRENCY (64), BENCH_RUNTIME (current-thread), BENCH_SERVER_CPU (0), BENCH_LOAD_CPU (1),
+# BENCH_PORT (7800: ports PORT .. PORT+42 on 127.0.0.1), BENCH_MILLION (1000000), BENCH_OUT.
 # Every loop is bounded by rounds x seconds; every server listens on 127.0.0.1 only.
 set -euo pipefail
 
@@ -115,21 +116,23 @@ log "machine"
 
 # Template databases, built once per pool size: the bench user, its token, 1,000 sessions to
 # read ("bg" 0..999) and $POOL sessions to delete ("del"); the large one adds "bg" up to 1M.
-SMALL=$DIR/small-$POOL.db
-LARGE=$DIR/large-$POOL-$MILLION.db
-if [[ ! -f $SMALL || ! -f $DIR/token-$POOL ]]; then
+# Keyed by the schema and the id scheme too: a template built for another schema is useless.
+SCHEMA=$(cat migrations/sqlite/*.sql examples/bench_common/mod.rs | sha256sum | cut -c1-8)
+SMALL=$DIR/small-$SCHEMA-$POOL.db
+LARGE=$DIR/large-$SCHEMA-$POOL-$MILLION.db
+if [[ ! -f $SMALL || ! -f $DIR/token-$SCHEMA-$POOL ]]; then
     log "template database: 1,000 + $POOL sessions"
     rm -f "$SMALL" "$SMALL-wal" "$SMALL-shm" "$LARGE" "$LARGE-wal" "$LARGE-shm"
     USER_ID=$("$BIN/sessiond" --database "sqlite:$SMALL" users add --login-name bench 2>/dev/null)
     "$BIN/sessiond" --database "sqlite:$SMALL" tokens add --user "$USER_ID" \
-        --permission session.read --permission session.write --permission session.delete 2>/dev/null >"$DIR/token-$POOL"
+        --permission session.read --permission session.write --permission session.delete 2>/dev/null >"$DIR/token-$SCHEMA-$POOL"
     "$BIN/examples/bulkload" --database "sqlite:$SMALL" --user "$USER_ID" --seed bg --count 1000
     "$BIN/examples/bulkload" --database "sqlite:$SMALL" --user "$USER_ID" --seed del --count "$POOL"
     checkpoint_db "$SMALL"
-    echo "$USER_ID" >"$DIR/user-$POOL"
+    echo "$USER_ID" >"$DIR/user-$SCHEMA-$POOL"
 fi
-TOKEN=$(cat "$DIR/token-$POOL")
-USER_ID=$(cat "$DIR/user-$POOL")
+TOKEN=$(cat "$DIR/token-$SCHEMA-$POOL")
+USER_ID=$(cat "$DIR/user-$SCHEMA-$POOL")
 if [[ $SCENARIOS == *million* && ! -f $LARGE ]]; then
     log "template database: $MILLION + $POOL sessions"
     copy_db "$SMALL" "$LARGE.tmp"
@@ -139,7 +142,8 @@ if [[ $SCENARIOS == *million* && ! -f $LARGE ]]; then
     mv "$LARGE.tmp" "$LARGE"
 fi
 
-GRPC_PORT=7801 CEIL_PORT=7800
+PORT=${BENCH_PORT:-7800}
+GRPC_PORT=$((PORT + 1)) CEIL_PORT=$PORT
 for scenario in $SCENARIOS; do
     case $scenario in
     matrix)
@@ -165,14 +169,14 @@ for scenario in $SCENARIOS; do
         log "runtime: current-thread vs multi-thread (2 workers on one core, the default)"
         copy_db "$SMALL" "$DIR/work.db"
         copy_db "$SMALL" "$DIR/work2.db"
-        start_sessiond 7811 "$DIR/work.db" --runtime current-thread; S1=$LAST_PID
-        start_sessiond 7812 "$DIR/work2.db" --runtime multi-thread; S2=$LAST_PID
-        start_ceiling 7813 --runtime current-thread; C1=$LAST_PID
-        start_ceiling 7814 --runtime multi-thread; C2=$LAST_PID
+        start_sessiond $((PORT + 11)) "$DIR/work.db" --runtime current-thread; S1=$LAST_PID
+        start_sessiond $((PORT + 12)) "$DIR/work2.db" --runtime multi-thread; S2=$LAST_PID
+        start_ceiling $((PORT + 13)) --runtime current-thread; C1=$LAST_PID
+        start_ceiling $((PORT + 14)) --runtime multi-thread; C2=$LAST_PID
         for rpc in delete get; do
             loadgen "runtime-$rpc" --title "$rpc: runtime flavours" \
-                --server "s-current=127.0.0.1:7811,pid=$S1" --server "s-multi=127.0.0.1:7812,pid=$S2" \
-                --server "c-current=127.0.0.1:7813,pid=$C1,any-id" --server "c-multi=127.0.0.1:7814,pid=$C2,any-id" \
+                --server "s-current=127.0.0.1:$((PORT + 11)),pid=$S1" --server "s-multi=127.0.0.1:$((PORT + 12)),pid=$S2" \
+                --server "c-current=127.0.0.1:$((PORT + 13)),pid=$C1,any-id" --server "c-multi=127.0.0.1:$((PORT + 14)),pid=$C2,any-id" \
                 --arm "c-current:grpc:$rpc" --arm "s-current:grpc:$rpc" --arm "c-multi:grpc:$rpc" --arm "s-multi:grpc:$rpc"
         done
         cleanup
@@ -181,13 +185,13 @@ for scenario in $SCENARIOS; do
         log "sync: --sync full (fsync before answering) vs normal"
         copy_db "$SMALL" "$DIR/work.db"
         copy_db "$SMALL" "$DIR/work2.db"
-        start_sessiond 7821 "$DIR/work.db" --runtime "$RUNTIME" --sync normal; S1=$LAST_PID
-        start_sessiond 7822 "$DIR/work2.db" --runtime "$RUNTIME" --sync full; S2=$LAST_PID
-        start_ceiling 7823 --runtime "$RUNTIME"; C=$LAST_PID
+        start_sessiond $((PORT + 21)) "$DIR/work.db" --runtime "$RUNTIME" --sync normal; S1=$LAST_PID
+        start_sessiond $((PORT + 22)) "$DIR/work2.db" --runtime "$RUNTIME" --sync full; S2=$LAST_PID
+        start_ceiling $((PORT + 23)) --runtime "$RUNTIME"; C=$LAST_PID
         for rpc in delete create; do
             loadgen "sync-$rpc" --title "$rpc: --sync full vs normal" \
-                --server "normal=127.0.0.1:7821,pid=$S1" --server "full=127.0.0.1:7822,pid=$S2" \
-                --server "ceiling=127.0.0.1:7823,pid=$C,any-id" \
+                --server "normal=127.0.0.1:$((PORT + 21)),pid=$S1" --server "full=127.0.0.1:$((PORT + 22)),pid=$S2" \
+                --server "ceiling=127.0.0.1:$((PORT + 23)),pid=$C,any-id" \
                 --arm "ceiling:grpc:$rpc" --arm "normal:grpc:$rpc" --arm "full:grpc:$rpc"
         done
         cleanup
@@ -196,13 +200,13 @@ for scenario in $SCENARIOS; do
         log "million: DeleteSession with 1,000 vs $MILLION sessions stored"
         copy_db "$SMALL" "$DIR/work.db"
         copy_db "$LARGE" "$DIR/work-large.db"
-        start_sessiond 7831 "$DIR/work.db" --runtime "$RUNTIME"; S1=$LAST_PID
-        start_sessiond 7832 "$DIR/work-large.db" --runtime "$RUNTIME"; S2=$LAST_PID
-        start_ceiling 7833 --runtime "$RUNTIME"; C=$LAST_PID
+        start_sessiond $((PORT + 31)) "$DIR/work.db" --runtime "$RUNTIME"; S1=$LAST_PID
+        start_sessiond $((PORT + 32)) "$DIR/work-large.db" --runtime "$RUNTIME"; S2=$LAST_PID
+        start_ceiling $((PORT + 33)) --runtime "$RUNTIME"; C=$LAST_PID
         for rpc in delete get; do
             loadgen "million-$rpc" --title "$rpc: 1,000 vs $MILLION stored" \
-                --server "thousand=127.0.0.1:7831,pid=$S1" --server "million=127.0.0.1:7832,pid=$S2" \
-                --server "ceiling=127.0.0.1:7833,pid=$C,any-id" \
+                --server "thousand=127.0.0.1:$((PORT + 31)),pid=$S1" --server "million=127.0.0.1:$((PORT + 32)),pid=$S2" \
+                --server "ceiling=127.0.0.1:$((PORT + 33)),pid=$C,any-id" \
                 --arm "ceiling:grpc:$rpc" --arm "thousand:grpc:$rpc" --arm "million:grpc:$rpc"
         done
         echo "lifetime peak RSS (VmHWM since the last reset): thousand $(grep VmHWM /proc/"$S1"/status | awk '{print $2}') KiB, million $(grep VmHWM /proc/"$S2"/status | awk '{print $2}') KiB" | tee "$OUT/million-rss.txt"
@@ -273,19 +277,19 @@ for scenario in $SCENARIOS; do
         log "logging: one info line per call (default) vs RUST_LOG=warn"
         copy_db "$SMALL" "$DIR/work.db"
         copy_db "$SMALL" "$DIR/work2.db"
-        start_sessiond 7841 "$DIR/work.db" --runtime "$RUNTIME"; S1=$LAST_PID
-        RUST_LOG=warn start_sessiond 7842 "$DIR/work2.db" --runtime "$RUNTIME"; S2=$LAST_PID
+        start_sessiond $((PORT + 41)) "$DIR/work.db" --runtime "$RUNTIME"; S1=$LAST_PID
+        RUST_LOG=warn start_sessiond $((PORT + 42)) "$DIR/work2.db" --runtime "$RUNTIME"; S2=$LAST_PID
         loadgen "logging-get" --title "get: per-call log line on vs off" \
-            --server "log-info=127.0.0.1:7841,pid=$S1" --server "log-warn=127.0.0.1:7842,pid=$S2" \
+            --server "log-info=127.0.0.1:$((PORT + 41)),pid=$S1" --server "log-warn=127.0.0.1:$((PORT + 42)),pid=$S2" \
             --arm "log-info:grpc:get" --arm "log-warn:grpc:get"
         cleanup
         ;;
     shapes)
         # The writer's cost per termination by statement shape, outside the server (one core).
         log "shapes: SQLite cost of one termination"
-        for variant in "all-columns" "all-columns --batch 64" "all-columns --batch 256" "all-columns --no-savepoint" \
-            "changed-columns" "changed-columns --batch 64" "changed-columns --no-history" \
-            "changed-columns --no-autocheckpoint" "changed-columns --no-autocheckpoint --cache-kib 32768 --batch 64"; do
+        for variant in "all-columns" "store" "store --batch 64" "store --batch 256" "store --no-savepoint" \
+            "store --no-history" "store --no-autocheckpoint" "minimal" "minimal --no-autocheckpoint" \
+            "minimal --no-autocheckpoint --cache-kib 16384 --batch 64"; do
             copy_db "$SMALL" "$DIR/shapes.db"
             # shellcheck disable=SC2086 # the variant is a list of options
             taskset -c "$SERVER_CPU" "$BIN/examples/sqlite_write_shapes" --database "$DIR/shapes.db" --shape $variant

@@ -20,12 +20,13 @@ use rusqlite::{Connection, params};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Shape {
-    /// What the store does today: every column in SET (so SQLite rewrites all seven indexes),
-    /// each job inside a savepoint.
+    /// Every column in SET, so SQLite rewrites every index entry (the store before 4d89d68).
     AllColumns,
-    /// SET only the columns a termination changes (no secondary index holds them but
-    /// `terminated_at`'s).
-    ChangedColumns,
+    /// What the store's writer does since 4d89d68: re-read the indexed columns, then SET the
+    /// changed ones plus change_date, sequence, token_hash and state.
+    Store,
+    /// SET only what a termination changes: change_date, sequence, terminated_at.
+    Minimal,
 }
 
 #[derive(Debug, Parser)]
@@ -106,7 +107,26 @@ fn main() -> anyhow::Result<()> {
                          WHERE id = ?1 AND sequence = ?5",
                     )?
                     .execute(params![id, now, sequence + 1, state, sequence])?,
-                Shape::ChangedColumns => conn
+                Shape::Store => {
+                    let _: (i64, Option<String>, Option<i64>, Option<i64>) = conn
+                        .prepare_cached(
+                            "SELECT sequence, user_id, expiration_date, terminated_at FROM sessions WHERE id = ?1",
+                        )?
+                        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+                    conn.prepare_cached(
+                        "UPDATE sessions SET change_date = ?3, sequence = ?4, token_hash = ?5, state = ?6, \
+                         terminated_at = ?3 WHERE id = ?1 AND sequence = ?2",
+                    )?
+                    .execute(params![
+                        id,
+                        sequence,
+                        now,
+                        sequence + 1,
+                        [7u8; 32].to_vec(),
+                        state
+                    ])?
+                }
+                Shape::Minimal => conn
                     .prepare_cached(
                         "UPDATE sessions SET change_date = ?2, sequence = ?3, terminated_at = ?2 \
                          WHERE id = ?1 AND sequence = ?4",
