@@ -3,7 +3,8 @@
 # core 1, and meanwhile samples the server on core 0 with perf (DWARF call graphs) and counts its
 # system calls and I/O per call from /proc. Needs the template database bench/run.sh builds.
 #
-#   bench/profile.sh get       # or: delete, create
+#   bench/profile.sh get                      # or: delete, create
+#   BENCH_PROTOCOL=rest bench/profile.sh get  # over grpc-web, connect or rest instead of grpc
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -12,7 +13,8 @@ BIN=$PWD/target/release
 DIR=${BENCH_DIR:-/tmp/sessiond-bench}
 POOL=${BENCH_POOL:-400000}
 RUNTIME=${BENCH_RUNTIME:-current-thread}
-OUT=${BENCH_OUT:-$PWD/bench/results/profile-$RPC-$(date -u +%Y%m%dT%H%M%SZ)}
+PROTOCOL=${BENCH_PROTOCOL:-grpc}
+OUT=${BENCH_OUT:-$PWD/bench/results/profile-$RPC-${BENCH_PROTOCOL:-grpc}-$(date -u +%Y%m%dT%H%M%SZ)}
 export RUST_BACKTRACE=0
 PORT=${BENCH_PORT:-7950}
 SCHEMA=$(cat migrations/sqlite/*.sql examples/bench_common/mod.rs | sha256sum | cut -c1-8)
@@ -29,7 +31,7 @@ LOADGEN=
 trap 'kill $SERVER ${LOADGEN:-} 2>/dev/null || true' EXIT
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
 
-taskset -c 1 "$BIN/examples/loadgen" --server "s=127.0.0.1:$PORT,pid=$SERVER" --arm "s:grpc:$RPC" \
+taskset -c 1 "$BIN/examples/loadgen" --server "s=127.0.0.1:$PORT,pid=$SERVER" --arm "s:$PROTOCOL:$RPC" \
     --token "$TOKEN" --delete-count "$POOL" --rounds 1 --round-secs 10 --warmup-secs 0.5 >"$OUT/loadgen.md" 2>&1 &
 LOADGEN=$!
 sleep 2
@@ -49,7 +51,7 @@ wait "$LOADGEN" || true
 
 n=$((c1 - c0))
 {
-    echo "# profile of $RPC over gRPC ($RUNTIME runtime, SQLite, $POOL + 1000 sessions)"
+    echo "# profile of $RPC over $PROTOCOL ($RUNTIME runtime, SQLite, $POOL + 1000 sessions)"
     echo
     echo "calls while sampling: $n (perf slows the server: use the ratios, not the rate)"
     echo "server CPU per call: $(((cpu1 - cpu0) * 10000 / n)) us; threads: $threads; context switches per call: $(awk -v a="$ctx0" -v b="$ctx1" -v n="$n" 'BEGIN { printf "%.1f", (b - a) / n }')"

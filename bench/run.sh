@@ -214,20 +214,25 @@ for scenario in $SCENARIOS; do
         cleanup
         ;;
     latency)
-        # p99 at half of the peak: peak = the closed-loop gRPC rate measured just before.
+        # p99 at half of the peak, per protocol: the closed-loop peaks of all four protocols
+        # (alternated), then each protocol open-loop at half its own peak, the ceiling beside it
+        # at the same rate (what the machine alone adds to the tail).
         copy_db "$SMALL" "$DIR/work.db"
         start_sessiond $GRPC_PORT "$DIR/work.db" --runtime "$RUNTIME"; S=$LAST_PID
         start_ceiling $CEIL_PORT --runtime "$RUNTIME"; C=$LAST_PID
         for rpc in delete get; do
-            log "latency: $rpc peak"
-            loadgen "peak-$rpc" --title "$rpc: closed-loop peak" --server "sessiond=127.0.0.1:$GRPC_PORT,pid=$S" \
-                --arm "sessiond:grpc:$rpc" --rounds 3
-            half=$(jq '.arms[0].rate / 2 | floor' "$OUT/peak-$rpc.json")
-            log "latency: $rpc at $half calls/s (half the peak), open loop"
-            # The ceiling at the same rate shows what the machine alone adds to the tail.
-            loadgen "latency-$rpc" --title "$rpc: open loop at half the gRPC peak ($half calls/s)" --rate "$half" \
-                --server "sessiond=127.0.0.1:$GRPC_PORT,pid=$S" --server "ceiling=127.0.0.1:$CEIL_PORT,pid=$C,any-id" \
-                --arm "ceiling:grpc:$rpc" --arm "sessiond:grpc:$rpc" --arm "sessiond:grpc-web:$rpc" --arm "sessiond:connect:$rpc" --arm "sessiond:rest:$rpc"
+            log "latency: $rpc peaks"
+            loadgen "peak-$rpc" --title "$rpc: closed-loop peaks" --server "sessiond=127.0.0.1:$GRPC_PORT,pid=$S" \
+                --arm "sessiond:grpc:$rpc" --arm "sessiond:grpc-web:$rpc" --arm "sessiond:connect:$rpc" \
+                --arm "sessiond:rest:$rpc" --rounds 3
+            for protocol in grpc grpc-web connect rest; do
+                half=$(jq --arg p "$protocol" '.arms[] | select(.protocol == $p) | .rate / 2 | floor' "$OUT/peak-$rpc.json")
+                log "latency: $rpc over $protocol at $half calls/s (half its peak), open loop"
+                loadgen "latency-$rpc-$protocol" --rate "$half" \
+                    --title "$rpc over $protocol: open loop at half its peak ($half calls/s)" \
+                    --server "sessiond=127.0.0.1:$GRPC_PORT,pid=$S" --server "ceiling=127.0.0.1:$CEIL_PORT,pid=$C,any-id" \
+                    --arm "ceiling:grpc:$rpc" --arm "sessiond:$protocol:$rpc"
+            done
         done
         cleanup
         ;;
@@ -250,6 +255,7 @@ for scenario in $SCENARIOS; do
         } | tee "$OUT/h2load.txt"
         for target in "sessiond $GRPC_PORT $S" "ceiling $CEIL_PORT $C"; do
             read -r name port pid <<<"$target"
+            lines0=$(wc -l <"$OUT/sessiond-$GRPC_PORT.log")
             calls0=$(grep -c '"rpc":"GetSession"' "$OUT/sessiond-$GRPC_PORT.log" || true)
             ok0=$(grep -c '"rpc":"GetSession".*"code":"Ok"' "$OUT/sessiond-$GRPC_PORT.log" || true)
             cpu0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
@@ -268,6 +274,9 @@ for scenario in $SCENARIOS; do
                 echo "server CPU during the run: $(((cpu1 - cpu0) * 10)) ms"
                 if [[ $name == sessiond ]]; then
                     echo "GetSession calls in the server's log (warm-up included): $((calls1 - calls0)), of which code Ok: $((ok1 - ok0))"
+                    echo "other codes (h2load resets the streams still open when its time is up):"
+                    tail -n +$((lines0 + 1)) "$OUT/sessiond-$GRPC_PORT.log" | grep '"rpc":"GetSession"' |
+                        grep -v '"code":"Ok"' | grep -o '"code":"[A-Za-z]*"' | sort | uniq -c || true
                 fi
             } | tee -a "$OUT/h2load.txt"
         done
