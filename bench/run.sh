@@ -4,11 +4,12 @@
 # round by round), cross-check with h2load, and leave every table and JSON file in $OUT.
 #
 #   bench/run.sh                  # everything (first run also bulk-loads 1M sessions, ~2 min)
-#   bench/run.sh matrix sync      # only some scenarios: matrix runtime sync million latency h2load logging
+#   bench/run.sh matrix sync      # only some: matrix runtime sync million latency h2load logging shapes
 #
 # Knobs (environment): BENCH_DIR (databases, default /tmp/sessiond-bench), BENCH_POOL (sessions
 # each server may delete, default 400000), BENCH_ROUNDS (5), BENCH_ROUND_SECS (2),
-# BENCH_CONCURRENCY (64), BENCH_RUNTIME (current-thread), BENCH_SERVER_CPU (0), BENCH_LOAD_CPU (1).
+# BENCH_CONCURRENCY (64), BENCH_RUNTIME (current-thread), BENCH_SERVER_CPU (0), BENCH_LOAD_CPU (1),
+# BENCH_PORT (7800: ports PORT .. PORT+42 on 127.0.0.1), BENCH_MILLION (1000000), BENCH_OUT.
 # Every loop is bounded by rounds x seconds; every server listens on 127.0.0.1 only.
 set -euo pipefail
 
@@ -25,7 +26,7 @@ SERVER_CPU=${BENCH_SERVER_CPU:-0}
 LOAD_CPU=${BENCH_LOAD_CPU:-1}
 MILLION=${BENCH_MILLION:-1000000}
 OUT=${BENCH_OUT:-$ROOT/bench/results/$(date -u +%Y%m%dT%H%M%SZ)}
-SCENARIOS=${*:-matrix runtime sync million latency h2load logging}
+SCENARIOS=${*:-matrix runtime sync million latency h2load logging shapes}
 export RUST_BACKTRACE=0 RUST_LOG=${RUST_LOG:-info}
 
 mkdir -p "$DIR" "$OUT"
@@ -83,6 +84,18 @@ loadgen() {
 copy_db() {
     rm -f "$2" "$2-wal" "$2-shm"
     cp "$1" "$2"
+    if [[ -f $1-wal ]]; then cp "$1-wal" "$2-wal"; fi
+}
+
+# Folds the WAL into the database file: `migrate` opens only the writer connection, and the last
+# connection to close checkpoints and removes the WAL. (bulkload's store closes its writer before
+# its read connection, which leaves the WAL behind.)
+checkpoint_db() {
+    "$BIN/sessiond" --database "sqlite:$1" migrate 2>/dev/null
+    if [[ -f $1-wal ]]; then
+        echo "the WAL of $1 was not folded in" >&2
+        exit 1
+    fi
 }
 
 log "build"
@@ -103,29 +116,34 @@ log "machine"
 
 # Template databases, built once per pool size: the bench user, its token, 1,000 sessions to
 # read ("bg" 0..999) and $POOL sessions to delete ("del"); the large one adds "bg" up to 1M.
-SMALL=$DIR/small-$POOL.db
-LARGE=$DIR/large-$POOL-$MILLION.db
-if [[ ! -f $SMALL || ! -f $DIR/token-$POOL ]]; then
+# Keyed by the schema and the id scheme too: a template built for another schema is useless.
+SCHEMA=$(cat migrations/sqlite/*.sql examples/bench_common/mod.rs | sha256sum | cut -c1-8)
+SMALL=$DIR/small-$SCHEMA-$POOL.db
+LARGE=$DIR/large-$SCHEMA-$POOL-$MILLION.db
+if [[ ! -f $SMALL || ! -f $DIR/token-$SCHEMA-$POOL ]]; then
     log "template database: 1,000 + $POOL sessions"
-    rm -f "$SMALL"*
+    rm -f "$SMALL" "$SMALL-wal" "$SMALL-shm" "$LARGE" "$LARGE-wal" "$LARGE-shm"
     USER_ID=$("$BIN/sessiond" --database "sqlite:$SMALL" users add --login-name bench 2>/dev/null)
     "$BIN/sessiond" --database "sqlite:$SMALL" tokens add --user "$USER_ID" \
-        --permission session.read --permission session.write --permission session.delete 2>/dev/null >"$DIR/token-$POOL"
+        --permission session.read --permission session.write --permission session.delete 2>/dev/null >"$DIR/token-$SCHEMA-$POOL"
     "$BIN/examples/bulkload" --database "sqlite:$SMALL" --user "$USER_ID" --seed bg --count 1000
     "$BIN/examples/bulkload" --database "sqlite:$SMALL" --user "$USER_ID" --seed del --count "$POOL"
-    echo "$USER_ID" >"$DIR/user-$POOL"
+    checkpoint_db "$SMALL"
+    echo "$USER_ID" >"$DIR/user-$SCHEMA-$POOL"
 fi
-TOKEN=$(cat "$DIR/token-$POOL")
-USER_ID=$(cat "$DIR/user-$POOL")
+TOKEN=$(cat "$DIR/token-$SCHEMA-$POOL")
+USER_ID=$(cat "$DIR/user-$SCHEMA-$POOL")
 if [[ $SCENARIOS == *million* && ! -f $LARGE ]]; then
     log "template database: $MILLION + $POOL sessions"
-    cp "$SMALL" "$LARGE.tmp"
+    copy_db "$SMALL" "$LARGE.tmp"
     "$BIN/examples/bulkload" --database "sqlite:$LARGE.tmp" --user "$USER_ID" --seed bg --start 1000 \
         --count $((MILLION - 1000)) | tee "$OUT/bulkload-million.txt"
+    checkpoint_db "$LARGE.tmp"
     mv "$LARGE.tmp" "$LARGE"
 fi
 
-GRPC_PORT=7801 CEIL_PORT=7800
+PORT=${BENCH_PORT:-7800}
+GRPC_PORT=$((PORT + 1)) CEIL_PORT=$PORT
 for scenario in $SCENARIOS; do
     case $scenario in
     matrix)
@@ -151,14 +169,14 @@ for scenario in $SCENARIOS; do
         log "runtime: current-thread vs multi-thread (2 workers on one core, the default)"
         copy_db "$SMALL" "$DIR/work.db"
         copy_db "$SMALL" "$DIR/work2.db"
-        start_sessiond 7811 "$DIR/work.db" --runtime current-thread; S1=$LAST_PID
-        start_sessiond 7812 "$DIR/work2.db" --runtime multi-thread; S2=$LAST_PID
-        start_ceiling 7813 --runtime current-thread; C1=$LAST_PID
-        start_ceiling 7814 --runtime multi-thread; C2=$LAST_PID
+        start_sessiond $((PORT + 11)) "$DIR/work.db" --runtime current-thread; S1=$LAST_PID
+        start_sessiond $((PORT + 12)) "$DIR/work2.db" --runtime multi-thread; S2=$LAST_PID
+        start_ceiling $((PORT + 13)) --runtime current-thread; C1=$LAST_PID
+        start_ceiling $((PORT + 14)) --runtime multi-thread; C2=$LAST_PID
         for rpc in delete get; do
             loadgen "runtime-$rpc" --title "$rpc: runtime flavours" \
-                --server "s-current=127.0.0.1:7811,pid=$S1" --server "s-multi=127.0.0.1:7812,pid=$S2" \
-                --server "c-current=127.0.0.1:7813,pid=$C1,any-id" --server "c-multi=127.0.0.1:7814,pid=$C2,any-id" \
+                --server "s-current=127.0.0.1:$((PORT + 11)),pid=$S1" --server "s-multi=127.0.0.1:$((PORT + 12)),pid=$S2" \
+                --server "c-current=127.0.0.1:$((PORT + 13)),pid=$C1,any-id" --server "c-multi=127.0.0.1:$((PORT + 14)),pid=$C2,any-id" \
                 --arm "c-current:grpc:$rpc" --arm "s-current:grpc:$rpc" --arm "c-multi:grpc:$rpc" --arm "s-multi:grpc:$rpc"
         done
         cleanup
@@ -167,13 +185,13 @@ for scenario in $SCENARIOS; do
         log "sync: --sync full (fsync before answering) vs normal"
         copy_db "$SMALL" "$DIR/work.db"
         copy_db "$SMALL" "$DIR/work2.db"
-        start_sessiond 7821 "$DIR/work.db" --runtime "$RUNTIME" --sync normal; S1=$LAST_PID
-        start_sessiond 7822 "$DIR/work2.db" --runtime "$RUNTIME" --sync full; S2=$LAST_PID
-        start_ceiling 7823 --runtime "$RUNTIME"; C=$LAST_PID
+        start_sessiond $((PORT + 21)) "$DIR/work.db" --runtime "$RUNTIME" --sync normal; S1=$LAST_PID
+        start_sessiond $((PORT + 22)) "$DIR/work2.db" --runtime "$RUNTIME" --sync full; S2=$LAST_PID
+        start_ceiling $((PORT + 23)) --runtime "$RUNTIME"; C=$LAST_PID
         for rpc in delete create; do
             loadgen "sync-$rpc" --title "$rpc: --sync full vs normal" \
-                --server "normal=127.0.0.1:7821,pid=$S1" --server "full=127.0.0.1:7822,pid=$S2" \
-                --server "ceiling=127.0.0.1:7823,pid=$C,any-id" \
+                --server "normal=127.0.0.1:$((PORT + 21)),pid=$S1" --server "full=127.0.0.1:$((PORT + 22)),pid=$S2" \
+                --server "ceiling=127.0.0.1:$((PORT + 23)),pid=$C,any-id" \
                 --arm "ceiling:grpc:$rpc" --arm "normal:grpc:$rpc" --arm "full:grpc:$rpc"
         done
         cleanup
@@ -182,13 +200,13 @@ for scenario in $SCENARIOS; do
         log "million: DeleteSession with 1,000 vs $MILLION sessions stored"
         copy_db "$SMALL" "$DIR/work.db"
         copy_db "$LARGE" "$DIR/work-large.db"
-        start_sessiond 7831 "$DIR/work.db" --runtime "$RUNTIME"; S1=$LAST_PID
-        start_sessiond 7832 "$DIR/work-large.db" --runtime "$RUNTIME"; S2=$LAST_PID
-        start_ceiling 7833 --runtime "$RUNTIME"; C=$LAST_PID
+        start_sessiond $((PORT + 31)) "$DIR/work.db" --runtime "$RUNTIME"; S1=$LAST_PID
+        start_sessiond $((PORT + 32)) "$DIR/work-large.db" --runtime "$RUNTIME"; S2=$LAST_PID
+        start_ceiling $((PORT + 33)) --runtime "$RUNTIME"; C=$LAST_PID
         for rpc in delete get; do
             loadgen "million-$rpc" --title "$rpc: 1,000 vs $MILLION stored" \
-                --server "thousand=127.0.0.1:7831,pid=$S1" --server "million=127.0.0.1:7832,pid=$S2" \
-                --server "ceiling=127.0.0.1:7833,pid=$C,any-id" \
+                --server "thousand=127.0.0.1:$((PORT + 31)),pid=$S1" --server "million=127.0.0.1:$((PORT + 32)),pid=$S2" \
+                --server "ceiling=127.0.0.1:$((PORT + 33)),pid=$C,any-id" \
                 --arm "ceiling:grpc:$rpc" --arm "thousand:grpc:$rpc" --arm "million:grpc:$rpc"
         done
         echo "lifetime peak RSS (VmHWM since the last reset): thousand $(grep VmHWM /proc/"$S1"/status | awk '{print $2}') KiB, million $(grep VmHWM /proc/"$S2"/status | awk '{print $2}') KiB" | tee "$OUT/million-rss.txt"
@@ -196,18 +214,25 @@ for scenario in $SCENARIOS; do
         cleanup
         ;;
     latency)
-        # p99 at half of the peak: peak = the closed-loop gRPC rate measured just before.
+        # p99 at half of the peak, per protocol: the closed-loop peaks of all four protocols
+        # (alternated), then each protocol open-loop at half its own peak, the ceiling beside it
+        # at the same rate (what the machine alone adds to the tail).
         copy_db "$SMALL" "$DIR/work.db"
         start_sessiond $GRPC_PORT "$DIR/work.db" --runtime "$RUNTIME"; S=$LAST_PID
+        start_ceiling $CEIL_PORT --runtime "$RUNTIME"; C=$LAST_PID
         for rpc in delete get; do
-            log "latency: $rpc peak"
-            loadgen "peak-$rpc" --title "$rpc: closed-loop peak" --server "sessiond=127.0.0.1:$GRPC_PORT,pid=$S" \
-                --arm "sessiond:grpc:$rpc" --rounds 3
-            half=$(jq '.arms[0].rate / 2 | floor' "$OUT/peak-$rpc.json")
-            log "latency: $rpc at $half calls/s (half the peak), open loop"
-            loadgen "latency-$rpc" --title "$rpc: open loop at half the gRPC peak ($half calls/s)" --rate "$half" \
-                --server "sessiond=127.0.0.1:$GRPC_PORT,pid=$S" \
-                --arm "sessiond:grpc:$rpc" --arm "sessiond:grpc-web:$rpc" --arm "sessiond:connect:$rpc" --arm "sessiond:rest:$rpc"
+            log "latency: $rpc peaks"
+            loadgen "peak-$rpc" --title "$rpc: closed-loop peaks" --server "sessiond=127.0.0.1:$GRPC_PORT,pid=$S" \
+                --arm "sessiond:grpc:$rpc" --arm "sessiond:grpc-web:$rpc" --arm "sessiond:connect:$rpc" \
+                --arm "sessiond:rest:$rpc" --rounds 3
+            for protocol in grpc grpc-web connect rest; do
+                half=$(jq --arg p "$protocol" '.arms[] | select(.protocol == $p) | .rate / 2 | floor' "$OUT/peak-$rpc.json")
+                log "latency: $rpc over $protocol at $half calls/s (half its peak), open loop"
+                loadgen "latency-$rpc-$protocol" --rate "$half" \
+                    --title "$rpc over $protocol: open loop at half its peak ($half calls/s)" \
+                    --server "sessiond=127.0.0.1:$GRPC_PORT,pid=$S" --server "ceiling=127.0.0.1:$CEIL_PORT,pid=$C,any-id" \
+                    --arm "ceiling:grpc:$rpc" --arm "sessiond:$protocol:$rpc"
+            done
         done
         cleanup
         ;;
@@ -230,6 +255,7 @@ for scenario in $SCENARIOS; do
         } | tee "$OUT/h2load.txt"
         for target in "sessiond $GRPC_PORT $S" "ceiling $CEIL_PORT $C"; do
             read -r name port pid <<<"$target"
+            lines0=$(wc -l <"$OUT/sessiond-$GRPC_PORT.log")
             calls0=$(grep -c '"rpc":"GetSession"' "$OUT/sessiond-$GRPC_PORT.log" || true)
             ok0=$(grep -c '"rpc":"GetSession".*"code":"Ok"' "$OUT/sessiond-$GRPC_PORT.log" || true)
             cpu0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
@@ -248,6 +274,9 @@ for scenario in $SCENARIOS; do
                 echo "server CPU during the run: $(((cpu1 - cpu0) * 10)) ms"
                 if [[ $name == sessiond ]]; then
                     echo "GetSession calls in the server's log (warm-up included): $((calls1 - calls0)), of which code Ok: $((ok1 - ok0))"
+                    echo "other codes (h2load resets the streams still open when its time is up):"
+                    tail -n +$((lines0 + 1)) "$OUT/sessiond-$GRPC_PORT.log" | grep '"rpc":"GetSession"' |
+                        grep -v '"code":"Ok"' | grep -o '"code":"[A-Za-z]*"' | sort | uniq -c || true
                 fi
             } | tee -a "$OUT/h2load.txt"
         done
@@ -257,12 +286,24 @@ for scenario in $SCENARIOS; do
         log "logging: one info line per call (default) vs RUST_LOG=warn"
         copy_db "$SMALL" "$DIR/work.db"
         copy_db "$SMALL" "$DIR/work2.db"
-        start_sessiond 7841 "$DIR/work.db" --runtime "$RUNTIME"; S1=$LAST_PID
-        RUST_LOG=warn start_sessiond 7842 "$DIR/work2.db" --runtime "$RUNTIME"; S2=$LAST_PID
+        start_sessiond $((PORT + 41)) "$DIR/work.db" --runtime "$RUNTIME"; S1=$LAST_PID
+        RUST_LOG=warn start_sessiond $((PORT + 42)) "$DIR/work2.db" --runtime "$RUNTIME"; S2=$LAST_PID
         loadgen "logging-get" --title "get: per-call log line on vs off" \
-            --server "log-info=127.0.0.1:7841,pid=$S1" --server "log-warn=127.0.0.1:7842,pid=$S2" \
+            --server "log-info=127.0.0.1:$((PORT + 41)),pid=$S1" --server "log-warn=127.0.0.1:$((PORT + 42)),pid=$S2" \
             --arm "log-info:grpc:get" --arm "log-warn:grpc:get"
         cleanup
+        ;;
+    shapes)
+        # The writer's cost per termination by statement shape, outside the server (one core).
+        log "shapes: SQLite cost of one termination"
+        for variant in "all-columns" "store" "store --batch 64" "store --batch 256" "store --no-savepoint" \
+            "store --no-history" "store --no-autocheckpoint" "minimal" "minimal --no-autocheckpoint" \
+            "minimal --no-autocheckpoint --cache-kib 16384 --batch 64"; do
+            copy_db "$SMALL" "$DIR/shapes.db"
+            # shellcheck disable=SC2086 # the variant is a list of options
+            taskset -c "$SERVER_CPU" "$BIN/examples/sqlite_write_shapes" --database "$DIR/shapes.db" --shape $variant
+        done | tee "$OUT/shapes.txt"
+        rm -f "$DIR/shapes.db" "$DIR/shapes.db-wal" "$DIR/shapes.db-shm"
         ;;
     *)
         echo "unknown scenario $scenario" >&2

@@ -53,7 +53,10 @@ use tokio::{net::TcpStream, sync::Semaphore};
 use self::wire::{CallInput, Failure, Protocol, Rpc};
 
 #[derive(Debug, Parser)]
-#[command(about = "Drive sessiond (and the ceiling) with Session API calls; report rates, latencies, CPU and RSS")]
+#[command(
+    about = "Drive sessiond (and the ceiling) with Session API calls; report rates, latencies, CPU and RSS",
+    args_override_self = true
+)]
 struct Args {
     /// A server to drive: `NAME=HOST:PORT[,pid=PID][,any-id]` (repeatable). With a pid, its CPU
     /// time and peak RSS are measured; `any-id` marks a server that accepts any session id (the
@@ -257,7 +260,10 @@ impl Pacer {
                     permits.add_permits((due - released) as usize);
                     released = due;
                 }
-                std::thread::sleep(Duration::from_micros(100));
+                // Until the next call is due, but at least 50 us and at most 1 ms per nap (to see
+                // `stop`): few wake-ups at low rates, a batch per wake-up at high ones.
+                let next = Duration::from_secs_f64(released as f64 / rate).saturating_sub(start.elapsed());
+                std::thread::sleep(next.clamp(Duration::from_micros(50), Duration::from_millis(1)));
             }
         });
         pacer

@@ -1,0 +1,182 @@
+//! What one session termination costs SQLite, by statement shape, outside the server: the same
+//! read, UPDATE and history INSERT the store's writer runs for DeleteSession, in group-commit
+//! batches, on a copy of a benchmark database (`bench/run.sh` builds one). Evidence for
+//! BENCHMARKS.md's "what would close the gap"; it never touches a database a server is using.
+//!
+//! ```sh
+//! cp /tmp/sessiond-bench/small-400000.db /tmp/shapes.db
+//! taskset -c 0 target/release/examples/sqlite_write_shapes --database /tmp/shapes.db --shape all-columns --batch 16
+//! ```
+
+#![allow(clippy::print_stdout)] // a command-line tool: it prints its measurement
+
+#[path = "bench_common/mod.rs"]
+mod bench_common;
+
+use std::{fs, time::Instant};
+
+use clap::{Parser, ValueEnum};
+use rusqlite::{Connection, params};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Shape {
+    /// Every column in SET, so SQLite rewrites every index entry (the store before 4d89d68).
+    AllColumns,
+    /// What the store's writer does since 4d89d68: re-read the indexed columns, then SET the
+    /// changed ones plus change_date, sequence, token_hash and state.
+    Store,
+    /// SET only what a termination changes: change_date, sequence, terminated_at.
+    Minimal,
+}
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// A copy of a benchmark database (its "del" pool is consumed).
+    #[arg(long)]
+    database: String,
+    #[arg(long, value_enum)]
+    shape: Shape,
+    /// Terminations per transaction (the writer's group commit).
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    #[arg(long, default_value_t = 20_000)]
+    count: u64,
+    /// First index of the "del" pool to terminate.
+    #[arg(long, default_value_t = 0)]
+    start: u64,
+    /// Skip the per-job savepoint.
+    #[arg(long)]
+    no_savepoint: bool,
+    /// Skip the history INSERT.
+    #[arg(long)]
+    no_history: bool,
+    /// `PRAGMA cache_size` in KiB (SQLite's default is 2000).
+    #[arg(long)]
+    cache_kib: Option<u32>,
+    /// Turn off automatic checkpoints (as if a separate connection checkpointed later).
+    #[arg(long)]
+    no_autocheckpoint: bool,
+}
+
+/// (`wchar`, `rchar`) of this process: bytes passed to write and read system calls.
+fn io_bytes() -> (u64, u64) {
+    let io = fs::read_to_string("/proc/self/io").unwrap_or_default();
+    let field =
+        |name: &str| io.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+    (field("wchar:"), field("rchar:"))
+}
+
+/// utime + stime of this process, in seconds (clock ticks of 1/100 s).
+fn cpu_secs() -> f64 {
+    let stat = fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit_once(") ").map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let conn = Connection::open(&args.database)?;
+    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
+    if let Some(kib) = args.cache_kib {
+        conn.execute_batch(&format!("PRAGMA cache_size = -{kib}"))?;
+    }
+    if args.no_autocheckpoint {
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0")?;
+    }
+    let ids: Vec<String> = (args.start..args.start + args.count).map(|i| bench_common::session_id("del", i)).collect();
+    let now = 1_800_000_000_000_000i64;
+    let ((written0, read0), cpu0, started) = (io_bytes(), cpu_secs(), Instant::now());
+    for chunk in ids.chunks(args.batch.max(1)) {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        for id in chunk {
+            if !args.no_savepoint {
+                conn.execute_batch("SAVEPOINT job")?;
+            }
+            // The domain reads the session before it writes its successor.
+            let (sequence, state): (i64, String) = conn
+                .prepare_cached("SELECT sequence, state FROM sessions WHERE id = ?1")?
+                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            match args.shape {
+                Shape::AllColumns => conn
+                    .prepare_cached(
+                        "UPDATE sessions SET resource_owner = resource_owner, creator_id = creator_id, \
+                         user_id = user_id, fingerprint_id = fingerprint_id, creation_date = creation_date, \
+                         change_date = ?2, sequence = ?3, token_hash = token_hash, \
+                         expiration_date = expiration_date, terminated_at = ?2, state = ?4 \
+                         WHERE id = ?1 AND sequence = ?5",
+                    )?
+                    .execute(params![id, now, sequence + 1, state, sequence])?,
+                Shape::Store => {
+                    let _: (i64, Option<String>, Option<i64>, Option<i64>) = conn
+                        .prepare_cached(
+                            "SELECT sequence, user_id, expiration_date, terminated_at FROM sessions WHERE id = ?1",
+                        )?
+                        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+                    conn.prepare_cached(
+                        "UPDATE sessions SET change_date = ?3, sequence = ?4, token_hash = ?5, state = ?6, \
+                         terminated_at = ?3 WHERE id = ?1 AND sequence = ?2",
+                    )?
+                    .execute(params![
+                        id,
+                        sequence,
+                        now,
+                        sequence + 1,
+                        [7u8; 32].to_vec(),
+                        state
+                    ])?
+                }
+                Shape::Minimal => conn
+                    .prepare_cached(
+                        "UPDATE sessions SET change_date = ?2, sequence = ?3, terminated_at = ?2 \
+                         WHERE id = ?1 AND sequence = ?4",
+                    )?
+                    .execute(params![id, now, sequence + 1, sequence])?,
+            };
+            if !args.no_history {
+                conn.prepare_cached(
+                    "INSERT INTO session_history (session_id, sequence, at, actor, changes) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![id, sequence + 1, now, "benchmark-user-id-0000", r#"[{"type":"terminated"}]"#])?;
+            }
+            if !args.no_savepoint {
+                conn.execute_batch("RELEASE job")?;
+            }
+        }
+        conn.execute_batch("COMMIT")?;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let (written, read) = io_bytes();
+    let n = args.count as f64;
+    // Without automatic checkpoints the copy into the database file is still owed: pay it now,
+    // as a background checkpointer would, and report it apart.
+    let checkpoint = args.no_autocheckpoint.then(|| {
+        let ((w0, _), c0, t0) = (io_bytes(), cpu_secs(), Instant::now());
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").map(|()| {
+            let ((w1, _), c1) = (io_bytes(), cpu_secs());
+            format!(
+                "; the checkpoint afterwards: {:.1} us CPU, {:.1} KiB written, {:.0} us wall per termination",
+                (c1 - c0) * 1e6 / n,
+                (w1 - w0) as f64 / 1024.0 / n,
+                t0.elapsed().as_secs_f64() * 1e6 / n
+            )
+        })
+    });
+    println!(
+        "{:?} batch {} savepoint {} history {} cache {} autocheckpoint {}: {:.0}/s, CPU {:.1} us, written {:.1} KiB, read {:.1} KiB per termination",
+        args.shape,
+        args.batch,
+        !args.no_savepoint,
+        !args.no_history,
+        args.cache_kib.map_or_else(|| "default".to_owned(), |k| format!("{k} KiB")),
+        !args.no_autocheckpoint,
+        n / elapsed,
+        (cpu_secs() - cpu0) * 1e6 / n,
+        (written - written0) as f64 / 1024.0 / n,
+        (read - read0) as f64 / 1024.0 / n,
+    );
+    if let Some(checkpoint) = checkpoint {
+        println!("{}", checkpoint?.trim_start_matches("; "));
+    }
+    Ok(())
+}
