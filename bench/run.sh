@@ -87,9 +87,8 @@ copy_db() {
     if [[ -f $1-wal ]]; then cp "$1-wal" "$2-wal"; fi
 }
 
-# Folds the WAL into the database file: `migrate` opens only the writer connection, and the last
-# connection to close checkpoints and removes the WAL. (bulkload's store closes its writer before
-# its read connection, which leaves the WAL behind.)
+# Folds any WAL left behind into the database file (`migrate` opens the store and closes it; the
+# last connection to close checkpoints and removes the WAL), so that templates are one file.
 checkpoint_db() {
     "$BIN/sessiond" --database "sqlite:$1" migrate 2>/dev/null
     if [[ -f $1-wal ]]; then
@@ -166,7 +165,7 @@ for scenario in $SCENARIOS; do
         cleanup
         ;;
     runtime)
-        log "runtime: current-thread vs multi-thread (2 workers on one core, the default)"
+        log "runtime: current-thread vs multi-thread (the default; tokio sizes it by the allowed CPUs: 1 worker under taskset)"
         copy_db "$SMALL" "$DIR/work.db"
         copy_db "$SMALL" "$DIR/work2.db"
         start_sessiond $((PORT + 11)) "$DIR/work.db" --runtime current-thread; S1=$LAST_PID
@@ -313,5 +312,7 @@ for scenario in $SCENARIOS; do
 done
 
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/machine.txt"
+# One JSON line per call adds up to gigabytes: keep the logs, compressed.
+gzip -f "$OUT"/*.log 2>/dev/null || true
 cat "$OUT"/machine.txt "$OUT"/*.md "$OUT"/*.txt 2>/dev/null | grep -v '^$' >"$OUT/summary.md" || true
 log "results in $OUT (summary.md)"
