@@ -39,6 +39,8 @@ const MAX_BATCH: usize = 256;
 const WRITE_QUEUE: usize = 4096;
 /// How often the background checkpointer moves the WAL's pages into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// Page cache of the one connection, in KiB: the hot B-tree pages of a large database stay in.
+const CACHE_KIB: u32 = 16 * 1024;
 /// WAL frames (pages) past which a checkpoint waits for readers to let the WAL start over.
 const WAL_RESTART_FRAMES: i64 = 8192;
 /// Bytes the WAL file is cut back to after a checkpoint.
@@ -122,6 +124,12 @@ fn closed() -> StoreError {
     StoreError::Unavailable("the store is closed".into())
 }
 
+/// Busy handler: retry after 100 µs, for up to 5 s.
+fn short_naps(attempt: i32) -> bool {
+    std::thread::sleep(Duration::from_micros(100));
+    attempt < 50_000
+}
+
 fn open_writer(path: &Path, durability: Durability) -> StoreResult<Connection> {
     let conn = Connection::open(path).map_err(translate)?;
     let synchronous = match durability {
@@ -129,10 +137,14 @@ fn open_writer(path: &Path, durability: Durability) -> StoreResult<Connection> {
         Durability::Full => "FULL",
     };
     conn.execute_batch(&format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA busy_timeout = 5000; \
-         PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {WAL_SIZE_LIMIT};"
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON; \
+         PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}; \
+         PRAGMA cache_size = -{CACHE_KIB};"
     ))
     .map_err(translate)?;
+    // SQLite's default busy handler sleeps in steps of up to 25 ms: a writer waiting for the
+    // checkpointer's RESTART would overshoot by that much. Poll in short naps instead.
+    conn.busy_handler(Some(short_naps)).map_err(translate)?;
     migrate(&conn)?;
     Ok(conn)
 }
