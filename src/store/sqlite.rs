@@ -288,6 +288,12 @@ fn user_from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<User> {
 
 const TOKEN_COLUMNS: &str = "t.id, t.user_id, t.secret_hash, t.permissions, t.expires_at, t.revoked_at, t.created_at";
 
+/// A token and its user in one query (on every call: authentication).
+const TOKEN_WITH_USER: &str = "SELECT t.id, t.user_id, t.secret_hash, t.permissions, t.expires_at, t.revoked_at, \
+     t.created_at, u.id, u.login_name, u.display_name, u.org_id, u.state, u.password_hash, u.failed_attempts, \
+     u.locked, u.totp_secret, u.totp_last_step, u.created_at FROM api_tokens t JOIN users u ON u.id = t.user_id \
+     WHERE t.id = ?1";
+
 fn token_from_row(row: &Row<'_>) -> rusqlite::Result<ApiTokenRecord> {
     let hash: Vec<u8> = row.get(2)?;
     Ok(ApiTokenRecord {
@@ -569,12 +575,9 @@ impl Store for SqliteStore {
     async fn api_token(&self, id: &str) -> StoreResult<Option<(ApiTokenRecord, User)>> {
         let id = id.to_owned();
         self.read(move |conn| {
-            let user_columns = USER_COLUMNS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ");
-            conn.prepare_cached(&format!(
-                "SELECT {TOKEN_COLUMNS}, {user_columns} FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.id = ?1"
-            ))
-            .and_then(|mut s| s.query_row([id], |r| Ok((token_from_row(r)?, user_from_row(r, 7)?))).optional())
-            .map_err(translate)
+            conn.prepare_cached(TOKEN_WITH_USER)
+                .and_then(|mut s| s.query_row([id], |r| Ok((token_from_row(r)?, user_from_row(r, 7)?))).optional())
+                .map_err(translate)
         })
         .await
     }
