@@ -238,7 +238,7 @@ impl Sessions {
 
     pub async fn create(&self, caller: &Caller, request: CreateSession) -> Result<Issued> {
         validate_lifetime(request.lifetime)?;
-        validate_metadata(&request.metadata)?;
+        validate_metadata_keys(&request.metadata)?;
         authz::may_create(caller)?;
         let now = Timestamp::now();
         let token = Secret::generate();
@@ -568,10 +568,6 @@ fn validate_metadata_keys(metadata: &BTreeMap<String, Vec<u8>>) -> Result<()> {
         return Err(Error::invalid_argument("SESSION-InvalidMetadata", "metadata keys must be 1 to 200 bytes"));
     }
     Ok(())
-}
-
-fn validate_metadata(metadata: &BTreeMap<String, Vec<u8>>) -> Result<()> {
-    validate_metadata_keys(metadata)
 }
 
 impl From<StoreError> for Error {

@@ -35,6 +35,8 @@ use crate::{
 
 /// The service whose RPCs need a bearer token; health and reflection do not.
 pub const SESSION_SERVICE: &str = "zitadel.session.v2.SessionService";
+/// The path prefix of its RPCs.
+const SESSION_SERVICE_PATH: &str = "/zitadel.session.v2.SessionService/";
 
 /// How a request arrived, decided once from its content type, method and path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,7 +157,7 @@ impl Edge {
         let protocol = classify(request.headers(), request.uri().path());
         let path = request.uri().path().to_owned();
         // Streaming and non-session gRPC (reflection, health) goes straight to tonic.
-        if protocol == Protocol::Grpc && !path.starts_with(&format!("/{SESSION_SERVICE}/")) {
+        if protocol == Protocol::Grpc && !path.starts_with(SESSION_SERVICE_PATH) {
             let response = self.grpc.clone().oneshot(request).await.unwrap_or_else(|never| match never {});
             // tonic answers a path it serves nothing at with a bare UNIMPLEMENTED: give it the
             // detail every error carries.
