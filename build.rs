@@ -38,10 +38,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Well-known types come from pbjson-types, which carry their proto3 JSON mapping.
         .compile_well_known_types(true)
         .extern_path(".google.protobuf", "::pbjson_types")
+        // ... except Timestamp, whose JSON text must end in `Z` (pbjson-types writes `+00:00`).
+        .extern_path(".google.protobuf.Timestamp", "crate::proto::Timestamp")
         // Our codec turns undecodable request bytes into INVALID_ARGUMENT with an ErrorDetail.
         .codec_path("crate::service::codec::ProtoCodec")
         .compile_fds(fds)?;
 
-    pbjson_build::Builder::new().register_descriptors(&descriptor_bytes)?.build(&[".zitadel"])?;
+    pbjson_build::Builder::new()
+        .register_descriptors(&descriptor_bytes)?
+        .extern_path(".google.protobuf.Timestamp", "crate::proto::Timestamp")
+        .build(&[".zitadel"])?;
     Ok(())
 }

@@ -39,7 +39,7 @@ struct Args {
 
 /// Details as sessiond would answer them, so response sizes are alike.
 fn details() -> Option<Details> {
-    let at = pbjson_types::Timestamp { seconds: 1_750_000_000, nanos: 123_456_000 };
+    let at = sessiond::proto::Timestamp { seconds: 1_750_000_000, nanos: 123_456_000 };
     Some(Details { sequence: 2, change_date: Some(at), resource_owner: "default".into(), creation_date: Some(at) })
 }
 
@@ -61,7 +61,7 @@ impl SessionService for Canned {
     }
 
     async fn get_session(&self, r: Request<pb::GetSessionRequest>) -> Result<Response<pb::GetSessionResponse>, Status> {
-        let at = pbjson_types::Timestamp { seconds: 1_750_000_000, nanos: 0 };
+        let at = sessiond::proto::Timestamp { seconds: 1_750_000_000, nanos: 0 };
         Ok(Response::new(pb::GetSessionResponse {
             session: Some(pb::Session {
                 id: r.into_inner().session_id,
@@ -78,7 +78,7 @@ impl SessionService for Canned {
                     }),
                     ..Default::default()
                 }),
-                expiration_date: Some(pbjson_types::Timestamp { seconds: 1_760_000_000, nanos: 0 }),
+                expiration_date: Some(sessiond::proto::Timestamp { seconds: 1_760_000_000, nanos: 0 }),
                 ..Default::default()
             }),
         }))

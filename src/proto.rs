@@ -52,3 +52,40 @@ pub mod zitadel {
 }
 
 pub use zitadel::session::v2 as session;
+
+/// `google.protobuf.Timestamp`, as every generated message holds it. Its proto3 JSON is RFC 3339
+/// in UTC with a `Z` and 0, 3, 6 or 9 fractional digits, as ZITADEL and the reflective JSON path
+/// write it; pbjson-types' own Timestamp writes `+00:00`, which some clients refuse.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Timestamp {
+    /// Seconds since the Unix epoch.
+    #[prost(int64, tag = "1")]
+    pub seconds: i64,
+    /// Fraction of the second, 0 to 999,999,999.
+    #[prost(int32, tag = "2")]
+    pub nanos: i32,
+}
+
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let at = u32::try_from(self.nanos)
+            .ok()
+            .filter(|n| *n < 1_000_000_000)
+            .and_then(|nanos| chrono::DateTime::from_timestamp(self.seconds, nanos))
+            .filter(|at| (1..=9999).contains(&chrono::Datelike::year(at)))
+            .ok_or_else(|| {
+                serde::ser::Error::custom(format!(
+                    "timestamp {}s {}ns is outside 0001-01-01 to 9999-12-31",
+                    self.seconds, self.nanos
+                ))
+            })?;
+        serializer.serialize_str(&at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let t = pbjson_types::Timestamp::deserialize(deserializer)?;
+        Ok(Self { seconds: t.seconds, nanos: t.nanos })
+    }
+}

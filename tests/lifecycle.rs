@@ -327,7 +327,7 @@ async fn concurrent_writers_on_one_session_never_lose_an_update(backend: Backend
 
 /// Seconds since the epoch of an RFC 3339 timestamp, read by the proto3 JSON mapping.
 fn time_of(text: &str) -> i64 {
-    serde_json::from_value::<pbjson_types::Timestamp>(json!(text)).unwrap().seconds
+    serde_json::from_value::<sessiond::proto::Timestamp>(json!(text)).unwrap().seconds
 }
 
 fn base64_of(s: &str) -> String {

@@ -64,6 +64,7 @@ conformance!(
     session_create_read_update_with_history,
     duplicate_session_id_is_already_exists,
     update_with_stale_sequence_conflicts,
+    updates_keep_what_they_do_not_change_and_move_what_they_do,
     concurrent_updates_have_one_winner_per_sequence,
     list_filters_by_each_query,
     list_expiration_rules,
@@ -311,7 +312,7 @@ async fn session_create_read_update_with_history(store: Arc<dyn Store>) {
     second.metadata.remove("k");
     second.terminated_at = Some(Timestamp(2_000));
     let changes = vec![Change::MetadataRemoved { key: "k".into() }, Change::TokenRotated, Change::Terminated];
-    store.update_session(&second, 1, &entry(&second, changes.clone())).await.unwrap();
+    store.update_session(&first, &second, &entry(&second, changes.clone())).await.unwrap();
     assert_eq!(store.session("s1").await.unwrap(), Some(second.clone()));
 
     let history = store.session_history("s1").await.unwrap();
@@ -346,14 +347,61 @@ async fn update_with_stale_sequence_conflicts(store: Arc<dyn Store>) {
     next.sequence = 2;
     next.metadata.insert("k".into(), vec![1]);
     let e = entry(&next, vec![Change::MetadataSet { key: "k".into() }]);
-    assert_eq!(store.update_session(&next, 5, &e).await.unwrap_err(), StoreError::Conflict);
+    let mut stale = s.clone();
+    stale.sequence = 5;
+    assert_eq!(store.update_session(&stale, &next, &e).await.unwrap_err(), StoreError::Conflict);
     assert_eq!(store.session("s1").await.unwrap(), Some(s.clone()), "a lost write changes nothing");
     assert_eq!(store.session_history("s1").await.unwrap().len(), 1, "nor the history");
 
-    store.update_session(&next, 1, &e).await.unwrap();
-    assert_eq!(store.update_session(&next, 1, &e).await.unwrap_err(), StoreError::Conflict, "second use of seq 1");
+    store.update_session(&s, &next, &e).await.unwrap();
+    assert_eq!(store.update_session(&s, &next, &e).await.unwrap_err(), StoreError::Conflict, "second use of seq 1");
+    assert_eq!(store.session("s1").await.unwrap(), Some(next.clone()), "the winner's write stays");
     let missing = session("missing", 1_000);
-    assert_eq!(store.update_session(&missing, 1, &entry(&missing, vec![])).await.unwrap_err(), StoreError::Conflict);
+    let mut missing_next = missing.clone();
+    missing_next.sequence = 2;
+    assert_eq!(
+        store.update_session(&missing, &missing_next, &entry(&missing_next, vec![])).await.unwrap_err(),
+        StoreError::Conflict
+    );
+}
+
+/// Updates write only what differs from the session as read: a change that leaves the user, the
+/// expiration or the token alone must keep them, and one that moves them must move the rows the
+/// list queries find.
+async fn updates_keep_what_they_do_not_change_and_move_what_they_do(store: Arc<dyn Store>) {
+    let anonymous = session("s1", 1_000);
+    create(&store, &anonymous).await;
+    let user_query = || filter(vec![SessionQuery::UserId("u1".into())]);
+    let expiring_query = || filter(vec![SessionQuery::ExpirationDate(TimeComparison::Less, Timestamp(9_000))]);
+    assert!(listed_ids(&store, &user_query()).await.is_empty());
+
+    // A user check and a lifetime: the user and expiration queries find the session now.
+    let mut checked = rich_session();
+    checked.sequence = 2;
+    checked.change_date = Timestamp(2_000);
+    store.update_session(&anonymous, &checked, &entry(&checked, vec![Change::Created])).await.unwrap();
+    assert_eq!(store.session("s1").await.unwrap(), Some(checked.clone()));
+    assert_eq!(listed_ids(&store, &user_query()).await, ["s1"]);
+    assert_eq!(listed_ids(&store, &expiring_query()).await, ["s1"]);
+
+    // Metadata only: everything else stays, including the token and the indexed columns.
+    let mut annotated = checked.clone();
+    annotated.sequence = 3;
+    annotated.change_date = Timestamp(3_000);
+    annotated.metadata.insert("new".into(), vec![7]);
+    store.update_session(&checked, &annotated, &entry(&annotated, vec![])).await.unwrap();
+    assert_eq!(store.session("s1").await.unwrap(), Some(annotated.clone()));
+    assert_eq!(listed_ids(&store, &user_query()).await, ["s1"]);
+
+    // Terminated: gone from every live listing, the stored document unchanged otherwise.
+    let mut terminated = annotated.clone();
+    terminated.sequence = 4;
+    terminated.terminated_at = Some(Timestamp(4_000));
+    store.update_session(&annotated, &terminated, &entry(&terminated, vec![Change::Terminated])).await.unwrap();
+    assert_eq!(store.session("s1").await.unwrap(), Some(terminated));
+    assert!(listed_ids(&store, &user_query()).await.is_empty());
+    assert!(listed_ids(&store, &expiring_query()).await.is_empty());
+    assert_eq!(store.session_history("s1").await.unwrap().len(), 4);
 }
 
 async fn concurrent_updates_have_one_winner_per_sequence(store: Arc<dyn Store>) {
@@ -371,7 +419,7 @@ async fn concurrent_updates_have_one_winner_per_sequence(store: Arc<dyn Store>) 
                     next.sequence = current.sequence + 1;
                     next.metadata.insert(format!("w{writer}"), attempt.to_le_bytes().to_vec());
                     let e = entry(&next, vec![Change::MetadataSet { key: format!("w{writer}") }]);
-                    match store.update_session(&next, current.sequence, &e).await {
+                    match store.update_session(&current, &next, &e).await {
                         Ok(()) => won.push(next.sequence),
                         Err(StoreError::Conflict) => {}
                         Err(other) => panic!("unexpected {other:?}"),
@@ -502,11 +550,12 @@ async fn list_orders_pages_and_counts(store: Arc<dyn Store>) {
 
 async fn list_shows_only_live_visible_sessions(store: Arc<dyn Store>) {
     list_fixture(&store).await;
-    let mut terminated = session("t", 600);
-    create(&store, &terminated).await;
+    let created = session("t", 600);
+    create(&store, &created).await;
+    let mut terminated = created.clone();
     terminated.sequence = 2;
     terminated.terminated_at = Some(Timestamp(700));
-    store.update_session(&terminated, 1, &entry(&terminated, vec![Change::Terminated])).await.unwrap();
+    store.update_session(&created, &terminated, &entry(&terminated, vec![Change::Terminated])).await.unwrap();
 
     let mut f = filter(vec![]);
     f.live_at = Timestamp(20_000);
@@ -535,9 +584,10 @@ async fn sweep_removes_ended_rows_and_keeps_history(store: Arc<dyn Store>) {
         create(&store, s).await;
     }
     for (s, at) in [(&mut terminated_long_ago, 600), (&mut terminated_recently, 1_500)] {
+        let created = s.clone();
         s.sequence = 2;
         s.terminated_at = Some(Timestamp(at));
-        store.update_session(s, 1, &entry(s, vec![Change::Terminated])).await.unwrap();
+        store.update_session(&created, s, &entry(s, vec![Change::Terminated])).await.unwrap();
     }
 
     assert_eq!(store.sweep(Timestamp(1_000)).await.unwrap(), 2);

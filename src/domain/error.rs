@@ -29,6 +29,8 @@ pub enum ErrorClass {
     ResourceExhausted,
     /// The call ran out of time.
     DeadlineExceeded,
+    /// The client gave up on the call (reset the stream or closed the connection mid-request).
+    Cancelled,
     /// A bug or an unexpected failure; details are logged, never sent.
     Internal,
 }

@@ -399,7 +399,7 @@ impl Sessions {
             actor: caller.user_id.clone(),
             changes,
         };
-        self.store.update_session(&next, current.sequence, &entry).await?;
+        self.store.update_session(current, &next, &entry).await?;
         Ok(next)
     }
 

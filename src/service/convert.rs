@@ -15,15 +15,15 @@ use crate::{
     },
 };
 
-pub fn timestamp(t: Timestamp) -> pbjson_types::Timestamp {
+pub fn timestamp(t: Timestamp) -> crate::proto::Timestamp {
     let micros = t.micros();
-    pbjson_types::Timestamp {
+    crate::proto::Timestamp {
         seconds: micros.div_euclid(1_000_000),
         nanos: (micros.rem_euclid(1_000_000) * 1000) as i32,
     }
 }
 
-fn from_timestamp(field: &str, t: Option<pbjson_types::Timestamp>) -> Result<Timestamp> {
+fn from_timestamp(field: &str, t: Option<crate::proto::Timestamp>) -> Result<Timestamp> {
     let t = t.ok_or_else(|| Error::invalid_argument("REQUEST-MissingField", format!("{field} is required")))?;
     if !(0..1_000_000_000).contains(&t.nanos) {
         return Err(Error::invalid_argument("REQUEST-InvalidTimestamp", format!("{field} has invalid nanos")));

@@ -30,6 +30,7 @@ pub fn code_of(class: ErrorClass) -> Code {
         ErrorClass::Unavailable => Code::Unavailable,
         ErrorClass::ResourceExhausted => Code::ResourceExhausted,
         ErrorClass::DeadlineExceeded => Code::DeadlineExceeded,
+        ErrorClass::Cancelled => Code::Cancelled,
         ErrorClass::Internal => Code::Internal,
     }
 }

@@ -74,9 +74,10 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn session(&self, id: &str) -> StoreResult<Option<Session>>;
     /// Inserts a new session and its first history entry in one transaction.
     async fn create_session(&self, session: &Session, entry: &HistoryEntry) -> StoreResult<()>;
-    /// Replaces a session whose stored sequence is `expected_sequence` and appends `entry`, in one
-    /// transaction; `Conflict` if the stored sequence differs.
-    async fn update_session(&self, session: &Session, expected_sequence: u64, entry: &HistoryEntry) -> StoreResult<()>;
+    /// Replaces `current`, as read from the store, with `next` and appends `entry`, in one
+    /// transaction; `Conflict` if the stored sequence is no longer `current.sequence` (or the
+    /// session is gone).
+    async fn update_session(&self, current: &Session, next: &Session, entry: &HistoryEntry) -> StoreResult<()>;
     /// One page of matching sessions, and the number of all matches.
     async fn list_sessions(&self, filter: &SessionFilter) -> StoreResult<(u64, Vec<Session>)>;
     async fn session_history(&self, id: &str) -> StoreResult<Vec<HistoryEntry>>;

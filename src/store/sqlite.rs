@@ -633,49 +633,42 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn update_session(&self, session: &Session, expected_sequence: u64, entry: &HistoryEntry) -> StoreResult<()> {
-        let session = session.clone();
+    async fn update_session(&self, current: &Session, next: &Session, entry: &HistoryEntry) -> StoreResult<()> {
+        // SQLite rewrites an index entry whenever its column is in the SET list, changed or not:
+        // set only what differs from `current`, so that an update dirties as few pages (each a
+        // 4 KiB WAL frame) as it can. `current` is what the row held at `current.sequence`, and
+        // the `WHERE sequence` guard makes the update miss if the row has moved since.
+        let expected = Value::Integer(i64::try_from(current.sequence).unwrap_or(i64::MAX));
+        let mut columns: Vec<(&str, Value)> = vec![
+            ("change_date", Value::Integer(next.change_date.0)),
+            ("sequence", Value::Integer(i64::try_from(next.sequence).unwrap_or(i64::MAX))),
+        ];
+        if next.token_hash != current.token_hash {
+            columns.push(("token_hash", Value::Blob(next.token_hash.0.to_vec())));
+        }
+        if (&next.factors, &next.metadata, &next.user_agent)
+            != (&current.factors, &current.metadata, &current.user_agent)
+        {
+            columns.push(("state", Value::Text(encode_state(next))));
+        }
+        if next.user_agent.fingerprint_id != current.user_agent.fingerprint_id {
+            columns.push(("fingerprint_id", next.user_agent.fingerprint_id.clone().map_or(Value::Null, Value::Text)));
+        }
+        if next.user_id() != current.user_id() {
+            columns.push(("user_id", next.user_id().map_or(Value::Null, |u| Value::Text(u.to_owned()))));
+        }
+        if next.expiration_date != current.expiration_date {
+            columns.push(("expiration_date", next.expiration_date.map_or(Value::Null, |t| Value::Integer(t.0))));
+        }
+        if next.terminated_at != current.terminated_at {
+            columns.push(("terminated_at", next.terminated_at.map_or(Value::Null, |t| Value::Integer(t.0))));
+        }
+        let set = columns.iter().enumerate().map(|(i, (c, _))| format!("{c} = ?{}", i + 3)).collect::<Vec<_>>();
+        let sql = format!("UPDATE sessions SET {} WHERE id = ?1 AND sequence = ?2", set.join(", "));
+        let values: Vec<Value> =
+            [Value::Text(next.id.clone()), expected].into_iter().chain(columns.into_iter().map(|(_, v)| v)).collect();
         let entry = entry.clone();
-        let expected = i64::try_from(expected_sequence).unwrap_or(i64::MAX);
         self.write(move |conn| {
-            // SQLite rewrites an index entry whenever its column is in the SET list, changed or
-            // not: set the indexed columns only when they change, so that an update dirties as
-            // few pages (each a 4 KiB WAL frame) as it can.
-            let stored: Option<(i64, Option<String>, Option<i64>, Option<i64>)> = conn
-                .prepare_cached("SELECT sequence, user_id, expiration_date, terminated_at FROM sessions WHERE id = ?1")
-                .and_then(|mut s| {
-                    s.query_row([&session.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).optional()
-                })
-                .map_err(translate)?;
-            let Some((sequence, user_id, expiration_date, terminated_at)) = stored else {
-                return Err(StoreError::Conflict);
-            };
-            if sequence != expected {
-                return Err(StoreError::Conflict);
-            }
-            let mut columns: Vec<(&str, Value)> = vec![
-                ("change_date", Value::Integer(session.change_date.0)),
-                ("sequence", Value::Integer(i64::try_from(session.sequence).unwrap_or(i64::MAX))),
-                ("token_hash", Value::Blob(session.token_hash.0.to_vec())),
-                ("state", Value::Text(encode_state(&session))),
-            ];
-            let new_user = session.user_id().map(str::to_owned);
-            if new_user != user_id {
-                columns.push(("user_id", new_user.map_or(Value::Null, Value::Text)));
-            }
-            let new_expiration = session.expiration_date.map(|t| t.0);
-            if new_expiration != expiration_date {
-                columns.push(("expiration_date", new_expiration.map_or(Value::Null, Value::Integer)));
-            }
-            let new_terminated = session.terminated_at.map(|t| t.0);
-            if new_terminated != terminated_at {
-                columns.push(("terminated_at", new_terminated.map_or(Value::Null, Value::Integer)));
-            }
-            let set = columns.iter().enumerate().map(|(i, (c, _))| format!("{c} = ?{}", i + 3)).collect::<Vec<_>>();
-            let sql = format!("UPDATE sessions SET {} WHERE id = ?1 AND sequence = ?2", set.join(", "));
-            let values = [Value::Text(session.id.clone()), Value::Integer(expected)]
-                .into_iter()
-                .chain(columns.into_iter().map(|(_, v)| v));
             let changed =
                 conn.prepare_cached(&sql).and_then(|mut s| s.execute(params_from_iter(values))).map_err(translate)?;
             if changed != 1 {

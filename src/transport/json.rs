@@ -430,22 +430,51 @@ const SERIALIZE: SerializeOptions = SerializeOptions::new()
 
 /// A protobuf response message as proto3 JSON (only `response_body`'s field when the rule names one).
 pub fn response_json(desc: &MessageDescriptor, proto: &[u8], response_body: &str) -> Result<Bytes, Status> {
-    let message = DynamicMessage::decode(desc.clone(), proto).map_err(|e| {
-        status_from_parts(ErrorClass::Internal, "INTERNAL", &format!("undecodable response: {e}"), None)
-    })?;
+    let whole = matches!(response_body, "" | "*");
+    if whole && let Some(json) = typed_response_json(desc.full_name(), proto) {
+        return json;
+    }
+    let message = DynamicMessage::decode(desc.clone(), proto).map_err(undecodable)?;
     let mut out = Vec::with_capacity(proto.len() * 2 + 16);
     let mut ser = serde_json::Serializer::new(&mut out);
-    let result = match (response_body, message.descriptor().get_field_by_name(response_body)) {
-        ("" | "*", _) | (_, None) => message.serialize_with_options(&mut ser, &SERIALIZE),
+    let result = match (whole, message.descriptor().get_field_by_name(response_body)) {
+        (true, _) | (_, None) => message.serialize_with_options(&mut ser, &SERIALIZE),
         (_, Some(field)) => match message.get_field(&field).as_ref() {
             Value::Message(inner) => inner.serialize_with_options(&mut ser, &SERIALIZE),
             _ => message.serialize_with_options(&mut ser, &SERIALIZE),
         },
     };
-    result.map_err(|e| {
-        status_from_parts(ErrorClass::Internal, "INTERNAL", &format!("response not serializable: {e}"), None)
-    })?;
+    result.map_err(unserializable)?;
     Ok(out.into())
+}
+
+/// The Session API's answers through their generated (pbjson) serializers: the same proto3 JSON
+/// as the reflective path, at a fraction of its cost (no dynamic message in between). `None` for
+/// any other message type, which the reflective path serves.
+fn typed_response_json(full_name: &str, proto: &[u8]) -> Option<Result<Bytes, Status>> {
+    use crate::proto::session as s;
+    fn typed<M: Message + Default + serde::Serialize>(proto: &[u8]) -> Result<Bytes, Status> {
+        let message = M::decode(proto).map_err(undecodable)?;
+        let mut out = Vec::with_capacity(proto.len() * 2 + 16);
+        serde_json::to_writer(&mut out, &message).map_err(unserializable)?;
+        Ok(out.into())
+    }
+    Some(match full_name {
+        "zitadel.session.v2.GetSessionResponse" => typed::<s::GetSessionResponse>(proto),
+        "zitadel.session.v2.ListSessionsResponse" => typed::<s::ListSessionsResponse>(proto),
+        "zitadel.session.v2.CreateSessionResponse" => typed::<s::CreateSessionResponse>(proto),
+        "zitadel.session.v2.SetSessionResponse" => typed::<s::SetSessionResponse>(proto),
+        "zitadel.session.v2.DeleteSessionResponse" => typed::<s::DeleteSessionResponse>(proto),
+        _ => return None,
+    })
+}
+
+fn undecodable(e: prost::DecodeError) -> Status {
+    status_from_parts(ErrorClass::Internal, "INTERNAL", &format!("undecodable response: {e}"), None)
+}
+
+fn unserializable(e: impl std::fmt::Display) -> Status {
+    status_from_parts(ErrorClass::Internal, "INTERNAL", &format!("response not serializable: {e}"), None)
 }
 
 #[cfg(test)]
@@ -456,6 +485,95 @@ mod tests {
 
     fn input(name: &str) -> MessageDescriptor {
         DescriptorPool::decode(crate::proto::FILE_DESCRIPTOR_SET).unwrap().get_message_by_name(name).unwrap()
+    }
+
+    /// The reflective serialiser, for comparison with the typed one.
+    fn reflective(name: &str, proto: &[u8]) -> Json {
+        let message = DynamicMessage::decode(input(name), proto).unwrap();
+        let mut out = Vec::new();
+        message.serialize_with_options(&mut serde_json::Serializer::new(&mut out), &SERIALIZE).unwrap();
+        serde_json::from_slice(&out).unwrap()
+    }
+
+    fn typed(name: &str, proto: &[u8]) -> Json {
+        serde_json::from_slice(&typed_response_json(name, proto).expect("a typed serialiser").unwrap()).unwrap()
+    }
+
+    #[test]
+    fn typed_answers_are_the_reflective_json() {
+        use crate::proto::{session as pb, zitadel::object::v2 as object};
+        let at = |seconds: i64, nanos: i32| Some(crate::proto::Timestamp { seconds, nanos });
+        let session = |id: &str, nanos: i32| pb::Session {
+            id: id.into(),
+            creation_date: at(1_700_000_000, nanos),
+            change_date: at(1_700_000_001, 0),
+            sequence: u64::MAX,
+            factors: Some(pb::Factors {
+                user: Some(pb::UserFactor {
+                    verified_at: at(1_700_000_000, 120_000_000),
+                    id: "u1".into(),
+                    login_name: "alice".into(),
+                    display_name: "Alice \"Ä\" <a>".into(),
+                    organization_id: "org".into(),
+                }),
+                password: Some(pb::PasswordFactor { verified_at: at(0, 1_000) }),
+                ..Default::default()
+            }),
+            metadata: [("k".into(), vec![0, 159, 146, 150]), ("empty".into(), vec![])].into(),
+            user_agent: Some(pb::UserAgent {
+                fingerprint_id: Some("fp".into()),
+                ip: None,
+                description: Some(String::new()),
+                header: [("accept".into(), pb::user_agent::HeaderValues { values: vec!["a".into(), "".into()] })]
+                    .into(),
+            }),
+            expiration_date: at(253_402_300_799, 999_999_999),
+        };
+        let details = Some(object::Details {
+            sequence: 7,
+            change_date: at(1_700_000_002, 500_000),
+            resource_owner: "org".into(),
+            creation_date: at(1_700_000_000, 0),
+        });
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            (
+                "zitadel.session.v2.GetSessionResponse",
+                pb::GetSessionResponse { session: Some(session("s1", 123_456_789)) }.encode_to_vec(),
+            ),
+            ("zitadel.session.v2.GetSessionResponse", pb::GetSessionResponse { session: None }.encode_to_vec()),
+            (
+                "zitadel.session.v2.ListSessionsResponse",
+                pb::ListSessionsResponse {
+                    details: Some(object::ListDetails {
+                        total_result: 2,
+                        processed_sequence: 0,
+                        timestamp: at(1_700_000_003, 1),
+                    }),
+                    sessions: vec![session("a", 0), session("b", 5_000_000)],
+                }
+                .encode_to_vec(),
+            ),
+            (
+                "zitadel.session.v2.CreateSessionResponse",
+                pb::CreateSessionResponse {
+                    details: details.clone(),
+                    session_id: "s1".into(),
+                    session_token: "t0k3n".into(),
+                    ..Default::default()
+                }
+                .encode_to_vec(),
+            ),
+            (
+                "zitadel.session.v2.SetSessionResponse",
+                pb::SetSessionResponse { details: details.clone(), session_token: String::new(), ..Default::default() }
+                    .encode_to_vec(),
+            ),
+            ("zitadel.session.v2.DeleteSessionResponse", pb::DeleteSessionResponse { details }.encode_to_vec()),
+        ];
+        for (name, proto) in cases {
+            assert_eq!(typed(name, &proto), reflective(name, &proto), "{name}");
+        }
+        assert!(typed_response_json("grpc.health.v1.HealthCheckResponse", &[]).is_none());
     }
 
     fn refusal(name: &str, body: &str) -> String {

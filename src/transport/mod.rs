@@ -400,6 +400,11 @@ impl Edge {
         match read {
             Ok(collected) => Ok(collected.to_bytes()),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+            Err(e) if client_went_away(&*e) => Err(edge_error(
+                ErrorClass::Cancelled,
+                "REQUEST-Cancelled",
+                "the client cancelled the call before its body arrived",
+            )),
             Err(e) => Err(edge_error(
                 ErrorClass::InvalidArgument,
                 "REQUEST-BodyUnreadable",
@@ -475,6 +480,38 @@ impl Edge {
         }
         rendered
     }
+}
+
+/// Whether a body read failed because the client hung up (a stream reset with CANCEL, a closed
+/// connection, a message cut short) rather than because it sent something malformed: the call
+/// is then CANCELLED, not the client's INVALID_ARGUMENT, so error rates count only real errors.
+fn client_went_away(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if let Some(e) = e.downcast_ref::<h2::Error>()
+            && (e.reason() == Some(h2::Reason::CANCEL) || e.is_go_away() || e.is_io())
+        {
+            return true;
+        }
+        if let Some(e) = e.downcast_ref::<hyper::Error>()
+            && (e.is_canceled() || e.is_incomplete_message() || e.is_closed())
+        {
+            return true;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+            if matches!(io.kind(), ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof) {
+                return true;
+            }
+            // An io::Error's `source` skips the error it wraps: look at that one itself.
+            if let Some(inner) = io.get_ref() {
+                cause = Some(inner);
+                continue;
+            }
+        }
+        cause = e.source();
+    }
+    false
 }
 
 fn framing_error(error: frame::FrameError) -> Status {
@@ -579,5 +616,25 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let this = self.clone();
         Box::pin(async move { Ok(this.handle(request).await) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_went_away;
+
+    #[test]
+    fn a_client_hanging_up_is_not_a_malformed_body() {
+        let reset = h2::Error::from(h2::Reason::CANCEL);
+        assert!(client_went_away(&reset));
+        let cut = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        assert!(client_went_away(&cut));
+        // Wrapped, as the body stack hands it on.
+        let wrapped: Box<dyn std::error::Error + Send + Sync> = Box::new(std::io::Error::other(reset));
+        assert!(client_went_away(&*wrapped));
+
+        let protocol = h2::Error::from(h2::Reason::PROTOCOL_ERROR);
+        assert!(!client_went_away(&protocol));
+        assert!(!client_went_away(&std::io::Error::new(std::io::ErrorKind::InvalidData, "bad chunk size")));
     }
 }

@@ -575,9 +575,9 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn update_session(&self, session: &Session, expected_sequence: u64, entry: &HistoryEntry) -> StoreResult<()> {
-        let (session, entry) = (session.clone(), entry.clone());
-        let expected = i64::try_from(expected_sequence).unwrap_or(i64::MAX);
+    async fn update_session(&self, current: &Session, next: &Session, entry: &HistoryEntry) -> StoreResult<()> {
+        let (session, entry) = (next.clone(), entry.clone());
+        let expected = i64::try_from(current.sequence).unwrap_or(i64::MAX);
         self.run(move |conn| {
             let (session, entry) = (session.clone(), entry.clone());
             Box::pin(async move {
