@@ -11,7 +11,10 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::Mutex,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     thread::JoinHandle,
     time::Duration,
 };
@@ -41,8 +44,11 @@ const WRITE_QUEUE: usize = 4096;
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// Page cache of the one connection, in KiB: the hot B-tree pages of a large database stay in.
 const CACHE_KIB: u32 = 16 * 1024;
-/// WAL frames (pages) past which a checkpoint waits for readers to let the WAL start over.
+/// WAL frames (pages) past which the WAL should start over from its beginning.
 const WAL_RESTART_FRAMES: i64 = 8192;
+/// A checkpoint pass this short leaves only a few frames behind it: the writer may copy those
+/// itself, cheaply, and so let the WAL start over.
+const CAUGHT_UP: Duration = Duration::from_millis(3);
 /// Bytes the WAL file is cut back to after a checkpoint.
 const WAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
 
@@ -171,8 +177,18 @@ fn migrate(conn: &Connection) -> StoreResult<()> {
 }
 
 /// Checkpoints run on a thread of their own (the writer's automatic checkpoints are off): a
-/// checkpoint syncs files, and the writer must not stall behind that while calls wait for it.
-fn checkpoint_loop(path: &Path, stop: &std::sync::mpsc::Receiver<()>) {
+/// checkpoint syncs the WAL and the database file, which takes milliseconds per thousand pages
+/// here, and the writer must not stall behind that while calls wait for it.
+///
+/// Only PASSIVE checkpoints run, which never block the writer. The WAL starts over from its
+/// beginning when a write transaction begins with every frame copied; under steady load the
+/// writer appends while each pass copies, so that never happens by itself. Once the WAL is long,
+/// passes therefore run back to back, each with less to copy than the last, until one is short
+/// enough that only a few frames were appended meanwhile. Then `wal_restart` asks the writer to
+/// copy those few itself between two transactions: its next transaction starts the WAL over.
+/// (A RESTART checkpoint would do the same by holding the write lock through a copy and two
+/// syncs: the writer waited 50-100 ms behind each one.)
+fn checkpoint_loop(path: &Path, stop: &std::sync::mpsc::Receiver<()>, wal_restart: &AtomicBool) {
     let conn = match Connection::open(path).and_then(|c| c.execute_batch("PRAGMA busy_timeout = 5000;").map(|()| c)) {
         Ok(conn) => conn,
         Err(e) => {
@@ -180,26 +196,36 @@ fn checkpoint_loop(path: &Path, stop: &std::sync::mpsc::Receiver<()>) {
             return;
         }
     };
-    let checkpoint = |mode: &str| -> rusqlite::Result<i64> {
-        // (busy, frames in the WAL, frames checkpointed)
-        conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| r.get(1))
-    };
-    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
-        // PASSIVE never waits for anyone. Under steady load readers always hold some of the WAL
-        // and it is never rewound, so past a limit RESTART waits a moment for them: the writer
-        // then starts the WAL over instead of growing it without end.
-        let result = checkpoint("PASSIVE")
-            .and_then(|frames| if frames > WAL_RESTART_FRAMES { checkpoint("RESTART") } else { Ok(frames) });
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "sqlite checkpoint failed");
-        }
+    let mut wait = CHECKPOINT_EVERY;
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(wait) {
+        let started = std::time::Instant::now();
+        // (busy, frames in the WAL, frames copied)
+        let frames = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1));
+        wait = match frames {
+            Ok(frames) if frames > WAL_RESTART_FRAMES => {
+                if started.elapsed() < CAUGHT_UP {
+                    wal_restart.store(true, Ordering::Release);
+                    CAUGHT_UP
+                } else {
+                    Duration::ZERO
+                }
+            }
+            Ok(_) => CHECKPOINT_EVERY,
+            Err(e) => {
+                tracing::warn!(error = %e, "sqlite checkpoint failed");
+                CHECKPOINT_EVERY
+            }
+        };
     }
 }
 
 fn writer_loop(conn: Connection, mut jobs: mpsc::Receiver<Job>, path: PathBuf) {
     let (stop_checkpoints, stop) = std::sync::mpsc::channel::<()>();
-    let checkpointer =
-        std::thread::Builder::new().name("sqlite-checkpoint".into()).spawn(move || checkpoint_loop(&path, &stop));
+    let wal_restart = Arc::new(AtomicBool::new(false));
+    let checkpointer_restart = Arc::clone(&wal_restart);
+    let checkpointer = std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(move || checkpoint_loop(&path, &stop, &checkpointer_restart));
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = jobs.blocking_recv() {
         batch.push(first);
@@ -225,6 +251,13 @@ fn writer_loop(conn: Connection, mut jobs: mpsc::Receiver<Job>, path: PathBuf) {
         });
         for finish in finishers {
             finish(commit_error.clone());
+        }
+        if wal_restart.swap(false, Ordering::Acquire) {
+            // The checkpointer is nearly through a long WAL: copy the frames it has not, so
+            // that the next transaction starts the WAL over (see `checkpoint_loop`).
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!(error = %e, "sqlite checkpoint failed");
+            }
         }
     }
     drop(stop_checkpoints);

@@ -258,13 +258,24 @@ pub fn rest_request(
         let bound: Vec<&str> = route.path_fields().chain(std::iter::once(route.body.as_str())).collect();
         add_query(&input, &bound, query, &mut params)?;
     }
+    // A variable bound to a top-level string field (`{session_id}`) is the field's value as it
+    // is: set directly, after the rest, so that it wins. Any other goes through JSON for its type.
+    let mut direct = Vec::new();
     for (path, value) in variables {
-        set_path(&input, &mut params, path, Json::String(value.clone()), true)?;
+        match input.get_field_by_name(path) {
+            Some(field) if !field.is_list() && !field.is_map() && matches!(field.kind(), Kind::String) => {
+                direct.push((field, value));
+            }
+            _ => set_path(&input, &mut params, path, Json::String(value.clone()), true)?,
+        }
     }
     if !params.is_empty() {
         let overlay =
             decode_value(&input, Json::Object(params), "REQUEST-InvalidParameter", "invalid path or query parameter")?;
         merge(&mut message, &overlay);
+    }
+    for (field, value) in direct {
+        message.set_field(&field, Value::String(value.clone()));
     }
     Ok(message.encode_to_vec().into())
 }

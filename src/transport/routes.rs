@@ -117,21 +117,18 @@ impl Routes {
             Some((head, verb)) if !verb.contains('/') && self.verbs.contains(verb) => (head, Some(verb)),
             _ => (rest, None),
         };
-        let mut best: Option<(Vec<u8>, Matched<'_>)> = None;
-        let mut allowed = BTreeSet::new();
-        for route in &self.routes {
-            let (candidate, route_verb) = if route.verb.is_some() { (rest_no_verb, verb) } else { (rest, None) };
+        // Split once for the routes without a verb, once for those with one.
+        let plain: Vec<&str> = rest.split('/').collect();
+        let verbed: Vec<&str> = if verb.is_some() { rest_no_verb.split('/').collect() } else { Vec::new() };
+        let candidates = self.routes.iter().filter_map(|route| {
+            let (raw, route_verb) = if route.verb.is_some() { (&verbed, verb) } else { (&plain, None) };
             if route.verb.as_deref() != route_verb {
-                continue;
+                return None;
             }
-            let raw: Vec<&str> = candidate.split('/').collect();
-            let Some(spans) = route.match_segments(&raw) else {
-                continue;
-            };
-            allowed.insert(route.http_method.as_str().to_owned());
-            if route.http_method != method {
-                continue;
-            }
+            route.match_segments(raw).map(|spans| (route, raw, spans))
+        });
+        let mut best: Option<(Vec<u8>, Matched<'_>)> = None;
+        for (route, raw, spans) in candidates.clone().filter(|(route, ..)| route.http_method == method) {
             let rank = route.rank();
             if best.as_ref().is_some_and(|(r, _)| *r >= rank) {
                 continue;
@@ -144,10 +141,15 @@ impl Routes {
             }
             best = Some((rank, Matched { route, variables }));
         }
-        match best {
-            Some((_, matched)) => Ok(matched),
-            None if allowed.is_empty() => Err(RouteError::NotFound),
-            None => Err(RouteError::MethodNotAllowed(allowed.iter().filter_map(|m| m.parse().ok()).collect())),
+        if let Some((_, matched)) = best {
+            return Ok(matched);
+        }
+        // No rule with this method: 405 naming the methods some rule takes here, else 404.
+        let allowed: BTreeSet<&str> = candidates.map(|(route, ..)| route.http_method.as_str()).collect();
+        if allowed.is_empty() {
+            Err(RouteError::NotFound)
+        } else {
+            Err(RouteError::MethodNotAllowed(allowed.iter().filter_map(|m| m.parse().ok()).collect()))
         }
     }
 }
