@@ -9,7 +9,9 @@
 # Knobs (environment): BENCH_DIR (databases, default /tmp/sessiond-bench), BENCH_POOL (sessions
 # each server may delete, default 400000), BENCH_ROUNDS (5), BENCH_ROUND_SECS (2),
 # BENCH_CONCURRENCY (64), BENCH_RUNTIME (current-thread), BENCH_SERVER_CPU (0), BENCH_LOAD_CPU (1),
-# BENCH_PORT (7800: ports PORT .. PORT+42 on 127.0.0.1), BENCH_MILLION (1000000), BENCH_OUT.
+# BENCH_PORT (7800: ports PORT .. PORT+52 on 127.0.0.1), BENCH_MILLION (1000000), BENCH_OUT,
+# BENCH_POSTGRES (server URL for the postgres scenario, default the local test server; it creates
+# and drops the database `sessiond_bench` there), BENCH_PG_POOL (sessions to delete there, 150000).
 # Every loop is bounded by rounds x seconds; every server listens on 127.0.0.1 only.
 set -euo pipefail
 
@@ -26,15 +28,24 @@ SERVER_CPU=${BENCH_SERVER_CPU:-0}
 LOAD_CPU=${BENCH_LOAD_CPU:-1}
 MILLION=${BENCH_MILLION:-1000000}
 OUT=${BENCH_OUT:-$ROOT/bench/results/$(date -u +%Y%m%dT%H%M%SZ)}
-SCENARIOS=${*:-matrix runtime sync million latency h2load logging shapes}
+SCENARIOS=${*:-matrix postgres runtime sync million latency h2load logging shapes}
+PG_BASE=${BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432/test}
+PG_POOL=${BENCH_PG_POOL:-150000}
 export RUST_BACKTRACE=0 RUST_LOG=${RUST_LOG:-info}
 
 mkdir -p "$DIR" "$OUT"
 PIDS=()
+PG_PINNED=
 cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
     PIDS=()
+    if [[ -n $PG_PINNED ]]; then pin_postgres "0-$(($(nproc) - 1))"; PG_PINNED=; fi
+}
+
+# pin_postgres CPUS: every PostgreSQL process (and the backends the postmaster forks later).
+pin_postgres() {
+    for pid in $(pgrep -x postgres); do taskset -a -p -c "$1" "$pid" >/dev/null 2>&1 || true; done
 }
 trap cleanup EXIT
 
@@ -54,7 +65,8 @@ wait_port() {
 start_sessiond() {
     local port=$1 db=$2
     shift 2
-    taskset -c "$SERVER_CPU" "$BIN/sessiond" --log-format json --database "sqlite:$db" serve \
+    [[ $db == *://* ]] || db="sqlite:$db"
+    taskset -c "$SERVER_CPU" "$BIN/sessiond" --log-format json --database "$db" serve \
         --listen "127.0.0.1:$port" "$@" >"$OUT/sessiond-$port.log" 2>&1 &
     LAST_PID=$!
     PIDS+=("$LAST_PID")
@@ -75,7 +87,7 @@ start_ceiling() {
 loadgen() {
     local name=$1
     shift
-    taskset -c "$LOAD_CPU" "$BIN/examples/loadgen" --token "$TOKEN" --delete-count "$POOL" \
+    taskset -c "$LOAD_CPU" "$BIN/examples/loadgen" --token "${LOADGEN_TOKEN:-$TOKEN}" --delete-count "${LOADGEN_POOL:-$POOL}" \
         --concurrency "$CONCURRENCY" --rounds "$ROUNDS" --round-secs "$ROUND_SECS" \
         --json "$OUT/$name.json" "$@" 2> >(tee "$OUT/$name.progress" >&2) | tee "$OUT/$name.md"
 }
@@ -163,6 +175,34 @@ for scenario in $SCENARIOS; do
             --arm "ceiling:grpc:get" --arm "sessiond:grpc:get" --arm "sessiond:grpc-web@h1:get" \
             --arm "sessiond:connect@h1:get" --arm "sessiond:rest@h1:get"
         cleanup
+        ;;
+    postgres)
+        # protocol x RPC on PostgreSQL: a fresh database loaded like the SQLite template, the
+        # PostgreSQL server's processes pinned to the server core beside sessiond for the run.
+        command -v psql >/dev/null || { echo "psql missing" >&2; exit 1; }
+        PG_URL=${PG_BASE%/*}/sessiond_bench
+        log "postgres: database sessiond_bench, 1,000 + $PG_POOL sessions"
+        psql "$PG_BASE" -q -c 'DROP DATABASE IF EXISTS sessiond_bench' -c 'CREATE DATABASE sessiond_bench'
+        PG_USER=$("$BIN/sessiond" --database "$PG_URL" users add --login-name bench 2>/dev/null)
+        PG_TOKEN=$("$BIN/sessiond" --database "$PG_URL" tokens add --user "$PG_USER" \
+            --permission session.read --permission session.write --permission session.delete 2>/dev/null)
+        "$BIN/examples/bulkload" --database "$PG_URL" --user "$PG_USER" --seed bg --count 1000
+        "$BIN/examples/bulkload" --database "$PG_URL" --user "$PG_USER" --seed del --count "$PG_POOL" | tee "$OUT/bulkload-postgres.txt"
+        psql "$PG_URL" -q -c 'VACUUM ANALYZE' -c 'CHECKPOINT'
+        echo "postgres: $(psql "$PG_URL" -Atc 'SHOW server_version'), synchronous_commit=$(psql "$PG_URL" -Atc 'SHOW synchronous_commit'), shared_buffers=$(psql "$PG_URL" -Atc 'SHOW shared_buffers')" | tee "$OUT/postgres.txt"
+        pin_postgres "$SERVER_CPU"; PG_PINNED=1
+        start_sessiond $((PORT + 51)) "$PG_URL" --runtime "$RUNTIME"; S=$LAST_PID
+        start_ceiling $((PORT + 52)) --runtime "$RUNTIME"; C=$LAST_PID
+        for rpc in delete get create; do
+            log "postgres: $rpc"
+            LOADGEN_TOKEN=$PG_TOKEN LOADGEN_POOL=$PG_POOL loadgen "postgres-$rpc" \
+                --title "$rpc: protocols vs ceiling (PostgreSQL, $RUNTIME; PostgreSQL on the server core)" \
+                --server "pg=127.0.0.1:$((PORT + 51)),pid=$S" --server "ceiling=127.0.0.1:$((PORT + 52)),pid=$C,any-id" \
+                --arm "ceiling:grpc:$rpc" --arm "pg:grpc:$rpc" --arm "pg:grpc-web:$rpc" \
+                --arm "pg:connect:$rpc" --arm "pg:rest:$rpc"
+        done
+        cleanup
+        psql "$PG_BASE" -q -c 'DROP DATABASE IF EXISTS sessiond_bench'
         ;;
     runtime)
         log "runtime: current-thread vs multi-thread (the default; tokio sizes it by the allowed CPUs: 1 worker under taskset)"

@@ -15,7 +15,7 @@ use sessiond::{
         token::SecretHash,
         user::{ApiTokenRecord, TotpEnrolment, User, UserState},
     },
-    store::{self, Durability, SessionFilter, Store, StoreError},
+    store::{self, Durability, SessionFilter, Store, StoreError, Termination},
 };
 
 /// Opens a fresh store for `backend`, runs `test` on it, closes it. Returns early (passes) when
@@ -66,6 +66,7 @@ conformance!(
     update_with_stale_sequence_conflicts,
     updates_keep_what_they_do_not_change_and_move_what_they_do,
     concurrent_updates_have_one_winner_per_sequence,
+    terminate_reads_checks_and_writes_once,
     list_filters_by_each_query,
     list_expiration_rules,
     list_orders_pages_and_counts,
@@ -402,6 +403,45 @@ async fn updates_keep_what_they_do_not_change_and_move_what_they_do(store: Arc<d
     assert!(listed_ids(&store, &user_query()).await.is_empty());
     assert!(listed_ids(&store, &expiring_query()).await.is_empty());
     assert_eq!(store.session_history("s1").await.unwrap().len(), 4);
+}
+
+async fn terminate_reads_checks_and_writes_once(store: Arc<dyn Store>) {
+    use sessiond::domain::Error;
+    let s = rich_session();
+    create(&store, &s).await;
+    let allow = || Box::new(|_: &Session| Ok(())) as sessiond::store::TerminationCheck;
+
+    let missing = store.terminate_session("nope", Timestamp(2_000), "actor", allow()).await.unwrap();
+    assert!(matches!(missing, Termination::NotFound), "{missing:?}");
+
+    // The check sees the session as stored; a refusal writes nothing.
+    let refuse = Box::new(|current: &Session| {
+        assert_eq!(current.user_id(), Some("u1"));
+        Err(Error::permission_denied("TEST-No", "no"))
+    });
+    let refused = store.terminate_session("s1", Timestamp(2_000), "actor", refuse).await.unwrap();
+    assert!(matches!(&refused, Termination::Refused(e) if e.id == "TEST-No"), "{refused:?}");
+    assert_eq!(store.session("s1").await.unwrap(), Some(s.clone()));
+    assert_eq!(store.session_history("s1").await.unwrap().len(), 1);
+
+    let Termination::Terminated(done) =
+        store.terminate_session("s1", Timestamp(2_000), "actor", allow()).await.unwrap()
+    else {
+        panic!("not terminated")
+    };
+    let mut expected = s.clone();
+    expected.sequence = 2;
+    expected.change_date = Timestamp(2_000);
+    expected.terminated_at = Some(Timestamp(2_000));
+    assert_eq!(done, expected);
+    assert_eq!(store.session("s1").await.unwrap(), Some(expected.clone()), "everything else is kept");
+    let history = store.session_history("s1").await.unwrap();
+    assert_eq!((history.len(), history[1].sequence, history[1].changes.clone()), (2, 2, vec![Change::Terminated]));
+
+    // Again: the stored termination, nothing written.
+    let again = store.terminate_session("s1", Timestamp(3_000), "actor", allow()).await.unwrap();
+    assert!(matches!(&again, Termination::AlreadyTerminated(t) if *t == expected), "{again:?}");
+    assert_eq!(store.session_history("s1").await.unwrap().len(), 2);
 }
 
 async fn concurrent_updates_have_one_winner_per_sequence(store: Arc<dyn Store>) {

@@ -13,7 +13,7 @@ use super::{
     totp,
     user::{User, UserState, user_not_found},
 };
-use crate::store::{SessionFilter, Store, StoreError};
+use crate::store::{SessionFilter, Store, StoreError, Termination, TerminationCheck};
 
 /// `session_id` bounds (ZITADEL's validation rule).
 const MAX_SESSION_ID_LEN: usize = 200;
@@ -317,18 +317,19 @@ impl Sessions {
         validate_session_id(session_id)?;
         let mut attempt = 0;
         loop {
-            let current = self.load(session_id).await?;
-            authz::may_delete(caller, &current, token)?;
-            if current.terminated_at.is_some() {
+            // The store reads, asks this check and writes in one step where it can.
+            let (who, presented) = (caller.clone(), token.map(str::to_owned));
+            let check: TerminationCheck =
+                Box::new(move |current| authz::may_delete(&who, current, presented.as_deref()));
+            match self.store.terminate_session(session_id, Timestamp::now(), &caller.user_id, check).await {
+                Ok(Termination::NotFound) => return Err(session_not_found(session_id)),
+                Ok(Termination::Refused(refusal)) => return Err(refusal),
                 // Already terminated: the same answer as the first time, nothing written.
-                return Ok(current.details());
-            }
-            let now = Timestamp::now();
-            let mut next = current.clone();
-            next.terminated_at = Some(now);
-            match self.commit(&current, next, now, caller, vec![Change::Terminated]).await {
-                Err(e) if e.class == ErrorClass::Aborted && attempt < CONFLICT_RETRIES => attempt += 1,
-                other => return other.map(|s| s.details()),
+                Ok(Termination::AlreadyTerminated(session) | Termination::Terminated(session)) => {
+                    return Ok(session.details());
+                }
+                Err(StoreError::Conflict) if attempt < CONFLICT_RETRIES => attempt += 1,
+                Err(e) => return Err(e.into()),
             }
         }
     }

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 
 use crate::domain::{
     Timestamp,
-    session::{HistoryEntry, Session, SessionQuery},
+    session::{Change, HistoryEntry, Session, SessionQuery},
     user::{ApiTokenRecord, User},
 };
 
@@ -47,6 +47,38 @@ pub struct SessionFilter {
     pub ascending: bool,
 }
 
+/// Decides, from the session as stored, whether it may be terminated (the domain's authorisation).
+pub type TerminationCheck = Box<dyn FnOnce(&Session) -> Result<(), crate::domain::Error> + Send>;
+
+/// What `Store::terminate_session` did.
+#[derive(Debug)]
+pub enum Termination {
+    /// No session has this id.
+    NotFound,
+    /// The check refused; nothing was written.
+    Refused(crate::domain::Error),
+    /// It was terminated before; nothing was written.
+    AlreadyTerminated(Session),
+    /// Terminated now: the session as written.
+    Terminated(Session),
+}
+
+/// `current` terminated at `at`, with the history entry that records it.
+pub fn terminated(current: &Session, at: Timestamp, actor: &str) -> (Session, HistoryEntry) {
+    let mut next = current.clone();
+    next.sequence = current.sequence + 1;
+    next.change_date = at;
+    next.terminated_at = Some(at);
+    let entry = HistoryEntry {
+        session_id: next.id.clone(),
+        sequence: next.sequence,
+        at,
+        actor: actor.to_owned(),
+        changes: vec![Change::Terminated],
+    };
+    (next, entry)
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + fmt::Debug + 'static {
     // users
@@ -78,6 +110,28 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// transaction; `Conflict` if the stored sequence is no longer `current.sequence` (or the
     /// session is gone).
     async fn update_session(&self, current: &Session, next: &Session, entry: &HistoryEntry) -> StoreResult<()>;
+    /// Terminates a session in one step: reads it, asks `check`, and unless refused or already
+    /// terminated writes the termination at `at` and its history entry by `actor`. This default
+    /// reads and writes separately: `Conflict` if the session changed in between (retry).
+    /// Backends that can run all of it in one transaction do.
+    async fn terminate_session(
+        &self,
+        id: &str,
+        at: Timestamp,
+        actor: &str,
+        check: TerminationCheck,
+    ) -> StoreResult<Termination> {
+        let Some(current) = self.session(id).await? else { return Ok(Termination::NotFound) };
+        if let Err(refusal) = check(&current) {
+            return Ok(Termination::Refused(refusal));
+        }
+        if current.terminated_at.is_some() {
+            return Ok(Termination::AlreadyTerminated(current));
+        }
+        let (next, entry) = terminated(&current, at, actor);
+        self.update_session(&current, &next, &entry).await?;
+        Ok(Termination::Terminated(next))
+    }
     /// One page of matching sessions, and the number of all matches.
     async fn list_sessions(&self, filter: &SessionFilter) -> StoreResult<(u64, Vec<Session>)>;
     async fn session_history(&self, id: &str) -> StoreResult<Vec<HistoryEntry>>;

@@ -24,8 +24,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter, typ
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Durability, SessionFilter, Store, StoreError, StoreResult,
+    Durability, SessionFilter, Store, StoreError, StoreResult, Termination, TerminationCheck,
     codec::{comparison, decode_state, encode_changes, encode_state, history_entry},
+    terminated,
 };
 use crate::domain::{
     Permissions, Timestamp,
@@ -341,6 +342,9 @@ fn token_from_row(row: &Row<'_>) -> rusqlite::Result<ApiTokenRecord> {
 }
 
 const SESSION_COLUMNS: &str = "id, resource_owner, creator_id, creation_date, change_date, sequence, token_hash, expiration_date, terminated_at, state";
+/// `SESSION_COLUMNS` of one session, written out once (most calls run it).
+const SESSION_BY_ID: &str = "SELECT id, resource_owner, creator_id, creation_date, change_date, sequence, token_hash, \
+     expiration_date, terminated_at, state FROM sessions WHERE id = ?1";
 
 /// A session row, its JSON document not decoded yet (decoding errors are ours, not the driver's).
 struct SessionRow {
@@ -376,6 +380,14 @@ impl SessionRow {
         (session.factors, session.metadata, session.user_agent) = decode_state(&self.state)?;
         Ok(session)
     }
+}
+
+fn read_session(conn: &Connection, id: &str) -> StoreResult<Option<Session>> {
+    conn.prepare_cached(SESSION_BY_ID)
+        .and_then(|mut s| s.query_row([id], session_from_row).optional())
+        .map_err(translate)?
+        .map(SessionRow::decode)
+        .transpose()
 }
 
 fn insert_history(conn: &Connection, entry: &HistoryEntry) -> StoreResult<()> {
@@ -641,12 +653,48 @@ impl Store for SqliteStore {
 
     async fn session(&self, id: &str) -> StoreResult<Option<Session>> {
         let id = id.to_owned();
-        self.read(move |conn| {
-            conn.prepare_cached(&format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1"))
-                .and_then(|mut s| s.query_row([id], session_from_row).optional())
-                .map_err(translate)?
-                .map(SessionRow::decode)
-                .transpose()
+        self.read(move |conn| read_session(conn, &id)).await
+    }
+
+    /// One job on the database thread: read, check, write. Nothing runs between the read and the
+    /// write, so this never conflicts.
+    async fn terminate_session(
+        &self,
+        id: &str,
+        at: Timestamp,
+        actor: &str,
+        check: TerminationCheck,
+    ) -> StoreResult<Termination> {
+        let (id, actor) = (id.to_owned(), actor.to_owned());
+        self.write(move |conn| {
+            let Some(current) = read_session(conn, &id)? else { return Ok(Termination::NotFound) };
+            if let Err(refusal) = check(&current) {
+                return Ok(Termination::Refused(refusal));
+            }
+            if current.terminated_at.is_some() {
+                return Ok(Termination::AlreadyTerminated(current));
+            }
+            let (next, entry) = terminated(&current, at, &actor);
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE sessions SET change_date = ?3, sequence = ?4, terminated_at = ?5 \
+                     WHERE id = ?1 AND sequence = ?2",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        next.id,
+                        i64::try_from(current.sequence).unwrap_or(i64::MAX),
+                        next.change_date.0,
+                        i64::try_from(next.sequence).unwrap_or(i64::MAX),
+                        at.0
+                    ])
+                })
+                .map_err(translate)?;
+            if changed != 1 {
+                return Err(StoreError::Conflict);
+            }
+            insert_history(conn, &entry)?;
+            Ok(Termination::Terminated(next))
         })
         .await
     }

@@ -213,6 +213,16 @@ fn bind_user_fields<'q>(query: PgQuery<'q>, user: &User) -> PgQuery<'q> {
 
 const TOKEN_COLUMNS: &str = "t.id, t.user_id, t.secret_hash, t.permissions, t.expires_at, t.revoked_at, t.created_at";
 
+/// A token and its user in one query (on every call: authentication), written out once.
+const TOKEN_WITH_USER: &str = "SELECT t.id, t.user_id, t.secret_hash, t.permissions, t.expires_at, t.revoked_at, \
+     t.created_at, u.id, u.login_name, u.display_name, u.org_id, u.state, u.password_hash, u.failed_attempts, \
+     u.locked, u.totp_secret, u.totp_last_step, u.created_at FROM api_tokens t JOIN users u ON u.id = t.user_id \
+     WHERE t.id = $1";
+
+/// One session by id (on most calls).
+const SESSION_BY_ID: &str = "SELECT id, resource_owner, creator_id, creation_date, change_date, sequence, token_hash, \
+     expiration_date, terminated_at, state FROM sessions WHERE id = $1";
+
 fn token_from_row(row: &PgRow) -> Result<ApiTokenRecord, sqlx::Error> {
     let hash: Vec<u8> = row.try_get(2)?;
     let permissions: i16 = row.try_get(3)?;
@@ -491,14 +501,7 @@ impl Store for PostgresStore {
         self.run(move |conn| {
             let id = id.clone();
             Box::pin(async move {
-                let user_columns = USER_COLUMNS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ");
-                let row = sqlx::query(&format!(
-                    "SELECT {TOKEN_COLUMNS}, {user_columns} FROM api_tokens t JOIN users u ON u.id = t.user_id \
-                     WHERE t.id = $1"
-                ))
-                .bind(id)
-                .fetch_optional(conn)
-                .await?;
+                let row = sqlx::query(TOKEN_WITH_USER).bind(id).fetch_optional(conn).await?;
                 Ok(row.map(|r| Ok::<_, sqlx::Error>((token_from_row(&r)?, user_from_row(&r, 7)?))).transpose()?)
             })
         })
@@ -545,10 +548,7 @@ impl Store for PostgresStore {
         self.run(move |conn| {
             let id = id.clone();
             Box::pin(async move {
-                let row = sqlx::query(&format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1"))
-                    .bind(id)
-                    .fetch_optional(conn)
-                    .await?;
+                let row = sqlx::query(SESSION_BY_ID).bind(id).fetch_optional(conn).await?;
                 row.map(|r| session_from_row(&r)).transpose()
             })
         })

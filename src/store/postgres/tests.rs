@@ -251,3 +251,18 @@ async fn a_schema_newer_than_this_build_refuses_the_start() {
     assert!(format!("{error:#}").contains("schema version 99, newer than this sessiond knows (1)"), "{error:#}");
     scratch.remove().await;
 }
+
+/// The hand-written authentication and session queries select exactly the columns, in the order,
+/// that `token_from_row`, `user_from_row` and `session_from_row` read.
+#[test]
+fn written_out_queries_select_the_declared_columns() {
+    let token_then_user = super::TOKEN_COLUMNS
+        .split(", ")
+        .map(str::to_owned)
+        .chain(super::USER_COLUMNS.split(", ").map(|c| format!("u.{c}")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let written = |q: &str| q.split(" FROM ").next().unwrap_or_default().trim_start_matches("SELECT ").to_owned();
+    assert_eq!(written(super::TOKEN_WITH_USER), token_then_user);
+    assert_eq!(written(super::SESSION_BY_ID), super::SESSION_COLUMNS);
+}
