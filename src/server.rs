@@ -116,7 +116,8 @@ pub fn build_edge(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Edge
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    let grpc = tonic::service::Routes::new(SessionServiceServer::new(SessionHandler::new(sessions)))
+    let handler = SessionHandler::new(sessions);
+    let grpc = tonic::service::Routes::new(SessionServiceServer::new(handler.clone()))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
@@ -127,7 +128,7 @@ pub fn build_edge(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Edge
         max_in_flight: config.max_in_flight,
         body_read_timeout: config.body_read_timeout,
     };
-    Edge::new(grpc, pool, users, edge_config)
+    Edge::new(grpc, handler, pool, users, edge_config)
 }
 
 /// Removes the rows of sessions terminated or expired longer than `retention` ago; history stays.

@@ -45,19 +45,22 @@ where
 #[derive(Debug)]
 pub struct StrictDecoder<U>(ProstDecoder<U>);
 
+/// The caller's request bytes are not the request message.
+pub fn invalid_protobuf(why: &str) -> Status {
+    status_from_parts(
+        ErrorClass::InvalidArgument,
+        "REQUEST-InvalidProtobuf",
+        &format!("the request message is not valid protobuf: {why}"),
+        None,
+    )
+}
+
 impl<U: Message + Default> Decoder for StrictDecoder<U> {
     type Item = U;
     type Error = Status;
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
-        self.0.decode(buf).map_err(|e| {
-            status_from_parts(
-                ErrorClass::InvalidArgument,
-                "REQUEST-InvalidProtobuf",
-                &format!("the request message is not valid protobuf: {}", e.message()),
-                None,
-            )
-        })
+        self.0.decode(buf).map_err(|e| invalid_protobuf(e.message()))
     }
 
     fn buffer_settings(&self) -> BufferSettings {

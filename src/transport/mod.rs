@@ -30,7 +30,7 @@ use tower::{Service, ServiceExt};
 use self::routes::{RouteError, Routes};
 use crate::{
     domain::{Caller, ErrorClass, user::Users},
-    service::status::status_from_parts,
+    service::{SessionHandler, status::status_from_parts},
 };
 
 /// The service whose RPCs need a bearer token; health and reflection do not.
@@ -76,6 +76,7 @@ pub struct EdgeConfig {
 }
 
 struct Shared {
+    sessions: SessionHandler,
     pool: DescriptorPool,
     routes: Routes,
     users: Users,
@@ -137,15 +138,18 @@ struct Target<'a> {
 }
 
 impl Edge {
+    /// `grpc` serves every gRPC service; `sessions` is the SessionService handler among them,
+    /// which the edge calls directly once it has decoded a call.
     pub fn new(
         grpc: tonic::service::Routes,
+        sessions: SessionHandler,
         pool: DescriptorPool,
         users: Users,
         config: EdgeConfig,
     ) -> anyhow::Result<Self> {
         let routes = Routes::from_pool(&pool)?;
         let in_flight = Arc::new(Semaphore::new(config.max_in_flight));
-        Ok(Self { grpc, shared: Arc::new(Shared { pool, routes, users, config, in_flight }) })
+        Ok(Self { grpc, shared: Arc::new(Shared { sessions, pool, routes, users, config, in_flight }) })
     }
 
     async fn handle<B>(self, request: Request<B>) -> Response<Body>
@@ -413,8 +417,17 @@ impl Edge {
         }
     }
 
-    /// One plain gRPC call on the tonic router.
+    /// The call on its handler: a SessionService call directly, any other as a plain gRPC call
+    /// on the tonic router.
     async fn invoke(&self, method: &MethodDescriptor, message: Bytes, caller: Option<Caller>) -> Result<Bytes, Status> {
+        let caller = match caller {
+            Some(caller) if method.parent_service().full_name() == SESSION_SERVICE => {
+                // The descriptors named the method, so the handler has it.
+                let answer = self.shared.sessions.call(method.name(), message, caller).await;
+                return answer.unwrap_or_else(|| Err(Status::internal(format!("no handler for {}", method.name()))));
+            }
+            other => other,
+        };
         let path = format!("/{}/{}", method.parent_service().full_name(), method.name());
         let mut request = Request::builder()
             .method(Method::POST)
