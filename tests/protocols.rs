@@ -43,7 +43,9 @@ async fn create_checks_the_user_by_id_or_login_name_and_get_shows_it(backend: Ba
             assert!(!id.is_empty() && !token.is_empty(), "[{protocol}] {created:?}");
             assert_eq!(body["details"]["sequence"], "1", "[{protocol}] {created:?}");
             assert_eq!(body["details"]["resourceOwner"], "default", "[{protocol}] {created:?}");
-            assert!(body["details"]["creationDate"].is_string(), "[{protocol}] {created:?}");
+            // Timestamps as ZITADEL writes them: RFC 3339 in UTC with `Z`, 0/3/6/9 fractional digits.
+            let created_at = body["details"]["creationDate"].as_str().unwrap_or_default();
+            assert!(rfc3339_utc(created_at), "[{protocol}] `{created_at}`: {created:?}");
             assert_eq!(body["details"]["changeDate"], body["details"]["creationDate"], "[{protocol}] {created:?}");
             tokens.push(token);
 
@@ -750,4 +752,17 @@ async fn sessions_survive_a_restart(backend: Backend) {
         got.expect_error(Code::NotFound, "SESSION-NotFound");
     }
     server.stop().await;
+}
+
+/// `2025-03-04T15:26:53Z`, `...53.203Z`, `...53.203000Z` or `...53.203000001Z`: no offset other than `Z`.
+fn rfc3339_utc(s: &str) -> bool {
+    let Some((date_time, "")) = s.split_once('Z') else { return false };
+    let (whole, fraction) = date_time.split_once('.').unwrap_or((date_time, ""));
+    let shape = |text: &str, pattern: &str| {
+        text.len() == pattern.len()
+            && text.chars().zip(pattern.chars()).all(|(c, p)| if p == 'd' { c.is_ascii_digit() } else { c == p })
+    };
+    shape(whole, "dddd-dd-ddTdd:dd:dd")
+        && [0, 3, 6, 9].contains(&fraction.len())
+        && fraction.chars().all(|c| c.is_ascii_digit())
 }
