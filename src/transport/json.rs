@@ -587,6 +587,52 @@ mod tests {
         assert!(typed_response_json("grpc.health.v1.HealthCheckResponse", &[]).is_none());
     }
 
+    mod props {
+        use proptest::prelude::*;
+
+        use super::{Message as _, reflective, typed};
+        use crate::proto::{Timestamp, session as pb};
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+            /// Any GetSession answer, over the whole timestamp range and with any text: the typed
+            /// and the reflective serialisers write the same JSON.
+            #[test]
+            fn typed_and_reflective_json_agree(
+                seconds in -62_135_596_800i64..=253_402_300_799,
+                nanos in prop_oneof![0i32..1_000_000_000, Just(0), (0i32..1000).prop_map(|m| m * 1_000_000)],
+                id in "\\PC{0,24}",
+                sequence in any::<u64>(),
+                key in "[a-z]{1,8}",
+                value in proptest::collection::vec(any::<u8>(), 0..24),
+                header in "\\PC{0,16}",
+            ) {
+                let at = Some(Timestamp { seconds, nanos });
+                let answer = pb::GetSessionResponse {
+                    session: Some(pb::Session {
+                        id: id.clone(),
+                        creation_date: at,
+                        change_date: at,
+                        sequence,
+                        factors: Some(pb::Factors {
+                            user: Some(pb::UserFactor { verified_at: at, display_name: id, ..Default::default() }),
+                            ..Default::default()
+                        }),
+                        metadata: [(key.clone(), value)].into(),
+                        user_agent: Some(pb::UserAgent {
+                            header: [(key, pb::user_agent::HeaderValues { values: vec![header] })].into(),
+                            ..Default::default()
+                        }),
+                        expiration_date: at,
+                    }),
+                }
+                .encode_to_vec();
+                let name = "zitadel.session.v2.GetSessionResponse";
+                prop_assert_eq!(typed(name, &answer), reflective(name, &answer));
+            }
+        }
+    }
+
     fn refusal(name: &str, body: &str) -> String {
         decode_body(&input(name), body.as_bytes()).unwrap_err().message().to_owned()
     }
