@@ -63,6 +63,28 @@ pub enum Termination {
     Terminated(Session),
 }
 
+/// What a termination does with the session as read: write, or answer at once.
+#[derive(Debug)]
+pub enum TerminationStep {
+    /// Terminate this session (as read).
+    Write(Session),
+    /// Nothing to write: this is the answer.
+    Answer(Termination),
+}
+
+/// The decision every backend makes on the session it read (none: not found), in this order:
+/// not found, then the check, then whether it is terminated already.
+pub fn termination_step(current: Option<Session>, check: TerminationCheck) -> TerminationStep {
+    let Some(current) = current else { return TerminationStep::Answer(Termination::NotFound) };
+    if let Err(refusal) = check(&current) {
+        return TerminationStep::Answer(Termination::Refused(refusal));
+    }
+    if current.terminated_at.is_some() {
+        return TerminationStep::Answer(Termination::AlreadyTerminated(current));
+    }
+    TerminationStep::Write(current)
+}
+
 /// `current` terminated at `at`, with the history entry that records it.
 pub fn terminated(current: &Session, at: Timestamp, actor: &str) -> (Session, HistoryEntry) {
     let mut next = current.clone();
@@ -121,13 +143,10 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         actor: &str,
         check: TerminationCheck,
     ) -> StoreResult<Termination> {
-        let Some(current) = self.session(id).await? else { return Ok(Termination::NotFound) };
-        if let Err(refusal) = check(&current) {
-            return Ok(Termination::Refused(refusal));
-        }
-        if current.terminated_at.is_some() {
-            return Ok(Termination::AlreadyTerminated(current));
-        }
+        let current = match termination_step(self.session(id).await?, check) {
+            TerminationStep::Write(current) => current,
+            TerminationStep::Answer(answer) => return Ok(answer),
+        };
         let (next, entry) = terminated(&current, at, actor);
         self.update_session(&current, &next, &entry).await?;
         Ok(Termination::Terminated(next))

@@ -24,9 +24,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter, typ
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Durability, SessionFilter, Store, StoreError, StoreResult, Termination, TerminationCheck,
+    Durability, SessionFilter, Store, StoreError, StoreResult, Termination, TerminationCheck, TerminationStep,
     codec::{comparison, decode_state, encode_changes, encode_state, history_entry},
-    terminated,
+    terminated, termination_step,
 };
 use crate::domain::{
     Permissions, Timestamp,
@@ -667,13 +667,10 @@ impl Store for SqliteStore {
     ) -> StoreResult<Termination> {
         let (id, actor) = (id.to_owned(), actor.to_owned());
         self.write(move |conn| {
-            let Some(current) = read_session(conn, &id)? else { return Ok(Termination::NotFound) };
-            if let Err(refusal) = check(&current) {
-                return Ok(Termination::Refused(refusal));
-            }
-            if current.terminated_at.is_some() {
-                return Ok(Termination::AlreadyTerminated(current));
-            }
+            let current = match termination_step(read_session(conn, &id)?, check) {
+                TerminationStep::Write(current) => current,
+                TerminationStep::Answer(answer) => return Ok(answer),
+            };
             let (next, entry) = terminated(&current, at, &actor);
             let changed = conn
                 .prepare_cached(
