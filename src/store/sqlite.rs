@@ -50,6 +50,9 @@ const WAL_RESTART_FRAMES: i64 = 8192;
 /// A checkpoint pass this short leaves only a few frames behind it: the writer may copy those
 /// itself, cheaply, and so let the WAL start over.
 const CAUGHT_UP: Duration = Duration::from_millis(3);
+/// WAL frames past which the writer copies what is left even when the passes do not catch up
+/// (writes outrunning the disk): a longer stall, but the WAL stays bounded.
+const WAL_HARD_LIMIT_FRAMES: i64 = 4 * WAL_RESTART_FRAMES;
 /// Bytes the WAL file is cut back to after a checkpoint.
 const WAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
 
@@ -187,7 +190,8 @@ fn migrate(conn: &Connection) -> StoreResult<()> {
 /// passes therefore run back to back, each with less to copy than the last, until one is short
 /// enough that only a few frames were appended meanwhile. Then `wal_restart` asks the writer to
 /// copy those few itself between two transactions: its next transaction starts the WAL over.
-/// (A RESTART checkpoint would do the same by holding the write lock through a copy and two
+/// Should writes outrun the disk so that passes never get that short, the writer is asked anyway
+/// past `WAL_HARD_LIMIT_FRAMES`: a longer pause for it, a bounded WAL. (A RESTART checkpoint would do the same by holding the write lock through a copy and two
 /// syncs: the writer waited 50-100 ms behind each one.)
 fn checkpoint_loop(path: &Path, stop: &std::sync::mpsc::Receiver<()>, wal_restart: &AtomicBool) {
     let conn = match Connection::open(path).and_then(|c| c.execute_batch("PRAGMA busy_timeout = 5000;").map(|()| c)) {
@@ -204,7 +208,7 @@ fn checkpoint_loop(path: &Path, stop: &std::sync::mpsc::Receiver<()>, wal_restar
         let frames = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1));
         wait = match frames {
             Ok(frames) if frames > WAL_RESTART_FRAMES => {
-                if started.elapsed() < CAUGHT_UP {
+                if started.elapsed() < CAUGHT_UP || frames > WAL_HARD_LIMIT_FRAMES {
                     wal_restart.store(true, Ordering::Release);
                     CAUGHT_UP
                 } else {
