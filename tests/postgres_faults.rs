@@ -143,7 +143,7 @@ async fn terminated_server_connections_are_replaced_without_failing_calls() {
                 .await
                 .unwrap();
         assert!(!terminated.is_empty(), "round {round}: the server holds no connections");
-        // The pool tests a connection before handing it out, so the next calls get new ones.
+        // A call that meets a terminated connection runs again on another: none of them fails.
         for call in 0..3 {
             let answer = rest.get_session(&id, None).await;
             assert_eq!(answer.status, 200, "round {round}, call {call} after pg_terminate_backend: {answer:?}");

@@ -33,6 +33,9 @@ pub(super) enum Failure {
     /// A serialization failure or deadlock: the transaction was rolled back; running it again may
     /// succeed.
     Retry(String),
+    /// The server terminated the connection (`pg_terminate_backend`, a crash restart): whatever
+    /// ran on it was rolled back; the call may run again on another connection.
+    Terminated(String),
     /// Final.
     Store(StoreError),
 }
@@ -41,6 +44,7 @@ impl Failure {
     pub(super) fn into_store(self) -> StoreError {
         match self {
             Self::Retry(_) => StoreError::Conflict,
+            Self::Terminated(cause) => StoreError::Unavailable(cause),
             Self::Store(e) => e,
         }
     }
@@ -65,13 +69,9 @@ pub(super) fn translate(e: sqlx::Error) -> Failure {
     match &e {
         sqlx::Error::Database(db) => match db.code().as_deref().unwrap_or_default() {
             SERIALIZATION_FAILURE | DEADLOCK_DETECTED => Failure::Retry(e.to_string()),
+            ADMIN_SHUTDOWN | CRASH_SHUTDOWN => Failure::Terminated(e.to_string()),
             UNIQUE_VIOLATION => Failure::Store(StoreError::AlreadyExists(db.message().to_owned())),
-            QUERY_CANCELED
-            | ADMIN_SHUTDOWN
-            | CRASH_SHUTDOWN
-            | CANNOT_CONNECT_NOW
-            | LOCK_NOT_AVAILABLE
-            | STATEMENT_COMPLETION_UNKNOWN => unavailable(&e),
+            QUERY_CANCELED | CANNOT_CONNECT_NOW | LOCK_NOT_AVAILABLE | STATEMENT_COMPLETION_UNKNOWN => unavailable(&e),
             code if code.starts_with(CONNECTION_EXCEPTION) || code.starts_with(INSUFFICIENT_RESOURCES) => {
                 unavailable(&e)
             }

@@ -72,9 +72,13 @@ impl PostgresStore {
         let target = describe(&options);
         wait_for_database(&options, &target).await?;
         // Lazy: connections open on demand, so a store outlives an outage and refills by itself.
+        // No ping before handing a connection out (a round trip on every call): a connection the
+        // server has terminated meanwhile fails its first statement with 57P01, and `run` then
+        // runs the call again on a fresh one.
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            .test_before_acquire(false)
             .connect_lazy_with(options);
         migrate(&pool).await.with_context(|| format!("cannot migrate the PostgreSQL database {target}"))?;
         Ok(Self { pool })
@@ -88,15 +92,29 @@ impl PostgresStore {
         F: for<'c> Fn(&'c mut PgConnection) -> BoxFuture<'c, Result<T, Failure>> + Send + Sync,
     {
         let deadline = Instant::now() + CALL_TIMEOUT;
-        let mut conn = match tokio::time::timeout_at(deadline, self.pool.acquire()).await {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => return Err(translate(e).into_store()),
-            Err(_) => return Err(StoreError::Unavailable("no database connection in time".into())),
+        let acquire = || async {
+            match tokio::time::timeout_at(deadline, self.pool.acquire()).await {
+                Ok(Ok(conn)) => Ok(conn),
+                Ok(Err(e)) => Err(translate(e).into_store()),
+                Err(_) => Err(StoreError::Unavailable("no database connection in time".into())),
+            }
         };
+        let mut conn = acquire().await?;
         let mut retries = 0;
+        // Every pooled connection may have been terminated at once: try each, then a new one.
+        let mut reconnects = 0;
         loop {
             let error = match tokio::time::timeout_at(deadline, op(&mut conn)).await {
                 Ok(Ok(value)) => return Ok(value),
+                Ok(Err(Failure::Terminated(cause))) if reconnects <= MAX_CONNECTIONS => {
+                    // The server ended this connection (its transaction, if any, rolled back):
+                    // again on another one.
+                    tracing::debug!(cause = %cause, "a pooled connection was terminated; reconnecting");
+                    reconnects += 1;
+                    conn.close_on_drop();
+                    conn = acquire().await?;
+                    continue;
+                }
                 Ok(Err(Failure::Retry(cause))) => {
                     let delay = backoff(retries);
                     if retries >= MAX_RETRIES || Instant::now() + delay >= deadline {
@@ -107,7 +125,7 @@ impl PostgresStore {
                     tokio::time::sleep(delay).await;
                     continue;
                 }
-                Ok(Err(Failure::Store(e))) => e,
+                Ok(Err(failure @ (Failure::Store(_) | Failure::Terminated(_)))) => failure.into_store(),
                 Err(_) => StoreError::Unavailable("the database did not answer in time".into()),
             };
             if matches!(error, StoreError::Unavailable(_)) {
@@ -159,7 +177,7 @@ async fn wait_for_database(options: &PgConnectOptions, target: &str) -> anyhow::
                 }
                 Ok(Err(e)) => {
                     let cause = e.to_string();
-                    (cause, matches!(translate(e), Failure::Store(StoreError::Unavailable(_))))
+                    (cause, matches!(translate(e), Failure::Store(StoreError::Unavailable(_)) | Failure::Terminated(_)))
                 }
                 Err(_) => (format!("no answer within {STARTUP_CONNECT_TIMEOUT:?}"), true),
             };
