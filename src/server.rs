@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use crate::{
     config::Config,
     domain::{Timestamp, password::PasswordHasher, session::Sessions, user::Users},
-    proto::{self, session::session_service_server::SessionServiceServer},
+    proto,
     service::SessionHandler,
     store::{self, Store},
     transport::{Edge, EdgeConfig, SESSION_SERVICE, cors::CorsGate},
@@ -98,7 +98,8 @@ pub async fn serve(
     Ok(())
 }
 
-/// The tonic router (session service, health, reflection) behind the protocol edge.
+/// The protocol edge: the SessionService handler, which the edge calls for every session RPC
+/// whatever its wire format, and the tonic router for health and reflection.
 pub fn build_edge(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Edge> {
     let hasher = PasswordHasher::default();
     let sessions = Sessions::new(Arc::clone(&store), hasher.clone(), config.max_failed_attempts);
@@ -117,10 +118,7 @@ pub fn build_edge(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Edge
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
     let handler = SessionHandler::new(sessions);
-    let grpc = tonic::service::Routes::new(SessionServiceServer::new(handler.clone()))
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha);
+    let grpc = tonic::service::Routes::new(health_service).add_service(reflection_v1).add_service(reflection_v1alpha);
 
     let pool = DescriptorPool::decode(proto::FILE_DESCRIPTOR_SET)?;
     let edge_config = EdgeConfig {

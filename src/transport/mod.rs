@@ -1,6 +1,7 @@
 //! The edge: every request on the one port is classified once (gRPC, gRPC-Web, Connect,
-//! REST/JSON), authenticated, decoded into one protobuf message, and handed as a plain gRPC call
-//! to the one tonic router; the answer is rendered back in the caller's protocol. CORS
+//! REST/JSON), authenticated, decoded into one protobuf message, and handed to the one
+//! SessionService handler (health and reflection: to the tonic router); the answer is rendered
+//! back in the caller's protocol. CORS
 //! preflights are answered by the CORS layer in front of this service.
 
 pub mod auth;
@@ -138,8 +139,8 @@ struct Target<'a> {
 }
 
 impl Edge {
-    /// `grpc` serves every gRPC service; `sessions` is the SessionService handler among them,
-    /// which the edge calls directly once it has decoded a call.
+    /// `sessions` handles every SessionService call, which the edge decodes whatever its wire
+    /// format; `grpc` serves the other gRPC services (health, reflection).
     pub fn new(
         grpc: tonic::service::Routes,
         sessions: SessionHandler,
@@ -417,28 +418,22 @@ impl Edge {
         }
     }
 
-    /// The call on its handler: a SessionService call directly, any other as a plain gRPC call
-    /// on the tonic router.
+    /// The call on its handler: a SessionService call (the only kind with a caller: see `call`)
+    /// on the session handler, any other as a plain gRPC call on the tonic router.
     async fn invoke(&self, method: &MethodDescriptor, message: Bytes, caller: Option<Caller>) -> Result<Bytes, Status> {
-        let caller = match caller {
-            Some(caller) if method.parent_service().full_name() == SESSION_SERVICE => {
-                // The descriptors named the method, so the handler has it.
-                let answer = self.shared.sessions.call(method.name(), message, caller).await;
-                return answer.unwrap_or_else(|| Err(Status::internal(format!("no handler for {}", method.name()))));
-            }
-            other => other,
-        };
+        if let Some(caller) = caller {
+            // The descriptors named the method, so the handler has it.
+            let answer = self.shared.sessions.call(method.name(), message, caller).await;
+            return answer.unwrap_or_else(|| Err(Status::internal(format!("no handler for {}", method.name()))));
+        }
         let path = format!("/{}/{}", method.parent_service().full_name(), method.name());
-        let mut request = Request::builder()
+        let request = Request::builder()
             .method(Method::POST)
             .uri(path)
             .header(header::CONTENT_TYPE, "application/grpc")
             .header(header::TE, "trailers")
             .body(Body::new(Full::new(frame::encode_message(&message))))
             .map_err(|e| Status::internal(e.to_string()))?;
-        if let Some(caller) = caller {
-            request.extensions_mut().insert(caller);
-        }
         let response = self.grpc.clone().oneshot(request).await.unwrap_or_else(|never| match never {});
         let (parts, body) = response.into_parts();
         if let Some(status) = Status::from_header_map(&parts.headers).filter(|s| s.code() != Code::Ok) {
