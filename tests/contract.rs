@@ -1,5 +1,5 @@
 //! The descriptors served by gRPC reflection (v1 and v1alpha) match the wire contract
-//! (`../shared/api/session-v2.md`) field by field: names, numbers, types, labels, oneofs, JSON
+//! (`tests/fixtures/session-v2.md`, a copy of the contract's tables) field by field: names, numbers, types, labels, oneofs, JSON
 //! names, enum values, RPCs and their HTTP bindings. Health answers SERVING.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,13 +12,9 @@ use tokio::{net::TcpListener, sync::oneshot};
 use tonic::transport::{Channel, Endpoint};
 use tonic_reflection::pb::{v1, v1alpha};
 
-/// The contract lives beside the checkout (`../shared/api/session-v2.md`), or where
-/// `SESSIOND_CONTRACT` points; read at run time so that the crate builds without it.
+/// The contract as this repository carries it (a fresh clone has nothing beside it).
 fn contract_text() -> String {
-    let path = std::env::var("SESSIOND_CONTRACT")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/api/session-v2.md").to_owned());
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("the wire contract is needed at {path} (or set SESSIOND_CONTRACT): {e}"))
+    include_str!("fixtures/session-v2.md").to_owned()
 }
 
 /// One field row of the contract: (number, name, type, label, json).
