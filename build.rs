@@ -17,6 +17,21 @@ const PROTOS: &[&str] = &[
     "google/rpc/status.proto",
 ];
 
+/// Messages with a secret field; `src/proto.rs` implements their `Debug` (keep the lists equal).
+const SECRET_BEARING: &[&str] = &[
+    "GetSessionRequest",
+    "CreateSessionResponse",
+    "SetSessionRequest",
+    "SetSessionResponse",
+    "DeleteSessionRequest",
+    "CheckPassword",
+    "CheckTOTP",
+    "CheckOTP",
+    "CheckRecoveryCode",
+    "CheckIDPIntent",
+    "Challenges",
+];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // tonic-prost-build 0.14 emits no rerun-if-changed lines for protox input: name each file.
     for proto in PROTOS {
@@ -42,6 +57,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .extern_path(".google.protobuf.Timestamp", "crate::proto::Timestamp")
         // Our codec turns undecodable request bytes into INVALID_ARGUMENT with an ErrorDetail.
         .codec_path("crate::service::codec::ProtoCodec")
+        // Messages that carry secrets (session tokens, passwords, one-time codes) get a `Debug`
+        // that redacts them, written in `src/proto.rs`.
+        .skip_debug(SECRET_BEARING.iter().map(|m| format!(".zitadel.session.v2.{m}")))
         .compile_fds(fds)?;
 
     pbjson_build::Builder::new()

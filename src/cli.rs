@@ -54,12 +54,22 @@ pub struct ServeArgs {
     /// Calls served at once; more are refused with RESOURCE_EXHAUSTED.
     #[arg(long, default_value_t = 1024)]
     pub max_in_flight: usize,
-    /// Consecutive failed password checks before a user is locked.
-    #[arg(long, default_value_t = 5)]
+    /// Failed password checks (since the last success) that lock a user until `users unlock`.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(i32).range(1..))]
     pub max_failed_attempts: i32,
+    /// Failed one-time-code (TOTP) checks that lock a user until `users unlock`.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(i32).range(1..))]
+    pub max_failed_otp_attempts: i32,
+    /// Milliseconds a password check waits for a hashing slot before it is refused with
+    /// RESOURCE_EXHAUSTED (nothing counted against the user).
+    #[arg(long, default_value_t = 1000)]
+    pub max_hash_wait_ms: u64,
     /// Seconds a terminated or expired session's row is kept before the sweeper removes it.
     #[arg(long, default_value_t = 86_400)]
     pub retention_secs: u64,
+    /// Seconds session history entries are kept before the sweeper removes them (default 90 days).
+    #[arg(long, default_value_t = 90 * 86_400)]
+    pub history_retention_secs: u64,
     /// Async runtime: `multi-thread` (work-stealing workers) or `current-thread` (every connection
     /// on one thread: the cheaper choice when the process is pinned to one core).
     #[arg(long, value_enum, default_value_t = RuntimeFlavor::MultiThread)]
@@ -99,7 +109,7 @@ pub enum UsersCommand {
         #[arg(long, required = true)]
         password_stdin: bool,
     },
-    /// Unlock a user locked by failed password checks.
+    /// Unlock a user locked by failed password or one-time-code checks (both counters start over).
     Unlock { id: String },
     /// Enrol a TOTP secret; prints the otpauth:// URI.
     AddTotp {

@@ -16,10 +16,16 @@ pub struct Config {
     pub max_in_flight: usize,
     /// Allowed CORS origins; empty allows every origin.
     pub cors_origins: Vec<String>,
-    /// Consecutive failed password checks before a user is locked.
+    /// Failed password checks (since the last success) that lock a user.
     pub max_failed_attempts: i32,
+    /// Failed one-time-code checks (TOTP) that lock a user, on a counter of their own.
+    pub max_failed_otp_attempts: i32,
+    /// How long a password check waits for a hashing slot before it is shed (RESOURCE_EXHAUSTED).
+    pub max_hash_wait: Duration,
     /// How long terminated and expired sessions' rows stay before the sweeper removes them.
     pub retention: Duration,
+    /// How long history entries stay before the sweeper removes them.
+    pub history_retention: Duration,
     /// How often the sweeper runs.
     pub sweep_interval: Duration,
     /// HTTP/2 streams per connection.
@@ -41,7 +47,10 @@ impl Default for Config {
             max_in_flight: 1024,
             cors_origins: Vec::new(),
             max_failed_attempts: 5,
+            max_failed_otp_attempts: 5,
+            max_hash_wait: crate::domain::password::DEFAULT_MAX_WAIT,
             retention: Duration::from_secs(24 * 3600),
+            history_retention: Duration::from_secs(90 * 24 * 3600),
             sweep_interval: Duration::from_secs(60),
             max_concurrent_streams: 200,
             header_read_timeout: Duration::from_secs(10),

@@ -51,7 +51,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 max_in_flight: args.max_in_flight,
                 cors_origins: args.cors_origins,
                 max_failed_attempts: args.max_failed_attempts,
+                max_failed_otp_attempts: args.max_failed_otp_attempts,
+                max_hash_wait: Duration::from_millis(args.max_hash_wait_ms),
                 retention: Duration::from_secs(args.retention_secs),
+                history_retention: Duration::from_secs(args.history_retention_secs),
                 ..Config::default()
             };
             let listener = tokio::net::TcpListener::bind(args.listen)
@@ -99,7 +102,7 @@ async fn users_command(users: &Users, command: UsersCommand) -> anyhow::Result<(
         }
         UsersCommand::List => {
             for u in users.list_users().await? {
-                let locked = if u.locked { " locked" } else { "" };
+                let locked = if u.is_locked() { " locked" } else { "" };
                 println!("{}\t{}\t{}\t{}\t{}{locked}", u.id, u.login_name, u.display_name, u.org_id, u.state.as_str());
             }
         }

@@ -89,3 +89,108 @@ impl<'de> serde::Deserialize<'de> for Timestamp {
         Ok(Self { seconds: t.seconds, nanos: t.nanos })
     }
 }
+
+/// `Debug` for the generated messages that carry secrets (`build.rs` lists them): every field by
+/// name, each secret only as whether it is set, so that a logged request never shows one.
+macro_rules! redacted_debug {
+    ($($ty:ident { $($field:ident),* ; secret $($secret:ident),+ })*) => {$(
+        impl std::fmt::Debug for session::$ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    $(.field(stringify!($field), &self.$field))*
+                    $(.field(stringify!($secret), &Redacted::of(&self.$secret)))+
+                    .finish()
+            }
+        }
+    )*};
+}
+
+redacted_debug! {
+    GetSessionRequest { session_id; secret session_token }
+    CreateSessionResponse { details, session_id, challenges; secret session_token }
+    SetSessionRequest { session_id, checks, metadata, challenges, lifetime; secret session_token }
+    SetSessionResponse { details, challenges; secret session_token }
+    DeleteSessionRequest { session_id; secret session_token }
+    CheckPassword { ; secret password }
+    CheckTotp { ; secret code }
+    CheckOtp { ; secret code }
+    CheckRecoveryCode { ; secret code }
+    CheckIdpIntent { idp_intent_id; secret idp_intent_token }
+    Challenges { web_auth_n; secret otp_sms, otp_email }
+}
+
+// `skip_debug` on `Challenges` also covers its nested message, which holds no secret.
+impl std::fmt::Debug for session::challenges::WebAuthN {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebAuthN")
+            .field("public_key_credential_request_options", &self.public_key_credential_request_options)
+            .finish()
+    }
+}
+
+/// A secret as `Debug` shows it: `<redacted>` when set, `""` or `None` when not.
+enum Redacted {
+    Set,
+    Empty,
+    Absent,
+}
+
+impl Redacted {
+    fn of(value: &dyn SecretField) -> Self {
+        value.presence()
+    }
+}
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Set => "<redacted>",
+            Self::Empty => "\"\"",
+            Self::Absent => "None",
+        })
+    }
+}
+
+trait SecretField {
+    fn presence(&self) -> Redacted;
+}
+
+impl SecretField for String {
+    fn presence(&self) -> Redacted {
+        if self.is_empty() { Redacted::Empty } else { Redacted::Set }
+    }
+}
+
+impl SecretField for Option<String> {
+    fn presence(&self) -> Redacted {
+        self.as_ref().map_or(Redacted::Absent, SecretField::presence)
+    }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::session;
+
+    #[test]
+    fn messages_with_secrets_never_show_them_in_debug() {
+        let request = session::SetSessionRequest {
+            session_id: "s1".into(),
+            session_token: "token-abc".into(),
+            checks: Some(session::Checks {
+                password: Some(session::CheckPassword { password: "hunter2".into() }),
+                totp: Some(session::CheckTotp { code: "123456".into() }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let shown = format!("{request:?}");
+        for secret in ["token-abc", "hunter2", "123456"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("s1") && shown.contains("<redacted>"), "{shown}");
+        let response = session::CreateSessionResponse { session_token: "tok".into(), ..Default::default() };
+        assert!(!format!("{response:?}").contains("tok\""), "{response:?}");
+        let absent = session::DeleteSessionRequest { session_id: "s".into(), session_token: None };
+        assert!(format!("{absent:?}").contains("session_token: None"), "{absent:?}");
+    }
+}

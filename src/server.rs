@@ -15,7 +15,12 @@ use tokio::net::TcpListener;
 
 use crate::{
     config::Config,
-    domain::{Timestamp, password::PasswordHasher, session::Sessions, user::Users},
+    domain::{
+        Timestamp,
+        password::PasswordHasher,
+        session::{LockoutPolicy, Sessions},
+        user::Users,
+    },
     proto,
     service::SessionHandler,
     store::{self, Store},
@@ -55,7 +60,7 @@ pub async fn serve(
         .keep_alive_interval(Duration::from_secs(60))
         .keep_alive_timeout(Duration::from_secs(20));
 
-    let sweeper = tokio::spawn(sweep(Arc::clone(&store), config.retention, config.sweep_interval));
+    let sweeper = tokio::spawn(sweep(Arc::clone(&store), Retention::of(&config), config.sweep_interval));
     let graceful = GracefulShutdown::new();
     tracing::info!(
         address = %listener.local_addr()?,
@@ -101,8 +106,12 @@ pub async fn serve(
 /// The protocol edge: the SessionService handler, which the edge calls for every session RPC
 /// whatever its wire format, and the tonic router for health and reflection.
 pub fn build_edge(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Edge> {
-    let hasher = PasswordHasher::default();
-    let sessions = Sessions::new(Arc::clone(&store), hasher.clone(), config.max_failed_attempts);
+    let hasher = PasswordHasher::new(config.max_hash_wait);
+    let lockout = LockoutPolicy {
+        max_password_attempts: config.max_failed_attempts,
+        max_otp_attempts: config.max_failed_otp_attempts,
+    };
+    let sessions = Sessions::new(Arc::clone(&store), hasher.clone(), lockout);
     let users = Users::new(store, hasher);
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -129,17 +138,59 @@ pub fn build_edge(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Edge
     Edge::new(grpc, handler, pool, users, edge_config)
 }
 
-/// Removes the rows of sessions terminated or expired longer than `retention` ago; history stays.
-async fn sweep(store: Arc<dyn Store>, retention: Duration, every: Duration) {
+/// How long what the sweeper removes is kept.
+#[derive(Debug, Clone, Copy)]
+struct Retention {
+    /// Rows of terminated and expired sessions.
+    sessions: Duration,
+    /// History entries.
+    history: Duration,
+}
+
+impl Retention {
+    fn of(config: &Config) -> Self {
+        Self { sessions: config.retention, history: config.history_retention }
+    }
+}
+
+/// History entries removed per store call: a long backlog is removed in steps, each short enough
+/// not to hold the database away from the calls.
+const HISTORY_SWEEP_BATCH: u32 = 2_000;
+
+/// Removes the rows of sessions terminated or expired longer than `retention.sessions` ago, and
+/// history entries older than `retention.history`.
+async fn sweep(store: Arc<dyn Store>, retention: Retention, every: Duration) {
+    let ago = |d: Duration| {
+        Timestamp(Timestamp::now().micros().saturating_sub(i64::try_from(d.as_micros()).unwrap_or(i64::MAX)))
+    };
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let before = Timestamp(Timestamp::now().micros() - i64::try_from(retention.as_micros()).unwrap_or(i64::MAX));
-        match store.sweep(before).await {
+        match store.sweep(ago(retention.sessions)).await {
             Ok(0) => {}
             Ok(removed) => tracing::info!(removed, "swept ended sessions"),
             Err(e) => tracing::warn!(error = %e, "sweeping ended sessions failed"),
+        }
+        let before = ago(retention.history);
+        let mut removed = 0;
+        loop {
+            match store.sweep_history(before, HISTORY_SWEEP_BATCH).await {
+                Ok(n) => {
+                    removed += n;
+                    if n < u64::from(HISTORY_SWEEP_BATCH) {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "sweeping session history failed");
+                    break;
+                }
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, "swept session history past its retention");
         }
     }
 }

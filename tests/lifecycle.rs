@@ -81,7 +81,7 @@ async fn wrong_passwords_lock_the_user_until_unlocked(backend: Backend) {
             assert_eq!(wrong.failed_attempts, Some(attempt), "{wrong:?}");
         }
         let locking = server.call(protocol, Rpc::SetSession, check("wrong"), &ui.token).await;
-        locking.expect_error(Code::FailedPrecondition, "USER-Locked");
+        locking.expect_error(Code::InvalidArgument, "USER-PasswordInvalid");
         assert_eq!(locking.failed_attempts, Some(3), "{locking:?}");
 
         let locked = server.call(protocol, Rpc::SetSession, check("right"), &ui.token).await;

@@ -12,8 +12,12 @@ use std::collections::BTreeSet;
 
 use backend::{Backend, TestDb};
 use base64::{Engine as _, engine::general_purpose::STANDARD};
+use futures_util::future::join_all;
 use process::{Rest, Sessiond, add_token, add_user, cli, sessiond_cli, token_id};
-use sessiond::store::{self, Durability};
+use sessiond::{
+    domain::{password::PasswordHasher, user::Users},
+    store::{self, Durability},
+};
 
 const ALL_PERMISSIONS: &[&str] = &["session.read", "session.write", "session.delete"];
 
@@ -200,11 +204,13 @@ async fn concurrent_migrations_apply_the_schema_once() {
     let schema = db.postgres_schema().unwrap();
     let base = backend::postgres_base_url().unwrap();
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&base).await.unwrap();
-    let versions: Vec<i64> = sqlx::query_scalar(&format!("SELECT version FROM {schema}.schema_migrations"))
-        .fetch_all(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(versions, [1]);
+    let versions: Vec<i64> =
+        sqlx::query_scalar(&format!("SELECT version FROM {schema}.schema_migrations ORDER BY version"))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    let known = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres")).unwrap().count();
+    assert_eq!(versions, (1..=i64::try_from(known).unwrap()).collect::<Vec<_>>(), "each migration once");
     db.remove().await;
 }
 
@@ -234,4 +240,37 @@ async fn an_in_process_server_and_a_process_share_the_database() {
     serving.await.unwrap().unwrap();
     drop(outer);
     db.remove().await;
+}
+
+/// Wrong passwords sent through both processes at once: together they verify no more than the
+/// limit (5 by default), the right password is refused afterwards by both, and `users unlock`
+/// restores it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guesses_split_over_both_processes_never_outrun_the_lockout() {
+    let Some(pair) = Pair::start().await else { return };
+    let user_id = add_user(&pair.db.url, "dave");
+    let store = store::open(&pair.db.url, Durability::Normal).await.unwrap();
+    Users::new(store.clone(), PasswordHasher::default()).set_password(&user_id, "right".into()).await.unwrap();
+    store.close().await;
+    let check = |password: &str| serde_json::json!({"checks": {"user": {"userId": user_id}, "password": {"password": password}}});
+
+    let (a, b) = (pair.via_a(), pair.via_b());
+    let guesses = (0..200).map(|i| {
+        let (via, body) = (if i % 2 == 0 { a.clone() } else { b.clone() }, check(&format!("guess {i}")));
+        async move { via.create_session_with(body).await }
+    });
+    let answers = join_all(guesses).await;
+    let verified = answers.iter().filter(|a| (a.status, a.code()) == (400, 3)).count();
+    let refused = answers.iter().filter(|a| (a.status, a.code()) == (400, 9)).count();
+    assert_eq!(verified + refused, 200, "only wrong or locked: {:?}", answers.iter().find(|a| a.status != 400));
+    assert!(verified <= 5, "{verified} wrong passwords verified across two processes, limit 5");
+
+    for via in [&a, &b] {
+        let right = via.create_session_with(check("right")).await;
+        assert_eq!((right.status, right.code()), (400, 9), "{right:?}");
+    }
+    cli(&pair.db.url, &["users", "unlock", "--", &user_id]);
+    let right = b.create_session_with(check("right")).await;
+    assert_eq!(right.status, 201, "{right:?}");
+    pair.stop().await;
 }

@@ -10,6 +10,7 @@ use sessiond::{
         Caller, ErrorClass, Permission, Permissions,
         password::PasswordHasher,
         session::{CreateSession, Sessions, SetSession},
+        token::Secret,
         totp,
     },
     store,
@@ -70,7 +71,7 @@ proptest! {
         runtime.block_on(async move {
             let dir = tempfile::tempdir().unwrap();
             let store = store::open(&format!("sqlite:{}", dir.path().join("p.db").display()), Default::default()).await.unwrap();
-            let sessions = Sessions::new(Arc::clone(&store), PasswordHasher::default(), 5);
+            let sessions = Sessions::new(Arc::clone(&store), PasswordHasher::default(), Default::default());
             // A caller with no permissions at all: only tokens can open the session.
             let writer = Caller { user_id: "w".into(), org_id: "o".into(), token_id: "t".into(), permissions: [Permission::SessionWrite].into_iter().collect() };
             let nobody = Caller { permissions: Permissions::default(), ..writer.clone() };
@@ -86,7 +87,7 @@ proptest! {
                         value = Some(next);
                         let set = SetSession {
                             session_id: id.clone(),
-                            token: Some(issued.last().unwrap().clone()),
+                            token: Some(Secret::new(issued.last().unwrap().clone())),
                             metadata: BTreeMap::from([("k".to_owned(), vec![next])]),
                             ..SetSession::default()
                         };
@@ -98,7 +99,7 @@ proptest! {
                         issued.push(token);
                     }
                     Op::Noop => {
-                        let set = SetSession { session_id: id.clone(), token: Some(issued.last().unwrap().clone()), ..SetSession::default() };
+                        let set = SetSession { session_id: id.clone(), token: Some(Secret::new(issued.last().unwrap().clone())), ..SetSession::default() };
                         let out = sessions.set(&nobody, set).await.unwrap();
                         assert!(out.token.is_none(), "nothing changed, no token");
                         assert_eq!(out.details.sequence, expected_sequence);

@@ -13,7 +13,7 @@ use sessiond::{
         Permissions, Timestamp,
         session::{Change, Factors, HistoryEntry, Session, SessionQuery, TimeComparison, UserAgent, UserFactor},
         token::SecretHash,
-        user::{ApiTokenRecord, TotpEnrolment, User, UserState},
+        user::{ApiTokenRecord, Claim, LockoutCounter, TotpEnrolment, User, UserState},
     },
     store::{self, Durability, SessionFilter, Store, StoreError, Termination},
 };
@@ -58,8 +58,10 @@ conformance!(
     duplicate_login_name_is_already_exists,
     users_list_in_byte_order,
     tokens_round_trip_and_revoke,
-    password_failures_lock_at_max,
-    concurrent_password_failures_all_count,
+    admin_writes_change_only_their_own_columns,
+    claims_lock_at_max_and_successes_clear_them,
+    counters_lock_apart_and_unlock_together,
+    concurrent_claims_admit_exactly_max,
     totp_steps_are_used_once,
     session_create_read_update_with_history,
     duplicate_session_id_is_already_exists,
@@ -72,6 +74,7 @@ conformance!(
     list_orders_pages_and_counts,
     list_shows_only_live_visible_sessions,
     sweep_removes_ended_rows_and_keeps_history,
+    history_sweep_removes_old_entries_in_bounded_steps,
     closed_store_is_unavailable,
 );
 
@@ -87,6 +90,8 @@ fn user(id: &str, login_name: &str) -> User {
         password_hash: None,
         failed_attempts: 0,
         locked: false,
+        otp_failed_attempts: 0,
+        otp_locked: false,
         totp: None,
         created_at: Timestamp(1_000),
     }
@@ -154,16 +159,50 @@ async fn users_round_trip(store: Arc<dyn Store>) {
     assert_eq!(store.user_by_id("nobody").await.unwrap(), None);
     assert_eq!(store.user_by_login_name("nobody").await.unwrap(), None);
 
-    alice.display_name = "Alice A.".into();
-    alice.state = UserState::Inactive;
-    alice.failed_attempts = 2;
-    alice.locked = true;
-    alice.totp = Some(TotpEnrolment { secret: vec![0, 1, 2, 255], last_used_step: Some(42) });
-    store.update_user(&alice).await.unwrap();
-    let read = store.user_by_id("u1").await.unwrap().unwrap();
-    assert_eq!(read, alice);
+    let mut bob = user("u2", "bob");
+    (bob.failed_attempts, bob.locked, bob.otp_failed_attempts, bob.otp_locked) = (2, true, 3, true);
+    bob.totp = Some(TotpEnrolment { secret: vec![0, 1, 2, 255], last_used_step: Some(42) });
+    store.insert_user(&bob).await.unwrap();
+    let read = store.user_by_id("u2").await.unwrap().unwrap();
+    assert_eq!(read, bob);
     assert_eq!(read.totp.as_ref().unwrap().secret, vec![0, 1, 2, 255]);
     assert_eq!(read.totp.as_ref().unwrap().last_used_step, Some(42));
+}
+
+/// Each administrative write changes its own columns and nothing a concurrent check wrote meanwhile
+/// (a claimed attempt, a used TOTP step); each tells whether the user exists.
+async fn admin_writes_change_only_their_own_columns(store: Arc<dyn Store>) {
+    let mut alice = user("u1", "alice");
+    alice.password_hash = Some("old".into());
+    store.insert_user(&alice).await.unwrap();
+    store.set_totp("u1", &TotpEnrolment { secret: vec![9; 20], last_used_step: None }).await.unwrap();
+    assert_eq!(store.claim_attempt("u1", LockoutCounter::Password, 5).await.unwrap(), Some(Claim::Admitted(1)));
+    assert_eq!(store.claim_attempt("u1", LockoutCounter::OneTimeCode, 5).await.unwrap(), Some(Claim::Admitted(1)));
+    assert!(store.consume_totp_step("u1", 77).await.unwrap());
+
+    assert!(store.set_user_state("u1", UserState::Inactive).await.unwrap());
+    let read = store.user_by_id("u1").await.unwrap().unwrap();
+    assert_eq!(read.state, UserState::Inactive);
+    assert_eq!((read.failed_attempts, read.otp_failed_attempts), (1, 1), "the state change kept the counters");
+    assert_eq!(read.totp.as_ref().unwrap().last_used_step, Some(77), "and the used step");
+
+    assert!(store.set_password_hash("u1", "new").await.unwrap());
+    let read = store.user_by_id("u1").await.unwrap().unwrap();
+    assert_eq!(read.password_hash.as_deref(), Some("new"));
+    assert_eq!((read.failed_attempts, read.otp_failed_attempts), (0, 1), "a new password clears its own counter");
+    assert_eq!(read.state, UserState::Inactive);
+    assert_eq!(read.totp.as_ref().unwrap().last_used_step, Some(77));
+
+    assert!(store.set_totp("u1", &TotpEnrolment { secret: vec![8; 20], last_used_step: None }).await.unwrap());
+    let read = store.user_by_id("u1").await.unwrap().unwrap();
+    assert_eq!(read.totp, Some(TotpEnrolment { secret: vec![8; 20], last_used_step: None }));
+    assert_eq!((read.password_hash.as_deref(), read.otp_failed_attempts), (Some("new"), 1));
+
+    assert!(!store.set_user_state("nobody", UserState::Active).await.unwrap());
+    assert!(!store.set_password_hash("nobody", "x").await.unwrap());
+    assert!(!store.unlock_user("nobody").await.unwrap());
+    assert!(!store.set_totp("nobody", &TotpEnrolment { secret: vec![1], last_used_step: None }).await.unwrap());
+    assert_eq!(store.claim_attempt("nobody", LockoutCounter::Password, 5).await.unwrap(), None);
 }
 
 async fn duplicate_login_name_is_already_exists(store: Arc<dyn Store>) {
@@ -209,44 +248,77 @@ async fn tokens_round_trip_and_revoke(store: Arc<dyn Store>) {
     assert!(!store.revoke_api_token("nope", Timestamp(500)).await.unwrap());
 
     // The token's user is read with it, so a disabled user shows at once.
-    let mut alice = user("u1", "alice");
-    alice.state = UserState::Inactive;
-    store.update_user(&alice).await.unwrap();
+    assert!(store.set_user_state("u1", UserState::Inactive).await.unwrap());
     assert_eq!(store.api_token("t3").await.unwrap().unwrap().1.state, UserState::Inactive);
 }
 
 // ---- password failures and TOTP ----
 
-async fn password_failures_lock_at_max(store: Arc<dyn Store>) {
+async fn claims_lock_at_max_and_successes_clear_them(store: Arc<dyn Store>) {
+    use LockoutCounter::Password;
     store.insert_user(&user("u1", "alice")).await.unwrap();
-    assert_eq!(store.record_password_failure("u1", 3).await.unwrap(), (1, false));
-    store.reset_password_failures("u1").await.unwrap();
-    assert_eq!(store.user_by_id("u1").await.unwrap().unwrap().failed_attempts, 0);
-    assert_eq!(store.record_password_failure("u1", 3).await.unwrap(), (1, false));
-    assert_eq!(store.record_password_failure("u1", 3).await.unwrap(), (2, false));
-    assert_eq!(store.record_password_failure("u1", 3).await.unwrap(), (3, true));
-    assert_eq!(store.record_password_failure("u1", 3).await.unwrap(), (4, true));
-    // A locked user's count stays until an unlock (update_user) clears it.
-    store.reset_password_failures("u1").await.unwrap();
+    assert_eq!(store.claim_attempt("u1", Password, 3).await.unwrap(), Some(Claim::Admitted(1)));
+    store.clear_attempts("u1", Password).await.unwrap();
+    assert_eq!(store.user_by_id("u1").await.unwrap().unwrap().failed_attempts, 0, "a success clears the count");
+    for attempt in 1..=3 {
+        assert_eq!(store.claim_attempt("u1", Password, 3).await.unwrap(), Some(Claim::Admitted(attempt)));
+    }
     let read = store.user_by_id("u1").await.unwrap().unwrap();
-    assert_eq!((read.failed_attempts, read.locked), (4, true));
+    assert_eq!((read.failed_attempts, read.locked), (3, true), "the claim that reached the limit locked");
+    assert_eq!(store.claim_attempt("u1", Password, 3).await.unwrap(), Some(Claim::Refused(3)));
+    // A higher limit elsewhere (another process's flag) does not lift a lock.
+    assert_eq!(store.claim_attempt("u1", Password, 10).await.unwrap(), Some(Claim::Refused(3)));
+
+    // The claim that locked was itself a success (settled after the lock): the lock it set goes.
+    store.clear_attempts("u1", Password).await.unwrap();
+    let read = store.user_by_id("u1").await.unwrap().unwrap();
+    assert_eq!((read.failed_attempts, read.locked), (0, false));
+    assert_eq!(store.claim_attempt("u1", Password, 3).await.unwrap(), Some(Claim::Admitted(1)));
 }
 
-async fn concurrent_password_failures_all_count(store: Arc<dyn Store>) {
+async fn counters_lock_apart_and_unlock_together(store: Arc<dyn Store>) {
+    use LockoutCounter::{OneTimeCode, Password};
     store.insert_user(&user("u1", "alice")).await.unwrap();
-    let tasks: Vec<_> = (0..20)
+    assert_eq!(store.claim_attempt("u1", Password, 5).await.unwrap(), Some(Claim::Admitted(1)));
+    for attempt in 1..=2 {
+        assert_eq!(store.claim_attempt("u1", OneTimeCode, 2).await.unwrap(), Some(Claim::Admitted(attempt)));
+    }
+    let read = store.user_by_id("u1").await.unwrap().unwrap();
+    assert_eq!((read.failed_attempts, read.locked, read.otp_failed_attempts, read.otp_locked), (1, false, 2, true));
+    // A user locked by either counter is locked for every check.
+    assert_eq!(store.claim_attempt("u1", Password, 5).await.unwrap(), Some(Claim::Refused(1)));
+    assert_eq!(store.claim_attempt("u1", OneTimeCode, 2).await.unwrap(), Some(Claim::Refused(2)));
+    // A password success clears only its own counter.
+    store.clear_attempts("u1", Password).await.unwrap();
+    assert_eq!(store.claim_attempt("u1", OneTimeCode, 2).await.unwrap(), Some(Claim::Refused(2)));
+
+    assert!(store.unlock_user("u1").await.unwrap());
+    let read = store.user_by_id("u1").await.unwrap().unwrap();
+    assert_eq!((read.failed_attempts, read.locked, read.otp_failed_attempts, read.otp_locked), (0, false, 0, false));
+    assert_eq!(store.claim_attempt("u1", OneTimeCode, 2).await.unwrap(), Some(Claim::Admitted(1)));
+}
+
+/// Hundreds of concurrent claims: exactly `max` are admitted, with the attempt numbers 1..=max.
+async fn concurrent_claims_admit_exactly_max(store: Arc<dyn Store>) {
+    store.insert_user(&user("u1", "alice")).await.unwrap();
+    let tasks: Vec<_> = (0..200)
         .map(|_| {
             let store = Arc::clone(&store);
-            tokio::spawn(async move { store.record_password_failure("u1", 10).await.unwrap() })
+            tokio::spawn(async move { store.claim_attempt("u1", LockoutCounter::Password, 10).await.unwrap() })
         })
         .collect();
-    let mut counts = Vec::new();
+    let mut admitted = Vec::new();
     for task in tasks {
-        counts.push(task.await.unwrap());
+        match task.await.unwrap() {
+            Some(Claim::Admitted(n)) => admitted.push(n),
+            Some(Claim::Refused(n)) => assert!(n <= 10, "a refusal reports the count: {n}"),
+            None => panic!("the user exists"),
+        }
     }
-    counts.sort();
-    let expected: Vec<(i32, bool)> = (1..=20).map(|n| (n, n >= 10)).collect();
-    assert_eq!(counts, expected);
+    admitted.sort();
+    assert_eq!(admitted, (1..=10).collect::<Vec<_>>());
+    let read = store.user_by_id("u1").await.unwrap().unwrap();
+    assert_eq!((read.failed_attempts, read.locked), (10, true));
 }
 
 async fn totp_steps_are_used_once(store: Arc<dyn Store>) {
@@ -641,11 +713,32 @@ async fn sweep_removes_ended_rows_and_keeps_history(store: Arc<dyn Store>) {
     assert_eq!(store.sweep(Timestamp(1_000)).await.unwrap(), 0);
 }
 
+async fn history_sweep_removes_old_entries_in_bounded_steps(store: Arc<dyn Store>) {
+    for (i, id) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+        let mut s = session(id, 100 * (i as i64 + 1));
+        create(&store, &s).await;
+        let created = s.clone();
+        (s.sequence, s.change_date) = (2, Timestamp(10_000 + 100 * i as i64));
+        store.update_session(&created, &s, &entry(&s, vec![Change::TokenRotated])).await.unwrap();
+    }
+    // Entries at 100..=500 (creations) and 10_000..=10_400 (changes); keep those from 10_200 on.
+    assert_eq!(store.sweep_history(Timestamp(10_200), 3).await.unwrap(), 3, "one bounded step");
+    assert_eq!(store.sweep_history(Timestamp(10_200), 3).await.unwrap(), 3);
+    assert_eq!(store.sweep_history(Timestamp(10_200), 3).await.unwrap(), 1);
+    assert_eq!(store.sweep_history(Timestamp(10_200), 3).await.unwrap(), 0);
+    let mut kept = Vec::new();
+    for id in ["a", "b", "c", "d", "e"] {
+        kept.extend(store.session_history(id).await.unwrap().into_iter().map(|e| (e.session_id, e.sequence)));
+    }
+    assert_eq!(kept, [("c".to_owned(), 2), ("d".to_owned(), 2), ("e".to_owned(), 2)]);
+    assert!(store.session("a").await.unwrap().is_some(), "the live rows stay");
+}
+
 async fn closed_store_is_unavailable(store: Arc<dyn Store>) {
     store.insert_user(&user("u1", "alice")).await.unwrap();
     store.close().await;
     assert!(matches!(store.insert_user(&user("u2", "bob")).await, Err(StoreError::Unavailable(_))));
     assert!(matches!(store.user_by_id("u1").await, Err(StoreError::Unavailable(_))));
     assert!(matches!(store.session("s1").await, Err(StoreError::Unavailable(_))));
-    assert!(matches!(store.record_password_failure("u1", 5).await, Err(StoreError::Unavailable(_))));
+    assert!(matches!(store.claim_attempt("u1", LockoutCounter::Password, 5).await, Err(StoreError::Unavailable(_))));
 }

@@ -2,7 +2,7 @@
 //! listing and terminating them. Every change bumps the sequence, rotates the token and appends
 //! one history entry in the same store transaction as the state change.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, future::Future, sync::Arc, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
@@ -11,7 +11,7 @@ use super::{
     password::PasswordHasher,
     token::{Secret, SecretHash, new_session_id},
     totp,
-    user::{User, UserState, user_not_found},
+    user::{Claim, LockoutCounter, User, UserState, user_not_found},
 };
 use crate::store::{SessionFilter, Store, StoreError, Termination, TerminationCheck};
 
@@ -170,7 +170,8 @@ pub struct CreateSession {
 #[derive(Debug, Clone, Default)]
 pub struct SetSession {
     pub session_id: String,
-    pub token: Option<String>,
+    /// The session token presented (redacted in `Debug`).
+    pub token: Option<Secret>,
     pub checks: Checks,
     pub metadata: BTreeMap<String, Vec<u8>>,
     pub lifetime: Option<Duration>,
@@ -223,17 +224,40 @@ pub struct SessionPage {
     pub timestamp: Timestamp,
 }
 
+/// How many failed credential checks lock a user, per counter (ZITADEL's `max_password_attempts`
+/// and `max_otp_attempts`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockoutPolicy {
+    pub max_password_attempts: i32,
+    pub max_otp_attempts: i32,
+}
+
+impl Default for LockoutPolicy {
+    fn default() -> Self {
+        Self { max_password_attempts: 5, max_otp_attempts: 5 }
+    }
+}
+
+impl LockoutPolicy {
+    fn max(self, counter: LockoutCounter) -> i32 {
+        match counter {
+            LockoutCounter::Password => self.max_password_attempts,
+            LockoutCounter::OneTimeCode => self.max_otp_attempts,
+        }
+    }
+}
+
 /// Sessions, over a store.
 #[derive(Debug, Clone)]
 pub struct Sessions {
     store: Arc<dyn Store>,
     hasher: PasswordHasher,
-    max_failed_attempts: i32,
+    lockout: LockoutPolicy,
 }
 
 impl Sessions {
-    pub fn new(store: Arc<dyn Store>, hasher: PasswordHasher, max_failed_attempts: i32) -> Self {
-        Self { store, hasher, max_failed_attempts }
+    pub fn new(store: Arc<dyn Store>, hasher: PasswordHasher, lockout: LockoutPolicy) -> Self {
+        Self { store, hasher, lockout }
     }
 
     pub async fn create(&self, caller: &Caller, request: CreateSession) -> Result<Issued> {
@@ -288,7 +312,7 @@ impl Sessions {
         validate_lifetime(request.lifetime)?;
         validate_metadata_keys(&request.metadata)?;
         let current = self.load(&request.session_id).await?;
-        authz::may_change(caller, &current, request.token.as_deref())?;
+        authz::may_change(caller, &current, request.token.as_ref().map(Secret::expose))?;
         let now = Timestamp::now();
         if !current.is_live(now) {
             return Err(Error::failed_precondition("SESSION-Terminated", "the session is terminated or expired"));
@@ -414,13 +438,23 @@ impl Sessions {
         changes: &mut Vec<Change>,
     ) -> Result<()> {
         if let Some(check) = &checks.user {
-            let user =
-                match check {
-                    UserCheck::ById(id) => self.store.user_by_id(id).await?.ok_or_else(|| user_not_found(id))?,
-                    UserCheck::ByLoginName(name) => self.store.user_by_login_name(name).await?.ok_or_else(|| {
+            let found = match check {
+                UserCheck::ById(id) => self.store.user_by_id(id).await?,
+                UserCheck::ByLoginName(name) => self.store.user_by_login_name(name).await?,
+            };
+            let Some(user) = found else {
+                // A password check for nobody takes as long as one for somebody: the answer's
+                // timing must not tell which login names exist.
+                if let Some(password) = &checks.password {
+                    self.hasher.slot().await?.verify_dummy(password.clone()).await?;
+                }
+                return Err(match check {
+                    UserCheck::ById(id) => user_not_found(id),
+                    UserCheck::ByLoginName(name) => {
                         Error::not_found("USER-NotFound", format!("no user with login name `{name}`"))
-                    })?,
-                };
+                    }
+                });
+            };
             if let Some(existing) = session.user_id()
                 && existing != user.id
             {
@@ -466,57 +500,100 @@ impl Sessions {
     }
 
     async fn check_password(&self, user: &User, password: &str) -> Result<()> {
-        if user.locked {
-            return Err(Error::failed_precondition(
-                "USER-Locked",
-                "the user is locked after too many failed password checks",
-            )
-            .with_credentials(user.failed_attempts));
-        }
-        ensure_active(user)?;
-        let phc = user
-            .password_hash
-            .clone()
-            .ok_or_else(|| Error::failed_precondition("USER-NoPassword", "the user has no password"))?;
-        if self.hasher.verify(password.to_owned(), phc).await? {
-            if user.failed_attempts > 0 {
-                self.store.reset_password_failures(&user.id).await?;
-            }
-            return Ok(());
-        }
-        let (failed_attempts, locked) = self.store.record_password_failure(&user.id, self.max_failed_attempts).await?;
-        let error = if locked {
-            Error::failed_precondition("USER-Locked", "the password is invalid; the user is now locked")
-        } else {
-            Error::invalid_argument("USER-PasswordInvalid", "the password is invalid")
+        ensure_may_check(user, LockoutCounter::Password)?;
+        // The slot first: a check shed for want of one has counted nothing against the user.
+        let slot = self.hasher.slot().await?;
+        let password = password.to_owned();
+        let Some(phc) = user.password_hash.clone() else {
+            slot.verify_dummy(password).await?;
+            return Err(Error::failed_precondition("USER-NoPassword", "the user has no password"));
         };
-        Err(error.with_credentials(failed_attempts))
+        self.guarded(user, LockoutCounter::Password, async move {
+            Ok(if slot.verify(password, phc).await? {
+                Ok(())
+            } else {
+                Err(Error::invalid_argument("USER-PasswordInvalid", "the password is invalid"))
+            })
+        })
+        .await
     }
 
     async fn check_totp(&self, user: &User, code: &str, now: Timestamp) -> Result<()> {
-        ensure_active(user)?;
+        ensure_may_check(user, LockoutCounter::OneTimeCode)?;
         let enrolment = user
             .totp
             .as_ref()
             .ok_or_else(|| Error::failed_precondition("USER-NoTotp", "the user has no TOTP enrolled"))?;
         let now_step = totp::step_at(now.micros().div_euclid(1_000_000));
-        let step = totp::matching_step(&enrolment.secret, code, now_step)
-            .ok_or_else(|| Error::invalid_argument("USER-TotpInvalid", "the TOTP code is invalid"))?;
-        if !self.store.consume_totp_step(&user.id, step).await? {
-            return Err(Error::invalid_argument("USER-TotpReused", "the TOTP code was already used"));
-        }
-        Ok(())
+        let step = totp::matching_step(&enrolment.secret, code, now_step);
+        let (store, user_id) = (Arc::clone(&self.store), user.id.clone());
+        self.guarded(user, LockoutCounter::OneTimeCode, async move {
+            let Some(step) = step else {
+                return Ok(Err(Error::invalid_argument("USER-TotpInvalid", "the TOTP code is invalid")));
+            };
+            Ok(if store.consume_totp_step(&user_id, step).await? {
+                Ok(())
+            } else {
+                Err(Error::invalid_argument("USER-TotpReused", "the TOTP code was already used"))
+            })
+        })
+        .await
+    }
+
+    /// Runs one credential check under the user's lockout: claims an attempt on `counter` in the
+    /// store (refused, before anything is verified, once the limit is reached), then runs `verify`,
+    /// then settles: a success clears the counter, a failure leaves its claim counted. `verify`
+    /// answers the verdict, or an error of its own (the claim then stays counted too).
+    ///
+    /// It runs as a task of its own, so that a caller who hangs up mid-check cannot leave a claim
+    /// unsettled after a success.
+    async fn guarded(
+        &self,
+        user: &User,
+        counter: LockoutCounter,
+        verify: impl Future<Output = Result<Result<()>>> + Send + 'static,
+    ) -> Result<()> {
+        let (store, user_id, max) = (Arc::clone(&self.store), user.id.clone(), self.lockout.max(counter));
+        let check = tokio::spawn(async move {
+            let attempt = match store.claim_attempt(&user_id, counter, max).await? {
+                None => return Err(user_not_found(&user_id)),
+                Some(Claim::Refused(failed_attempts)) => return Err(locked(failed_attempts)),
+                Some(Claim::Admitted(attempt)) => attempt,
+            };
+            match verify.await? {
+                Ok(()) => Ok(store.clear_attempts(&user_id, counter).await?),
+                // A wrong password carries the count (ZITADEL's `CredentialsCheckError`); the
+                // claim that reached the limit is still a wrong password, not a locked user.
+                Err(failure) if counter == LockoutCounter::Password => Err(failure.with_credentials(attempt)),
+                Err(failure) => Err(failure),
+            }
+        });
+        check.await.map_err(Error::internal)?
     }
 }
 
+/// A user check may pass: the user is active and not locked (a locked user's refusal carries the
+/// failed attempts of the counter that locked it).
 fn ensure_active(user: &User) -> Result<()> {
+    let counter = if user.locked { LockoutCounter::Password } else { LockoutCounter::OneTimeCode };
+    ensure_may_check(user, counter)
+}
+
+/// A factor check may start: the user is active and not locked (a locked user's refusal carries
+/// the counter's failed attempts).
+fn ensure_may_check(user: &User, counter: LockoutCounter) -> Result<()> {
     if user.state != UserState::Active {
         return Err(Error::failed_precondition("USER-Inactive", "the user is not active"));
     }
-    if user.locked {
-        return Err(Error::failed_precondition("USER-Locked", "the user is locked"));
+    if user.is_locked() {
+        return Err(locked(user.lockout(counter).0));
     }
     Ok(())
+}
+
+fn locked(failed_attempts: i32) -> Error {
+    Error::failed_precondition("USER-Locked", "the user is locked after too many failed checks")
+        .with_credentials(failed_attempts)
 }
 
 fn apply_metadata(session: &mut Session, metadata: BTreeMap<String, Vec<u8>>, changes: &mut Vec<Change>) {

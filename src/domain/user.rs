@@ -61,10 +61,14 @@ pub struct User {
     pub state: UserState,
     /// argon2id PHC string; `None` when the user has no password.
     pub password_hash: Option<String>,
-    /// Consecutive failed password checks since the last success.
+    /// Password checks claimed since the last success (each counts as failed until it passes).
     pub failed_attempts: i32,
     /// Set once `failed_attempts` reached the limit; cleared by `users unlock`.
     pub locked: bool,
+    /// One-time-code checks (TOTP) claimed since the last success: a counter of their own.
+    pub otp_failed_attempts: i32,
+    /// Set once `otp_failed_attempts` reached its limit; cleared by `users unlock`.
+    pub otp_locked: bool,
     pub totp: Option<TotpEnrolment>,
     pub created_at: Timestamp,
 }
@@ -77,8 +81,42 @@ impl std::fmt::Debug for User {
             .field("org_id", &self.org_id)
             .field("state", &self.state)
             .field("locked", &self.locked)
+            .field("otp_locked", &self.otp_locked)
             .finish_non_exhaustive()
     }
+}
+
+impl User {
+    /// Locked by either counter: no factor check and no user check passes until `users unlock`.
+    pub fn is_locked(&self) -> bool {
+        self.locked || self.otp_locked
+    }
+
+    /// The state of one lockout counter.
+    pub fn lockout(&self, counter: LockoutCounter) -> (i32, bool) {
+        match counter {
+            LockoutCounter::Password => (self.failed_attempts, self.locked),
+            LockoutCounter::OneTimeCode => (self.otp_failed_attempts, self.otp_locked),
+        }
+    }
+}
+
+/// Which failed-attempt counter a credential check counts on (ZITADEL's `max_password_attempts`
+/// and `max_otp_attempts`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockoutCounter {
+    Password,
+    /// TOTP, and every later one-time code.
+    OneTimeCode,
+}
+
+/// The store's answer to a claim on a lockout counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The check may run; this is its attempt number (the counter after the claim).
+    Admitted(i32),
+    /// The user is locked, or concurrent claims reached the limit: nothing may be verified.
+    Refused(i32),
 }
 
 /// An API token as stored: only the hash of its secret.
@@ -152,6 +190,8 @@ impl Users {
             password_hash,
             failed_attempts: 0,
             locked: false,
+            otp_failed_attempts: 0,
+            otp_locked: false,
             totp: None,
             created_at: Timestamp::now(),
         };
@@ -167,26 +207,22 @@ impl Users {
         Ok(self.store.list_users().await?)
     }
 
+    // Each administrative change writes only the columns it means to change, so that it never
+    // undoes what a concurrent call did to the others (a lock, a used TOTP step).
+
     pub async fn set_state(&self, id: &str, state: UserState) -> Result<()> {
-        self.update_user(id, |u| u.state = state).await
+        found(id, self.store.set_user_state(id, state).await?)
     }
 
+    /// Sets a new password; the password counter starts over (a one-time-code lock stays).
     pub async fn set_password(&self, id: &str, password: String) -> Result<()> {
         let hash = self.hasher.hash(password).await?;
-        self.update_user(id, move |u| {
-            u.password_hash = Some(hash);
-            u.failed_attempts = 0;
-            u.locked = false;
-        })
-        .await
+        found(id, self.store.set_password_hash(id, &hash).await?)
     }
 
+    /// Clears both lockout counters and both locks.
     pub async fn unlock(&self, id: &str) -> Result<()> {
-        self.update_user(id, |u| {
-            u.failed_attempts = 0;
-            u.locked = false;
-        })
-        .await
+        found(id, self.store.unlock_user(id).await?)
     }
 
     /// Enrols a new TOTP secret (replacing any old one) and returns the `otpauth://` URI.
@@ -194,15 +230,8 @@ impl Users {
         let secret = totp::generate_secret();
         let user = self.user(id).await?;
         let uri = totp::otpauth_uri(issuer, &user.login_name, &secret);
-        self.update_user(id, move |u| u.totp = Some(TotpEnrolment { secret, last_used_step: None })).await?;
+        found(id, self.store.set_totp(id, &TotpEnrolment { secret, last_used_step: None }).await?)?;
         Ok(uri)
-    }
-
-    async fn update_user(&self, id: &str, change: impl FnOnce(&mut User)) -> Result<()> {
-        let mut user = self.user(id).await?;
-        change(&mut user);
-        self.store.update_user(&user).await?;
-        Ok(())
     }
 
     /// Issues a token for `user_id`; the returned secret is shown once and never stored.
@@ -238,6 +267,11 @@ impl Users {
             Err(Error::not_found("TOKEN-NotFound", format!("no token with id `{token_id}`")))
         }
     }
+}
+
+/// `Ok` when a targeted write found its user.
+fn found(id: &str, found: bool) -> Result<()> {
+    if found { Ok(()) } else { Err(user_not_found(id)) }
 }
 
 pub(crate) fn user_not_found(id: &str) -> Error {

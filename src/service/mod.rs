@@ -15,6 +15,7 @@ use crate::{
     domain::{
         Caller, Error,
         session::{CreateSession, Sessions, SetSession},
+        token::Secret,
     },
     proto::{
         session::{self as pb, session_service_server::SessionService},
@@ -122,7 +123,7 @@ impl SessionService for SessionHandler {
         convert::refuse_challenges(r.challenges.as_ref())?;
         let input = SetSession {
             session_id: r.session_id,
-            token: present(Some(r.session_token)),
+            token: present(Some(r.session_token)).map(Secret::new),
             checks: convert::checks(r.checks)?,
             metadata: convert::metadata(r.metadata),
             lifetime: convert::lifetime(r.lifetime)?,

@@ -10,6 +10,7 @@ use super::{StoreError, StoreResult};
 use crate::domain::{
     Timestamp,
     session::{Change, Factors, HistoryEntry, Session, TimeComparison, UserAgent},
+    user::LockoutCounter,
 };
 
 #[derive(Serialize, Deserialize)]
@@ -74,5 +75,13 @@ pub(crate) fn comparison(cmp: TimeComparison) -> &'static str {
         TimeComparison::GreaterOrEquals => ">=",
         TimeComparison::Less => "<",
         TimeComparison::LessOrEquals => "<=",
+    }
+}
+
+/// The `users` columns of a lockout counter: (failed attempts, locked).
+pub(crate) fn lockout_columns(counter: LockoutCounter) -> (&'static str, &'static str) {
+    match counter {
+        LockoutCounter::Password => ("failed_attempts", "locked"),
+        LockoutCounter::OneTimeCode => ("otp_failed_attempts", "otp_locked"),
     }
 }

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use crate::domain::{
     Timestamp,
     session::{Change, HistoryEntry, Session, SessionQuery},
-    user::{ApiTokenRecord, User},
+    user::{ApiTokenRecord, Claim, LockoutCounter, TotpEnrolment, User, UserState},
 };
 
 /// What can go wrong in a store, in terms the domain can act on.
@@ -105,14 +105,24 @@ pub fn terminated(current: &Session, at: Timestamp, actor: &str) -> (Session, Hi
 pub trait Store: Send + Sync + fmt::Debug + 'static {
     // users
     async fn insert_user(&self, user: &User) -> StoreResult<()>;
-    async fn update_user(&self, user: &User) -> StoreResult<()>;
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>>;
     async fn user_by_login_name(&self, login_name: &str) -> StoreResult<Option<User>>;
     async fn list_users(&self) -> StoreResult<Vec<User>>;
-    /// Counts one more failed password check; locks the user when the count reaches `max`.
-    /// Returns the new count and whether the user is now locked. Atomic.
-    async fn record_password_failure(&self, user_id: &str, max: i32) -> StoreResult<(i32, bool)>;
-    async fn reset_password_failures(&self, user_id: &str) -> StoreResult<()>;
+    // Administrative changes write only their own columns; `false` when no such user exists.
+    async fn set_user_state(&self, id: &str, state: UserState) -> StoreResult<bool>;
+    /// A new password hash; the password counter and its lock start over.
+    async fn set_password_hash(&self, id: &str, hash: &str) -> StoreResult<bool>;
+    /// Both lockout counters and both locks cleared.
+    async fn unlock_user(&self, id: &str) -> StoreResult<bool>;
+    async fn set_totp(&self, id: &str, enrolment: &TotpEnrolment) -> StoreResult<bool>;
+    /// Claims one attempt on `counter` before a credential is verified, in one conditional write:
+    /// admitted only while the user is locked by neither counter and `counter` is below `max`; the
+    /// claim that reaches `max` locks the user. A claim counts as a failure until
+    /// `clear_attempts` settles it as a success, so concurrent checks can never verify more than
+    /// `max` wrong credentials between two unlocks. `None` when no such user exists.
+    async fn claim_attempt(&self, user_id: &str, counter: LockoutCounter, max: i32) -> StoreResult<Option<Claim>>;
+    /// A verified success: `counter` starts over and the lock a claim of it may have set is lifted.
+    async fn clear_attempts(&self, user_id: &str, counter: LockoutCounter) -> StoreResult<()>;
     /// Marks a TOTP time step used; `false` when it (or a later one) already was (a replay). Atomic.
     async fn consume_totp_step(&self, user_id: &str, step: i64) -> StoreResult<bool>;
 
@@ -156,6 +166,9 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn session_history(&self, id: &str) -> StoreResult<Vec<HistoryEntry>>;
     /// Removes the live rows of sessions terminated or expired before `before` (history stays).
     async fn sweep(&self, before: Timestamp) -> StoreResult<u64>;
+    /// Removes up to `limit` history entries written before `before` (the history's retention),
+    /// oldest first; returns how many. Bounded, so that one call never holds the database long.
+    async fn sweep_history(&self, before: Timestamp, limit: u32) -> StoreResult<u64>;
     /// Finishes queued writes and releases the database; later calls answer `Unavailable`.
     async fn close(&self);
 }

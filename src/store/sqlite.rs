@@ -25,18 +25,21 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     Durability, SessionFilter, Store, StoreError, StoreResult, Termination, TerminationCheck, TerminationStep,
-    codec::{comparison, decode_state, encode_changes, encode_state, history_entry},
+    codec::{comparison, decode_state, encode_changes, encode_state, history_entry, lockout_columns},
     terminated, termination_step,
 };
 use crate::domain::{
     Permissions, Timestamp,
     session::{HistoryEntry, Session, SessionQuery, TimeComparison},
     token::SecretHash,
-    user::{ApiTokenRecord, TotpEnrolment, User, UserState},
+    user::{ApiTokenRecord, Claim, LockoutCounter, TotpEnrolment, User, UserState},
 };
 
 /// Migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../migrations/sqlite/0002_lockouts_history_retention.sql"),
+];
 /// Most jobs committed in one transaction.
 const MAX_BATCH: usize = 256;
 /// Jobs queued for the writer before callers wait (backpressure).
@@ -118,6 +121,18 @@ impl SqliteStore {
         });
         sender.send(job).await.map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
+    }
+
+    /// One statement on one user row (`?1` the id, then `values`); `false` when no row has the id.
+    async fn change_user(&self, id: &str, sql: &str, values: Vec<Value>) -> StoreResult<bool> {
+        let sql = sql.to_owned();
+        let values: Vec<Value> = std::iter::once(Value::Text(id.to_owned())).chain(values).collect();
+        self.write(move |conn| {
+            let n =
+                conn.prepare_cached(&sql).and_then(|mut s| s.execute(params_from_iter(values))).map_err(translate)?;
+            Ok(n == 1)
+        })
+        .await
     }
 
     /// Stops the writer after the queued jobs and waits for it: the file is closed cleanly.
@@ -305,7 +320,8 @@ fn opt_ts(v: Option<i64>) -> Option<Timestamp> {
     v.map(Timestamp)
 }
 
-const USER_COLUMNS: &str = "id, login_name, display_name, org_id, state, password_hash, failed_attempts, locked, totp_secret, totp_last_step, created_at";
+const USER_COLUMNS: &str = "id, login_name, display_name, org_id, state, password_hash, failed_attempts, locked, \
+     totp_secret, totp_last_step, created_at, otp_failed_attempts, otp_locked";
 
 fn user_from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<User> {
     let state: String = row.get(at + 4)?;
@@ -321,6 +337,8 @@ fn user_from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<User> {
         locked: row.get(at + 7)?,
         totp: totp_secret.map(|secret| TotpEnrolment { secret, last_used_step: row.get(at + 9).ok().flatten() }),
         created_at: Timestamp(row.get(at + 10)?),
+        otp_failed_attempts: row.get(at + 11)?,
+        otp_locked: row.get(at + 12)?,
     })
 }
 
@@ -329,8 +347,8 @@ const TOKEN_COLUMNS: &str = "t.id, t.user_id, t.secret_hash, t.permissions, t.ex
 /// A token and its user in one query (on every call: authentication).
 const TOKEN_WITH_USER: &str = "SELECT t.id, t.user_id, t.secret_hash, t.permissions, t.expires_at, t.revoked_at, \
      t.created_at, u.id, u.login_name, u.display_name, u.org_id, u.state, u.password_hash, u.failed_attempts, \
-     u.locked, u.totp_secret, u.totp_last_step, u.created_at FROM api_tokens t JOIN users u ON u.id = t.user_id \
-     WHERE t.id = ?1";
+     u.locked, u.totp_secret, u.totp_last_step, u.created_at, u.otp_failed_attempts, u.otp_locked \
+     FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.id = ?1";
 
 fn token_from_row(row: &Row<'_>) -> rusqlite::Result<ApiTokenRecord> {
     let hash: Vec<u8> = row.get(2)?;
@@ -481,7 +499,9 @@ impl Store for SqliteStore {
         let user = user.clone();
         self.write(move |conn| {
             conn.execute(
-                &format!("INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
+                &format!(
+                    "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+                ),
                 params![
                     user.id,
                     user.login_name,
@@ -493,7 +513,9 @@ impl Store for SqliteStore {
                     user.locked,
                     user.totp.as_ref().map(|t| t.secret.clone()),
                     user.totp.as_ref().and_then(|t| t.last_used_step),
-                    user.created_at.0
+                    user.created_at.0,
+                    user.otp_failed_attempts,
+                    user.otp_locked
                 ],
             )
             .map_err(|e| match translate(e) {
@@ -502,31 +524,6 @@ impl Store for SqliteStore {
                 }
                 other => other,
             })?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn update_user(&self, user: &User) -> StoreResult<()> {
-        let user = user.clone();
-        self.write(move |conn| {
-            conn.execute(
-                "UPDATE users SET login_name = ?2, display_name = ?3, org_id = ?4, state = ?5, password_hash = ?6, \
-                 failed_attempts = ?7, locked = ?8, totp_secret = ?9, totp_last_step = ?10 WHERE id = ?1",
-                params![
-                    user.id,
-                    user.login_name,
-                    user.display_name,
-                    user.org_id,
-                    user.state.as_str(),
-                    user.password_hash,
-                    user.failed_attempts,
-                    user.locked,
-                    user.totp.as_ref().map(|t| t.secret.clone()),
-                    user.totp.as_ref().and_then(|t| t.last_used_step)
-                ],
-            )
-            .map_err(translate)?;
             Ok(())
         })
         .await
@@ -561,28 +558,66 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn record_password_failure(&self, user_id: &str, max: i32) -> StoreResult<(i32, bool)> {
-        let user_id = user_id.to_owned();
+    async fn set_user_state(&self, id: &str, state: UserState) -> StoreResult<bool> {
+        self.change_user(id, "UPDATE users SET state = ?2 WHERE id = ?1", vec![Value::Text(state.as_str().into())])
+            .await
+    }
+
+    async fn set_password_hash(&self, id: &str, hash: &str) -> StoreResult<bool> {
+        let sql = "UPDATE users SET password_hash = ?2, failed_attempts = 0, locked = 0 WHERE id = ?1";
+        self.change_user(id, sql, vec![Value::Text(hash.into())]).await
+    }
+
+    async fn unlock_user(&self, id: &str) -> StoreResult<bool> {
+        let sql =
+            "UPDATE users SET failed_attempts = 0, locked = 0, otp_failed_attempts = 0, otp_locked = 0 WHERE id = ?1";
+        self.change_user(id, sql, Vec::new()).await
+    }
+
+    async fn set_totp(&self, id: &str, enrolment: &TotpEnrolment) -> StoreResult<bool> {
+        let (id, enrolment) = (id.to_owned(), enrolment.clone());
         self.write(move |conn| {
-            conn.query_row(
-                "UPDATE users SET failed_attempts = failed_attempts + 1, locked = (locked OR failed_attempts + 1 >= ?2) \
-                 WHERE id = ?1 RETURNING failed_attempts, locked",
-                params![user_id, max],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(translate)
+            let n = conn
+                .execute(
+                    "UPDATE users SET totp_secret = ?2, totp_last_step = ?3 WHERE id = ?1",
+                    params![id, enrolment.secret, enrolment.last_used_step],
+                )
+                .map_err(translate)?;
+            Ok(n == 1)
         })
         .await
     }
 
-    async fn reset_password_failures(&self, user_id: &str) -> StoreResult<()> {
+    async fn claim_attempt(&self, user_id: &str, counter: LockoutCounter, max: i32) -> StoreResult<Option<Claim>> {
         let user_id = user_id.to_owned();
+        let (count, lock) = lockout_columns(counter);
+        let claim = format!(
+            "UPDATE users SET {count} = {count} + 1, {lock} = ({count} + 1 >= ?2) \
+             WHERE id = ?1 AND NOT locked AND NOT otp_locked AND {count} < ?2 RETURNING {count}"
+        );
+        let current = format!("SELECT {count} FROM users WHERE id = ?1");
+        // One job: the conditional write decides; the read only reports a refusal's count.
         self.write(move |conn| {
-            conn.execute("UPDATE users SET failed_attempts = 0 WHERE id = ?1 AND NOT locked", [user_id])
+            let claimed: Option<i32> = conn
+                .prepare_cached(&claim)
+                .and_then(|mut s| s.query_row(params![user_id, max], |r| r.get(0)).optional())
                 .map_err(translate)?;
-            Ok(())
+            if let Some(attempt) = claimed {
+                return Ok(Some(Claim::Admitted(attempt)));
+            }
+            let refused: Option<i32> = conn
+                .prepare_cached(&current)
+                .and_then(|mut s| s.query_row([&user_id], |r| r.get(0)).optional())
+                .map_err(translate)?;
+            Ok(refused.map(Claim::Refused))
         })
         .await
+    }
+
+    async fn clear_attempts(&self, user_id: &str, counter: LockoutCounter) -> StoreResult<()> {
+        let (count, lock) = lockout_columns(counter);
+        let sql = format!("UPDATE users SET {count} = 0, {lock} = 0 WHERE id = ?1");
+        self.change_user(user_id, &sql, Vec::new()).await.map(drop)
     }
 
     async fn consume_totp_step(&self, user_id: &str, step: i64) -> StoreResult<bool> {
@@ -808,6 +843,20 @@ impl Store for SqliteStore {
         self.write(move |conn| {
             let n = conn
                 .execute("DELETE FROM sessions WHERE terminated_at < ?1 OR expiration_date < ?1", [before.0])
+                .map_err(translate)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn sweep_history(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {
+        self.write(move |conn| {
+            let n = conn
+                .prepare_cached(
+                    "DELETE FROM session_history WHERE (session_id, sequence) IN \
+                     (SELECT session_id, sequence FROM session_history WHERE at < ?1 ORDER BY at LIMIT ?2)",
+                )
+                .and_then(|mut s| s.execute(params![before.0, limit]))
                 .map_err(translate)?;
             Ok(n as u64)
         })

@@ -182,6 +182,11 @@ impl Rest {
         Answer { status, body: serde_json::from_str(&text).unwrap_or(Value::String(text)) }
     }
 
+    /// CreateSession with any request body.
+    pub async fn create_session_with(&self, body: Value) -> Answer {
+        self.send(reqwest::Method::POST, "/v2/sessions", Some(body)).await
+    }
+
     /// CreateSession for the user with `login_name`.
     pub async fn create_session(&self, login_name: &str) -> Answer {
         let body = serde_json::json!({"checks": {"user": {"loginName": login_name}}});

@@ -27,13 +27,13 @@ use self::{
 };
 use super::{
     SessionFilter, Store, StoreError, StoreResult,
-    codec::{comparison, decode_state, encode_changes, encode_state, history_entry},
+    codec::{comparison, decode_state, encode_changes, encode_state, history_entry, lockout_columns},
 };
 use crate::domain::{
     Permissions, Timestamp,
     session::{HistoryEntry, Session, SessionQuery, TimeComparison},
     token::SecretHash,
-    user::{ApiTokenRecord, TotpEnrolment, User, UserState},
+    user::{ApiTokenRecord, Claim, LockoutCounter, TotpEnrolment, User, UserState},
 };
 
 mod error;
@@ -138,6 +138,25 @@ impl PostgresStore {
     }
 }
 
+impl PostgresStore {
+    /// One statement on one user row (`$1` the id, `$2` the optional text value); `false` when
+    /// no row has the id.
+    async fn change_user(&self, id: &str, sql: &str, value: Option<String>) -> StoreResult<bool> {
+        let (id, sql) = (id.to_owned(), sql.to_owned());
+        self.run(move |conn| {
+            let (id, sql, value) = (id.clone(), sql.clone(), value.clone());
+            Box::pin(async move {
+                let mut query = sqlx::query(&sql).bind(id);
+                if let Some(value) = value {
+                    query = query.bind(value);
+                }
+                Ok(query.execute(conn).await?.rows_affected() == 1)
+            })
+        })
+        .await
+    }
+}
+
 /// A short, growing, jittered pause before running a conflicting transaction again, so that the
 /// transactions that collided do not collide again in lockstep.
 fn backoff(retries: u32) -> Duration {
@@ -195,7 +214,8 @@ async fn wait_for_database(options: &PgConnectOptions, target: &str) -> anyhow::
 
 type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
 
-const USER_COLUMNS: &str = "id, login_name, display_name, org_id, state, password_hash, failed_attempts, locked, totp_secret, totp_last_step, created_at";
+const USER_COLUMNS: &str = "id, login_name, display_name, org_id, state, password_hash, failed_attempts, locked, \
+     totp_secret, totp_last_step, created_at, otp_failed_attempts, otp_locked";
 
 fn user_from_row(row: &PgRow, at: usize) -> Result<User, sqlx::Error> {
     let state: String = row.try_get(at + 4)?;
@@ -212,6 +232,8 @@ fn user_from_row(row: &PgRow, at: usize) -> Result<User, sqlx::Error> {
         locked: row.try_get(at + 7)?,
         totp: totp_secret.map(|secret| TotpEnrolment { secret, last_used_step }),
         created_at: Timestamp(row.try_get(at + 10)?),
+        otp_failed_attempts: row.try_get(at + 11)?,
+        otp_locked: row.try_get(at + 12)?,
     })
 }
 
@@ -234,8 +256,8 @@ const TOKEN_COLUMNS: &str = "t.id, t.user_id, t.secret_hash, t.permissions, t.ex
 /// A token and its user in one query (on every call: authentication), written out once.
 const TOKEN_WITH_USER: &str = "SELECT t.id, t.user_id, t.secret_hash, t.permissions, t.expires_at, t.revoked_at, \
      t.created_at, u.id, u.login_name, u.display_name, u.org_id, u.state, u.password_hash, u.failed_attempts, \
-     u.locked, u.totp_secret, u.totp_last_step, u.created_at FROM api_tokens t JOIN users u ON u.id = t.user_id \
-     WHERE t.id = $1";
+     u.locked, u.totp_secret, u.totp_last_step, u.created_at, u.otp_failed_attempts, u.otp_locked \
+     FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.id = $1";
 
 /// One session by id (on most calls).
 const SESSION_BY_ID: &str = "SELECT id, resource_owner, creator_id, creation_date, change_date, sequence, token_hash, \
@@ -357,34 +379,22 @@ impl Store for PostgresStore {
             Box::pin(async move {
                 let query = sqlx::query(
                     "INSERT INTO users (id, login_name, display_name, org_id, state, password_hash, failed_attempts, \
-                     locked, totp_secret, totp_last_step, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                     locked, totp_secret, totp_last_step, created_at, otp_failed_attempts, otp_locked) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                 )
                 .bind(user.id.clone());
-                let result = bind_user_fields(query, &user).bind(user.created_at.0).execute(conn).await;
+                let result = bind_user_fields(query, &user)
+                    .bind(user.created_at.0)
+                    .bind(user.otp_failed_attempts)
+                    .bind(user.otp_locked)
+                    .execute(conn)
+                    .await;
                 match result.map_err(Failure::from) {
                     Err(Failure::Store(StoreError::AlreadyExists(_))) => Err(Failure::Store(
                         StoreError::AlreadyExists(format!("login name `{}` is taken", user.login_name)),
                     )),
                     other => other.map(drop),
                 }
-            })
-        })
-        .await
-    }
-
-    async fn update_user(&self, user: &User) -> StoreResult<()> {
-        let user = user.clone();
-        self.run(move |conn| {
-            let user = user.clone();
-            Box::pin(async move {
-                let query = sqlx::query(
-                    "UPDATE users SET login_name = $2, display_name = $3, org_id = $4, state = $5, password_hash = $6, \
-                     failed_attempts = $7, locked = $8, totp_secret = $9, totp_last_step = $10 WHERE id = $1",
-                )
-                .bind(user.id.clone());
-                bind_user_fields(query, &user).execute(conn).await?;
-                Ok(())
             })
         })
         .await
@@ -433,39 +443,69 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn record_password_failure(&self, user_id: &str, max: i32) -> StoreResult<(i32, bool)> {
-        let user_id = user_id.to_owned();
+    async fn set_user_state(&self, id: &str, state: UserState) -> StoreResult<bool> {
+        self.change_user(id, "UPDATE users SET state = $2 WHERE id = $1", Some(state.as_str().to_owned())).await
+    }
+
+    async fn set_password_hash(&self, id: &str, hash: &str) -> StoreResult<bool> {
+        let sql = "UPDATE users SET password_hash = $2, failed_attempts = 0, locked = FALSE WHERE id = $1";
+        self.change_user(id, sql, Some(hash.to_owned())).await
+    }
+
+    async fn unlock_user(&self, id: &str) -> StoreResult<bool> {
+        let sql = "UPDATE users SET failed_attempts = 0, locked = FALSE, otp_failed_attempts = 0, otp_locked = FALSE \
+                   WHERE id = $1";
+        self.change_user(id, sql, None).await
+    }
+
+    async fn set_totp(&self, id: &str, enrolment: &TotpEnrolment) -> StoreResult<bool> {
+        let (id, enrolment) = (id.to_owned(), enrolment.clone());
         self.run(move |conn| {
-            let user_id = user_id.clone();
+            let (id, enrolment) = (id.clone(), enrolment.clone());
             Box::pin(async move {
-                // One statement: the row lock makes concurrent failures count one by one.
-                let row = sqlx::query(
-                    "UPDATE users SET failed_attempts = failed_attempts + 1, \
-                     locked = (locked OR failed_attempts + 1 >= $2) WHERE id = $1 RETURNING failed_attempts, locked",
-                )
-                .bind(user_id)
-                .bind(max)
-                .fetch_one(conn)
-                .await?;
-                Ok((row.try_get(0)?, row.try_get(1)?))
+                let changed = sqlx::query("UPDATE users SET totp_secret = $2, totp_last_step = $3 WHERE id = $1")
+                    .bind(id)
+                    .bind(enrolment.secret)
+                    .bind(enrolment.last_used_step)
+                    .execute(conn)
+                    .await?
+                    .rows_affected();
+                Ok(changed == 1)
             })
         })
         .await
     }
 
-    async fn reset_password_failures(&self, user_id: &str) -> StoreResult<()> {
+    async fn claim_attempt(&self, user_id: &str, counter: LockoutCounter, max: i32) -> StoreResult<Option<Claim>> {
         let user_id = user_id.to_owned();
+        let (count, lock) = lockout_columns(counter);
+        // One statement. The UPDATE's condition is re-checked on the locked row (READ COMMITTED
+        // re-evaluates it after waiting for a concurrent claim), so claims count one by one across
+        // processes; the outer SELECT reports a refusal's count from the statement's snapshot.
+        let sql = format!(
+            "WITH claimed AS (UPDATE users SET {count} = {count} + 1, {lock} = ({count} + 1 >= $2) \
+             WHERE id = $1 AND NOT locked AND NOT otp_locked AND {count} < $2 RETURNING {count}) \
+             SELECT (SELECT {count} FROM claimed), {count} FROM users WHERE id = $1"
+        );
         self.run(move |conn| {
-            let user_id = user_id.clone();
+            let (user_id, sql) = (user_id.clone(), sql.clone());
             Box::pin(async move {
-                sqlx::query("UPDATE users SET failed_attempts = 0 WHERE id = $1 AND NOT locked")
-                    .bind(user_id)
-                    .execute(conn)
-                    .await?;
-                Ok(())
+                let row = sqlx::query(&sql).bind(user_id).bind(max).fetch_optional(conn).await?;
+                let Some(row) = row else { return Ok(None) };
+                let claimed: Option<i32> = row.try_get(0)?;
+                Ok(Some(match claimed {
+                    Some(attempt) => Claim::Admitted(attempt),
+                    None => Claim::Refused(row.try_get(1)?),
+                }))
             })
         })
         .await
+    }
+
+    async fn clear_attempts(&self, user_id: &str, counter: LockoutCounter) -> StoreResult<()> {
+        let (count, lock) = lockout_columns(counter);
+        let sql = format!("UPDATE users SET {count} = 0, {lock} = FALSE WHERE id = $1");
+        self.change_user(user_id, &sql, None).await.map(drop)
     }
 
     async fn consume_totp_step(&self, user_id: &str, step: i64) -> StoreResult<bool> {
@@ -671,6 +711,24 @@ impl Store for PostgresStore {
                     .execute(conn)
                     .await?
                     .rows_affected();
+                Ok(removed)
+            })
+        })
+        .await
+    }
+
+    async fn sweep_history(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {
+        self.run(move |conn| {
+            Box::pin(async move {
+                let removed = sqlx::query(
+                    "DELETE FROM session_history WHERE (session_id, sequence) IN \
+                     (SELECT session_id, sequence FROM session_history WHERE at < $1 ORDER BY at LIMIT $2)",
+                )
+                .bind(before.0)
+                .bind(i64::from(limit))
+                .execute(conn)
+                .await?
+                .rows_affected();
                 Ok(removed)
             })
         })

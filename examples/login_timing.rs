@@ -1,0 +1,105 @@
+//! How long a password check takes to answer for a login name that does not exist, against one
+//! that does (wrong and right password): the answers must not tell an attacker which login names
+//! exist. A measurement for BENCHMARKS.md, not a test: it starts sessiond in-process on a
+//! temporary SQLite database and calls CreateSession over gRPC, one call at a time, the three
+//! kinds interleaved round by round.
+//!
+//! ```sh
+//! cargo run --release --example login_timing -- 200
+//! ```
+
+#![allow(clippy::print_stdout)] // an example prints what it measured
+
+use std::time::{Duration, Instant};
+
+use sessiond::{
+    config::Config,
+    domain::{
+        Permission, Permissions,
+        password::PasswordHasher,
+        user::{NewUser, Users},
+    },
+    proto::session::{
+        CheckPassword, CheckUser, Checks, CreateSessionRequest, check_user,
+        session_service_client::SessionServiceClient,
+    },
+    server, store,
+};
+use tonic::{Request, metadata::MetadataValue};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let rounds: usize = std::env::args().nth(1).map(|n| n.parse()).transpose()?.unwrap_or(200);
+    let dir = tempfile::tempdir()?;
+    let config = Config {
+        database: format!("sqlite:{}", dir.path().join("timing.db").display()),
+        // Wrong passwords must keep being verified for the whole run.
+        max_failed_attempts: i32::MAX,
+        ..Config::default()
+    };
+    let store = store::open(&config.database, config.durability).await?;
+    let users = Users::new(store.clone(), PasswordHasher::default());
+    let app = users.add_user(NewUser { login_name: "app".into(), ..Default::default() }).await?;
+    let (_, token) =
+        users.add_token(&app.id, [Permission::SessionWrite].into_iter().collect::<Permissions>(), None).await?;
+    users
+        .add_user(NewUser { login_name: "alice".into(), password: Some("right".into()), ..Default::default() })
+        .await?;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server::serve(listener, config, store, async {
+        let _ = stopped.await;
+    }));
+
+    let bearer: MetadataValue<_> = format!("Bearer {}", token.to_bearer()).parse()?;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?.connect().await?;
+    let mut client = SessionServiceClient::with_interceptor(channel, move |mut request: Request<()>| {
+        request.metadata_mut().insert("authorization", bearer.clone());
+        Ok(request)
+    });
+    let kinds = [
+        ("unknown login name", "nobody", "guess"),
+        ("known, wrong password", "alice", "guess"),
+        ("known, right password", "alice", "right"),
+    ];
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); kinds.len()];
+    for round in 0..rounds + 10 {
+        for (i, (_, login_name, password)) in kinds.iter().enumerate() {
+            let request = CreateSessionRequest {
+                checks: Some(Checks {
+                    user: Some(CheckUser { search: Some(check_user::Search::LoginName((*login_name).into())) }),
+                    password: Some(CheckPassword { password: (*password).into() }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let started = Instant::now();
+            let _ = client.create_session(request).await;
+            // The first rounds warm up connections and caches.
+            if round >= 10 {
+                times[i].push(started.elapsed());
+            }
+        }
+    }
+    println!("{rounds} calls each, one at a time, interleaved");
+    println!("{:<24} {:>10} {:>10} {:>10}", "password check", "p50 ms", "p90 ms", "× known");
+    let median = |t: &mut Vec<Duration>| {
+        t.sort();
+        (t[t.len() / 2], t[t.len() * 9 / 10])
+    };
+    let (known_p50, _) = median(&mut times[1]);
+    for ((name, _, _), t) in kinds.iter().zip(times.iter_mut()) {
+        let (p50, p90) = median(t);
+        let ratio = p50.as_secs_f64() / known_p50.as_secs_f64();
+        println!("{name:<24} {:>10.2} {:>10.2} {ratio:>10.2}", ms(p50), ms(p90));
+    }
+    let _ = stop.send(());
+    serving.await??;
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
