@@ -17,6 +17,17 @@
 /// The encoded `FileDescriptorSet` of every file in `proto/`, imports included.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sessiond_descriptor.bin"));
 
+/// Every descriptor the server speaks: ours and the health service's, for the JSON transcoding of
+/// both and for reflection.
+pub fn pool() -> &'static prost_reflect::DescriptorPool {
+    static POOL: std::sync::LazyLock<prost_reflect::DescriptorPool> = std::sync::LazyLock::new(|| {
+        let mut pool = prost_reflect::DescriptorPool::decode(FILE_DESCRIPTOR_SET).expect("our descriptors decode");
+        pool.decode_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET).expect("the health descriptors decode");
+        pool
+    });
+    &POOL
+}
+
 pub mod google {
     pub mod api {
         include!(concat!(env!("OUT_DIR"), "/google.api.rs"));

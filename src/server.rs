@@ -1,4 +1,4 @@
-//! The composition root: opens the store, builds the tonic router, the edge and the CORS layer,
+//! The composition root: opens the store, builds tonic's routes and the front door around them,
 //! and serves HTTP/1.1 and h2c on one listener until `shutdown` resolves; then lets calls in
 //! flight finish and closes the store.
 
@@ -10,8 +10,10 @@ use hyper_util::{
     server::{conn::auto, graceful::GracefulShutdown},
     service::TowerToHyperService,
 };
-use prost_reflect::DescriptorPool;
 use tokio::net::TcpListener;
+use tonic::{body::Body, codec::CompressionEncoding};
+use tower::ServiceExt as _;
+use tower_http::sensitive_headers::SetSensitiveRequestHeaders;
 
 use crate::{
     config::Config,
@@ -21,10 +23,10 @@ use crate::{
         session::{LockoutPolicy, Sessions},
         user::Users,
     },
-    proto,
-    service::SessionHandler,
+    proto::{self, session::session_service_server::SessionServiceServer},
+    service::{SessionHandler, auth::Authenticated},
     store::{self, Store},
-    transport::{Edge, EdgeConfig, SESSION_SERVICE, cors::CorsGate},
+    transport::{self, SESSION_SERVICE, stack},
 };
 
 /// Opens the configured store and serves on `listener` until `shutdown` resolves.
@@ -46,8 +48,9 @@ pub async fn serve(
     store: Arc<dyn Store>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let edge = build_edge(&config, Arc::clone(&store))?;
-    let service = CorsGate::new(edge, &config.cors_origins)?;
+    let front_door = build_front_door(&config, Arc::clone(&store))?;
+    // hyper's body becomes tonic's at the door; every layer inside speaks `tonic::body::Body`.
+    let service = front_door.map_request(|request: http::Request<hyper::body::Incoming>| request.map(Body::new));
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(config.header_read_timeout);
@@ -103,9 +106,12 @@ pub async fn serve(
     Ok(())
 }
 
-/// The protocol edge: the SessionService handler, which the edge calls for every session RPC
-/// whatever its wire format, and the tonic router for health and reflection.
-pub fn build_edge(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Edge> {
+/// The front door around tonic's routes: the generated SessionService server (behind the token
+/// lookup, with gzip both ways), health and reflection.
+pub fn build_front_door(
+    config: &Config,
+    store: Arc<dyn Store>,
+) -> anyhow::Result<SetSensitiveRequestHeaders<transport::Inner>> {
     let hasher = PasswordHasher::new(config.max_hash_wait);
     let lockout = LockoutPolicy {
         max_password_attempts: config.max_failed_attempts,
@@ -122,20 +128,28 @@ pub fn build_edge(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Edge
     );
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    let handler = SessionHandler::new(sessions);
-    let grpc = tonic::service::Routes::new(health_service).add_service(reflection_v1).add_service(reflection_v1alpha);
-
-    let pool = DescriptorPool::decode(proto::FILE_DESCRIPTOR_SET)?;
-    let edge_config = EdgeConfig {
+    let sessions = SessionServiceServer::new(SessionHandler::new(sessions))
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip)
+        // The body guard holds requests to the configured limit; the message may not pass it.
+        .max_decoding_message_size(config.body_limit);
+    let routes = tonic::service::Routes::new(Authenticated::new(sessions, users))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
+    let settings = stack::Settings {
         body_limit: config.body_limit,
         max_in_flight: config.max_in_flight,
         body_read_timeout: config.body_read_timeout,
+        cors_origins: config.cors_origins.clone(),
     };
-    Edge::new(grpc, handler, pool, users, edge_config)
+    stack::front_door(routes, &settings)
 }
 
 /// How long what the sweeper removes is kept.

@@ -1,14 +1,12 @@
 //! The generated tonic `SessionService`, implemented once: it converts protobuf to domain calls
-//! and back, and maps domain errors to statuses. Every wire format reaches this one handler.
+//! and back, and maps domain errors to statuses. Every wire format reaches this one handler
+//! through tonic's generated server.
 
+pub mod auth;
 pub mod codec;
 pub mod convert;
 pub mod status;
 
-use std::future::Future;
-
-use bytes::Bytes;
-use prost::Message;
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -32,36 +30,6 @@ pub struct SessionHandler {
 impl SessionHandler {
     pub fn new(sessions: Sessions) -> Self {
         Self { sessions }
-    }
-
-    /// Calls the handler for the SessionService method `method` directly, protobuf bytes in and
-    /// out, as the tonic server would (same handler, same decoding errors) but without routing
-    /// and framing the call through it: the edge has already decoded whatever wire format the
-    /// call came in. `None` for a method this service does not have.
-    pub async fn call(&self, method: &str, message: Bytes, caller: Caller) -> Option<Result<Bytes, Status>> {
-        async fn unary<Req, Resp, Fut>(
-            message: Bytes,
-            caller: Caller,
-            handle: impl FnOnce(Request<Req>) -> Fut,
-        ) -> Result<Bytes, Status>
-        where
-            Req: Message + Default,
-            Resp: Message,
-            Fut: Future<Output = Result<Response<Resp>, Status>>,
-        {
-            let decoded = Req::decode(message).map_err(|e| codec::invalid_protobuf(&e.to_string()))?;
-            let mut request = Request::new(decoded);
-            request.extensions_mut().insert(caller);
-            Ok(handle(request).await?.into_inner().encode_to_vec().into())
-        }
-        Some(match method {
-            "CreateSession" => unary(message, caller, |r| self.create_session(r)).await,
-            "GetSession" => unary(message, caller, |r| self.get_session(r)).await,
-            "SetSession" => unary(message, caller, |r| self.set_session(r)).await,
-            "DeleteSession" => unary(message, caller, |r| self.delete_session(r)).await,
-            "ListSessions" => unary(message, caller, |r| self.list_sessions(r)).await,
-            _ => return None,
-        })
     }
 }
 

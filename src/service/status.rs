@@ -49,7 +49,16 @@ pub fn status_from_parts(
     message: &str,
     credentials: Option<CredentialsFailure>,
 ) -> Status {
-    let code = code_of(class);
+    with_detail(code_of(class), id, message, credentials)
+}
+
+/// A status of `code` carrying one `ErrorDetail`: what the edge raises before any handler runs
+/// (routing, framing, limits, deadlines), so that those refusals look like every other error.
+pub fn error_status(code: Code, id: &str, message: &str) -> Status {
+    with_detail(code, id, message, None)
+}
+
+fn with_detail(code: Code, id: &str, message: &str, credentials: Option<CredentialsFailure>) -> Status {
     let full_message = format!("{message} ({id})");
     let detail = match credentials {
         Some(CredentialsFailure { failed_attempts }) => pbjson_types::Any {

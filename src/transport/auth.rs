@@ -1,49 +1,59 @@
-//! The `authorization` header, parsed into a typed bearer credential (no lookups here: the
-//! domain resolves it). The token never appears in `Debug` output or logs.
+//! The `authorization` header, parsed into a typed bearer credential in the request's
+//! extensions (no lookups here: the service resolves it). A SessionService call without a usable
+//! credential is refused before its body is read. The token never appears in `Debug` output.
 
-use std::fmt;
+use http::{HeaderMap, Request, Response, header::AUTHORIZATION};
+use tonic::{Code, Status, body::Body};
+use tower::Layer;
 
-use http::{HeaderMap, header::AUTHORIZATION};
+use super::{Inner, SESSION_SERVICE, classify::Target, forward, middleware, refuse};
+use crate::service::auth::Bearer;
 
-use crate::domain::Error;
-
-/// A bearer token as presented.
-pub struct Bearer(String);
-
-impl Bearer {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
+/// The layer: SessionService calls get their `Bearer` in the extensions or are refused.
+pub fn layer() -> impl Layer<Inner, Service = Inner> + Clone {
+    middleware(|mut request: Request<Body>, inner: Inner| async move {
+        let target = request.extensions().get::<Target>().cloned();
+        let Some(target) = target.filter(|t| t.service().as_deref() == Some(SESSION_SERVICE)) else {
+            return forward(inner, request).await;
+        };
+        match bearer(request.headers()) {
+            Ok(bearer) => {
+                request.extensions_mut().insert(bearer);
+                forward(inner, request).await
+            }
+            Err(status) => {
+                refuse::early(request, refuse::render(target.protocol, &status, None)).await as Response<Body>
+            }
+        }
+    })
 }
 
-impl fmt::Debug for Bearer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Bearer(<redacted>)")
-    }
+fn unauthenticated(id: &str, message: &str) -> Status {
+    refuse::status(Code::Unauthenticated, id, message)
 }
 
 /// Exactly one `authorization: Bearer <token>` header (scheme case-insensitive), else
 /// UNAUTHENTICATED saying what was wrong.
-pub fn bearer(headers: &HeaderMap) -> Result<Bearer, Error> {
+pub fn bearer(headers: &HeaderMap) -> Result<Bearer, Status> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
-    let value = values.next().ok_or_else(|| {
-        Error::unauthenticated("AUTH-MissingCredentials", "the request carries no authorization header")
-    })?;
+    let value = values
+        .next()
+        .ok_or_else(|| unauthenticated("AUTH-MissingCredentials", "the request carries no authorization header"))?;
     if values.next().is_some() {
-        return Err(Error::unauthenticated(
+        return Err(unauthenticated(
             "AUTH-AmbiguousCredentials",
             "the request carries more than one authorization header",
         ));
     }
     let malformed =
-        || Error::unauthenticated("AUTH-MalformedCredentials", "the authorization header must be `Bearer <token>`");
+        || unauthenticated("AUTH-MalformedCredentials", "the authorization header must be `Bearer <token>`");
     let value = value.to_str().map_err(|_| malformed())?.trim();
     let (scheme, token) = value.split_once(' ').ok_or_else(malformed)?;
     let token = token.trim();
     if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
         return Err(malformed());
     }
-    Ok(Bearer(token.to_owned()))
+    Ok(Bearer::new(token.to_owned()))
 }
 
 #[cfg(test)]
@@ -72,7 +82,7 @@ mod tests {
             (headers(&["Basic dXNlcjpwYXNz"]), "AUTH-MalformedCredentials"),
             (headers(&["Bearer a", "Bearer b"]), "AUTH-AmbiguousCredentials"),
         ] {
-            assert_eq!(bearer(&h).unwrap_err().id, id);
+            assert!(bearer(&h).unwrap_err().message().ends_with(&format!("({id})")));
         }
     }
 

@@ -42,8 +42,9 @@ impl FrameError {
     }
 }
 
-/// The single message of a unary request body, or why there is none.
-pub fn unary_message(body: &Bytes) -> Result<Bytes, FrameError> {
+/// The single message of a unary request body, or why there is none. A compressed message is
+/// well formed only when the call declares its `grpc-encoding` (`encoded`).
+pub fn unary_message(body: &Bytes, encoded: bool) -> Result<Bytes, FrameError> {
     if body.is_empty() {
         return Err(FrameError::Malformed("the request body holds no gRPC message frame".into()));
     }
@@ -54,10 +55,12 @@ pub fn unary_message(body: &Bytes) -> Result<Bytes, FrameError> {
     if flags & TRAILER_FLAG != 0 {
         return Err(FrameError::Malformed("a request must not carry a trailer frame".into()));
     }
-    if flags & COMPRESSED_FLAG != 0 {
-        return Err(FrameError::Unsupported("compressed messages are not supported: send them uncompressed".into()));
+    if flags & COMPRESSED_FLAG != 0 && !encoded {
+        return Err(FrameError::Unsupported(
+            "the message is compressed but the call names no grpc-encoding: name one the server accepts".into(),
+        ));
     }
-    if flags != 0 {
+    if flags & !COMPRESSED_FLAG != 0 {
         return Err(format!("unknown gRPC frame flags {flags:#04x}").into());
     }
     let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
@@ -118,6 +121,18 @@ pub fn decode_base64_chunks(body: &[u8]) -> Result<Bytes, String> {
     Ok(out.into())
 }
 
+/// Whether a gRPC-Web response body already ends in a trailer frame.
+pub fn has_trailer_frame(mut body: &[u8]) -> bool {
+    while body.len() >= HEADER_LEN {
+        if body[0] & TRAILER_FLAG != 0 {
+            return true;
+        }
+        let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
+        body = body.get(HEADER_LEN + len..).unwrap_or_default();
+    }
+    false
+}
+
 pub fn encode_base64(bytes: &[u8]) -> String {
     STANDARD.encode(bytes)
 }
@@ -129,16 +144,17 @@ mod tests {
     #[test]
     fn one_frame_round_trips() {
         let framed = encode_message(b"hello");
-        assert_eq!(unary_message(&framed).unwrap(), Bytes::from_static(b"hello"));
+        assert_eq!(unary_message(&framed, false).unwrap(), Bytes::from_static(b"hello"));
     }
 
     #[test]
     fn malformed_frames_are_named() {
-        let error = |body: &'static [u8]| unary_message(&Bytes::from_static(body)).unwrap_err();
+        let error = |body: &'static [u8]| unary_message(&Bytes::from_static(body), false).unwrap_err();
         assert!(error(&[]).message().contains("no gRPC message"));
         assert!(error(&[0, 0, 0]).message().contains("truncated"));
         assert!(error(&[0, 0, 0, 0, 9, 1]).message().contains("announces 9"));
         assert!(matches!(error(&[1, 0, 0, 0, 0]), FrameError::Unsupported(m) if m.contains("compressed")));
+        assert!(unary_message(&Bytes::from_static(&[1, 0, 0, 0, 0]), true).is_ok());
         assert!(error(&[0, 0, 0, 0, 0, 0]).message().contains("exactly one"));
     }
 

@@ -2,7 +2,7 @@
 //! once at start, matched by specificity (a literal beats a variable beats `**`), never by
 //! declaration order.
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, sync::Arc};
 
 use http::Method;
 use prost_reflect::{DescriptorPool, MethodDescriptor, Value};
@@ -44,9 +44,9 @@ pub struct Route {
 }
 
 /// A matched route with its path variables (percent-decoded).
-#[derive(Debug)]
-pub struct Matched<'a> {
-    pub route: &'a Route,
+#[derive(Debug, Clone)]
+pub struct Matched {
+    pub route: Arc<Route>,
     pub variables: Vec<(String, String)>,
 }
 
@@ -62,7 +62,7 @@ pub enum RouteError {
 
 #[derive(Debug, Default)]
 pub struct Routes {
-    routes: Vec<Route>,
+    routes: Vec<Arc<Route>>,
     verbs: BTreeSet<String>,
 }
 
@@ -85,7 +85,7 @@ impl Routes {
                     .and_then(|o| o.http_response)
                     .map_or(200, |r| u16::try_from(r.success_code).unwrap_or(200));
                 for rule in std::iter::once(rule.clone()).chain(rule.additional_bindings) {
-                    routes.push(Route::new(method.clone(), &rule, success_code)?);
+                    routes.push(Arc::new(Route::new(method.clone(), &rule, success_code)?));
                 }
             }
         }
@@ -108,7 +108,7 @@ impl Routes {
     }
 
     /// The route for `method` and `path` (the raw path, without query).
-    pub fn find(&self, method: &Method, path: &str) -> Result<Matched<'_>, RouteError> {
+    pub fn find(&self, method: &Method, path: &str) -> Result<Matched, RouteError> {
         let Some(rest) = path.strip_prefix('/') else {
             return Err(RouteError::NotFound);
         };
@@ -127,7 +127,7 @@ impl Routes {
             }
             route.match_segments(raw).map(|spans| (route, raw, spans))
         });
-        let mut best: Option<(Vec<u8>, Matched<'_>)> = None;
+        let mut best: Option<(Vec<u8>, Matched)> = None;
         for (route, raw, spans) in candidates.clone().filter(|(route, ..)| route.http_method == method) {
             let rank = route.rank();
             if best.as_ref().is_some_and(|(r, _)| *r >= rank) {
@@ -139,7 +139,7 @@ impl Routes {
                 let value = decode_segments(&raw[start..end])?;
                 variables.push((var.field_path.clone(), value));
             }
-            best = Some((rank, Matched { route, variables }));
+            best = Some((rank, Matched { route: Arc::clone(route), variables }));
         }
         if let Some((_, matched)) = best {
             return Ok(matched);
@@ -335,7 +335,7 @@ mod tests {
         Routes::from_pool(&pool).unwrap()
     }
 
-    fn name(r: Result<Matched<'_>, RouteError>) -> String {
+    fn name(r: Result<Matched, RouteError>) -> String {
         r.map(|m| m.route.method.name().to_owned()).unwrap_or_else(|e| format!("{e:?}"))
     }
 

@@ -1,0 +1,180 @@
+//! Classify, then act: each request's protocol and target (the RPC, and for REST the matched
+//! route) are decided once, before anything else runs, and put into the request's extensions.
+//! What names nothing we serve is refused here, before authentication: 404, 405 with `Allow`,
+//! 415 with `Accept-Post`, and gRPC over HTTP/1.x (which cannot carry its trailers).
+
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version, header};
+use prost_reflect::MethodDescriptor;
+use tonic::{Code, Status, body::Body};
+use tower::Layer;
+
+use super::{
+    Inner, Protocol, forward, media_type, middleware, refuse,
+    routes::{Matched, RouteError, Routes},
+    rpc_path,
+};
+
+/// What a request calls, as decided by `classify`.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub protocol: Protocol,
+    /// The RPC, when the descriptors know it (gRPC may also reach services only tonic knows,
+    /// such as reflection).
+    pub method: Option<MethodDescriptor>,
+    /// The REST route and its path variables.
+    pub rest: Option<Matched>,
+}
+
+impl Target {
+    /// Whether the RPC is one whose request is a single message (every RPC the descriptors know
+    /// but reflection's stream).
+    pub fn is_unary_request(&self) -> bool {
+        self.method.as_ref().is_some_and(|m| !m.is_client_streaming())
+    }
+
+    /// The full name of the RPC's service.
+    pub fn service(&self) -> Option<String> {
+        self.method.as_ref().map(|m| m.parent_service().full_name().to_owned())
+    }
+}
+
+/// A refusal: the status, the HTTP status override for Connect and REST, extra headers.
+type Refusal = (Status, Option<StatusCode>, HeaderMap);
+
+fn refusal(code: Code, id: &str, message: &str) -> Refusal {
+    (refuse::status(code, id, message), None, HeaderMap::new())
+}
+
+fn unknown_method(path: &str) -> Refusal {
+    let (status, ..) = refusal(Code::Unimplemented, "REQUEST-UnknownMethod", &format!("no RPC is served at {path}"));
+    (status, Some(StatusCode::NOT_FOUND), HeaderMap::new())
+}
+
+/// The layer that classifies; REST routes come from the descriptors' `google.api.http` rules.
+pub fn layer() -> anyhow::Result<impl Layer<Inner, Service = Inner> + Clone> {
+    let routes = Arc::new(Routes::from_pool(crate::proto::pool())?);
+    Ok(middleware(move |request: Request<Body>, inner: Inner| {
+        let routes = Arc::clone(&routes);
+        async move { classify(&routes, request, inner).await }
+    }))
+}
+
+async fn classify(routes: &Routes, mut request: Request<Body>, inner: Inner) -> Response<Body> {
+    let protocol = Protocol::of(request.headers(), request.uri().path());
+    match target(routes, protocol, &request) {
+        Ok(target) => {
+            request.extensions_mut().insert(target);
+            forward(inner, request).await
+        }
+        Err((status, http, extra)) => {
+            let mut response = refuse::render(protocol, &status, http);
+            response.headers_mut().extend(extra);
+            refuse::early(request, response).await
+        }
+    }
+}
+
+fn target(routes: &Routes, protocol: Protocol, request: &Request<Body>) -> Result<Target, Refusal> {
+    let path = request.uri().path();
+    let pool = crate::proto::pool();
+    let known = || {
+        rpc_path(path)
+            .and_then(|(service, method)| pool.get_service_by_name(service)?.methods().find(|m| m.name() == method))
+    };
+    match protocol {
+        Protocol::Grpc => {
+            if request.version() < Version::HTTP_2 {
+                return Err(refusal(
+                    Code::Unimplemented,
+                    "REQUEST-Http2Required",
+                    "gRPC needs HTTP/2; over HTTP/1.1 use gRPC-Web (application/grpc-web+proto)",
+                ));
+            }
+            grpc_target(protocol, path, known())
+        }
+        Protocol::GrpcWeb { .. } => grpc_target(protocol, path, known()),
+        Protocol::Connect { .. } => {
+            let method = known().ok_or_else(|| unknown_method(path))?;
+            if request.method() != Method::POST {
+                let mut extra = HeaderMap::new();
+                extra.insert(header::ALLOW, HeaderValue::from_static("POST"));
+                let (status, ..) = refusal(
+                    Code::Unimplemented,
+                    "REQUEST-MethodNotAllowed",
+                    &format!("{} is not allowed on {path}; RPCs are called with POST", request.method()),
+                );
+                return Err((status, Some(StatusCode::METHOD_NOT_ALLOWED), extra));
+            }
+            let media = media_type(request.headers());
+            if !matches!(media.as_deref(), Some("application/json" | "application/proto")) {
+                let mut extra = HeaderMap::new();
+                extra.insert(
+                    http::HeaderName::from_static("accept-post"),
+                    HeaderValue::from_static("application/json, application/proto"),
+                );
+                let (status, ..) = refusal(
+                    Code::InvalidArgument,
+                    "REQUEST-UnsupportedMediaType",
+                    &format!(
+                        "content type {} is not supported: send application/json or application/proto",
+                        media.as_deref().unwrap_or("(none)")
+                    ),
+                );
+                return Err((status, Some(StatusCode::UNSUPPORTED_MEDIA_TYPE), extra));
+            }
+            Ok(Target { protocol, method: Some(method), rest: None })
+        }
+        Protocol::Rest => rest_target(routes, request),
+    }
+}
+
+/// gRPC and gRPC-Web: a path under a service the descriptors know must name one of its methods;
+/// any other path goes on to tonic (reflection), which answers UNIMPLEMENTED for what it lacks.
+fn grpc_target(protocol: Protocol, path: &str, method: Option<MethodDescriptor>) -> Result<Target, Refusal> {
+    let service_known =
+        rpc_path(path).is_some_and(|(service, _)| crate::proto::pool().get_service_by_name(service).is_some());
+    if method.is_none() && service_known {
+        return Err(unknown_method(path));
+    }
+    Ok(Target { protocol, method, rest: None })
+}
+
+fn rest_target(routes: &Routes, request: &Request<Body>) -> Result<Target, Refusal> {
+    let path = request.uri().path();
+    let matched = match routes.find(request.method(), path) {
+        Ok(matched) => matched,
+        Err(RouteError::NotFound) => {
+            return Err(refusal(Code::NotFound, "REQUEST-NoRoute", &format!("no route matches {path}")));
+        }
+        Err(RouteError::MethodNotAllowed(allowed)) => {
+            let allow = allowed.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+            let mut extra = HeaderMap::new();
+            extra.insert(header::ALLOW, HeaderValue::from_str(&allow).expect("method names are valid header values"));
+            let (status, ..) = refusal(
+                Code::Unimplemented,
+                "REQUEST-MethodNotAllowed",
+                &format!("{} is not allowed on {path}; allowed: {allow}", request.method()),
+            );
+            return Err((status, Some(StatusCode::METHOD_NOT_ALLOWED), extra));
+        }
+        Err(RouteError::BadEscape(segment)) => {
+            return Err(refusal(
+                Code::InvalidArgument,
+                "REQUEST-BadEscape",
+                &format!("path segment `{segment}` holds a broken percent-escape"),
+            ));
+        }
+    };
+    let media = media_type(request.headers());
+    if media.as_deref().is_some_and(|m| m != "application/json") {
+        let (status, ..) = refusal(
+            Code::InvalidArgument,
+            "REQUEST-UnsupportedMediaType",
+            &format!("content type {} is not supported: send application/json", media.unwrap_or_default()),
+        );
+        return Err((status, Some(StatusCode::UNSUPPORTED_MEDIA_TYPE), HeaderMap::new()));
+    }
+    Ok(Target { protocol: Protocol::Rest, method: Some(matched.route.method.clone()), rest: Some(matched) })
+}

@@ -1,0 +1,115 @@
+//! Native gRPC in front of tonic: a unary request is read (within the body guard) and checked to
+//! be exactly one well-formed frame before tonic decodes it, and errors tonic raises itself
+//! (unknown method, unsupported encoding, oversized message) get the `ErrorDetail` and the
+//! contract's code that every other error carries.
+
+use http::{HeaderMap, HeaderValue, Request};
+use http_body_util::{BodyExt, Full};
+use tonic::{Code, Status, body::Body};
+use tower::Layer;
+
+use super::{Inner, Protocol, classify::Target, forward, frame, middleware, refuse};
+
+/// The encodings tonic is configured to accept, as `grpc-accept-encoding` names them.
+pub const ACCEPTED_ENCODINGS: &str = "gzip,identity";
+
+/// Reads a unary request whole and refuses it unless it is one frame; streams pass untouched.
+pub fn unary_framing() -> impl Layer<Inner, Service = Inner> + Clone {
+    middleware(|request: Request<Body>, inner: Inner| async move {
+        if !request.extensions().get::<Target>().is_some_and(Target::is_unary_request) {
+            return forward(inner, request).await;
+        }
+        let encoded = request.headers().get("grpc-encoding").is_some_and(|v| v != "identity");
+        let (parts, body) = request.into_parts();
+        let body = match body.collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(status) => return refuse::render(Protocol::Grpc, &status, None),
+        };
+        if let Err(error) = frame::unary_message(&body, encoded) {
+            return refuse::render(Protocol::Grpc, &framing_error(error), None);
+        }
+        forward(inner, Request::from_parts(parts, Body::new(Full::new(body)))).await
+    })
+}
+
+fn framing_error(error: frame::FrameError) -> Status {
+    match error {
+        frame::FrameError::Malformed(message) => {
+            refuse::status(Code::InvalidArgument, "REQUEST-MalformedFrame", &message)
+        }
+        frame::FrameError::Unsupported(message) => unsupported_encoding(&message),
+    }
+}
+
+/// UNIMPLEMENTED naming what the server accepts, in `grpc-accept-encoding`.
+fn unsupported_encoding(message: &str) -> Status {
+    let mut status = refuse::status(Code::Unimplemented, "REQUEST-UnsupportedEncoding", message);
+    status
+        .metadata_mut()
+        .insert("grpc-accept-encoding", tonic::metadata::MetadataValue::from_static(ACCEPTED_ENCODINGS));
+    status
+}
+
+/// Gives the statuses tonic answers on its own (in a trailers-only response) their detail.
+pub fn details() -> impl Layer<Inner, Service = Inner> + Clone {
+    middleware(|request: Request<Body>, inner: Inner| async move {
+        let path = request.uri().path().to_owned();
+        let mut response = forward(inner, request).await;
+        if let Some(status) = bare_status(response.headers()) {
+            let mapped = with_detail(&status, &path);
+            rewrite_status(response.headers_mut(), &mapped);
+        }
+        response
+    })
+}
+
+/// A non-OK status in `headers` that carries no details.
+fn bare_status(headers: &HeaderMap) -> Option<Status> {
+    if headers.contains_key("grpc-status-details-bin") {
+        return None;
+    }
+    Status::from_header_map(headers).filter(|s| s.code() != Code::Ok)
+}
+
+/// The contract's code and id for a status tonic raised; internal causes stay in the log.
+fn with_detail(status: &Status, path: &str) -> Status {
+    let message = status.message();
+    match status.code() {
+        Code::Unimplemented if message.starts_with("Content is compressed with") => {
+            unsupported_encoding(&format!("{message}; send one of {ACCEPTED_ENCODINGS}"))
+        }
+        Code::Unimplemented => {
+            refuse::status(Code::Unimplemented, "REQUEST-UnknownMethod", &format!("no RPC is served at {path}"))
+        }
+        Code::OutOfRange | Code::ResourceExhausted if message.contains("too large") => {
+            refuse::status(Code::ResourceExhausted, "REQUEST-TooLarge", "the message exceeds the size limit")
+        }
+        Code::Internal if message.contains("compressed-flag") => {
+            unsupported_encoding("the message is compressed but the call names no grpc-encoding")
+        }
+        Code::Internal if message.contains("Missing request message") || message.contains("Unexpected EOF") => {
+            refuse::status(
+                Code::InvalidArgument,
+                "REQUEST-MalformedFrame",
+                "the request body is not one gRPC message frame",
+            )
+        }
+        code @ (Code::Internal | Code::Unknown | Code::DataLoss) => {
+            tracing::error!(code = ?code, cause = %message, path, "call failed inside the gRPC server");
+            refuse::status(code, "INTERNAL", "internal error")
+        }
+        code => refuse::status(code, "REQUEST-Refused", message),
+    }
+}
+
+/// Replaces the status fields in a header block, keeping the rest (and adding the status's own
+/// metadata, such as `grpc-accept-encoding`).
+fn rewrite_status(headers: &mut HeaderMap, status: &Status) {
+    for name in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
+        headers.remove(name);
+    }
+    if status.add_header(headers).is_err() {
+        headers.insert("grpc-status", HeaderValue::from(status.code() as i32));
+    }
+    headers.extend(status.metadata().clone().into_headers());
+}

@@ -1,0 +1,284 @@
+//! What keeps one call from taking the server: the global in-flight limit that sheds at once,
+//! the body limit and read deadline, and the call's own deadline (`grpc-timeout`,
+//! `connect-timeout-ms`), which covers everything after the request head.
+
+use std::{
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Version, header};
+use http_body::{Frame, SizeHint};
+use tonic::{Code, Status, body::Body};
+use tower::{Layer, ServiceBuilder, ServiceExt};
+
+use super::{Inner, Protocol, classify::Target, forward, middleware, refuse};
+
+/// The in-flight limit: at most `max` calls across all connections; the next one is refused at
+/// once with RESOURCE_EXHAUSTED in its own protocol, before anything of it is read.
+pub fn shed(max: usize) -> impl Layer<Inner, Service = Inner> + Clone {
+    tower::layer::layer_fn(move |inner: Inner| {
+        let limited = ServiceBuilder::new().load_shed().concurrency_limit(max).service(inner);
+        Inner::new(tower::service_fn(move |request: Request<Body>| {
+            let limited = limited.clone();
+            async move {
+                let protocol = Protocol::of(request.headers(), request.uri().path());
+                let (version, headers) = (request.version(), request.headers().clone());
+                // The request is gone once the shed service refused it: keep what the refusal needs.
+                let answer = limited.oneshot(request).await;
+                Ok(match answer {
+                    Ok(response) => response,
+                    Err(_overloaded) => {
+                        let status = refuse::status(
+                            Code::ResourceExhausted,
+                            "SERVER-Overloaded",
+                            "the server is overloaded; retry later",
+                        );
+                        let mut response = refuse::render(protocol, &status, None);
+                        if version < Version::HTTP_2 && has_body(&headers) {
+                            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+                        }
+                        response
+                    }
+                })
+            }
+        }))
+    })
+}
+
+fn has_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers.get(header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0")
+}
+
+/// The body limit and read deadline: a body declared larger than `limit` is refused at once; one
+/// that grows past it, or does not arrive within `read_timeout`, fails as it is read, with the
+/// status the reader hands on to the client.
+pub fn body_guard(limit: usize, read_timeout: Duration) -> impl Layer<Inner, Service = Inner> + Clone {
+    middleware(move |request: Request<Body>, inner: Inner| async move {
+        let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            let protocol = protocol_of(&request);
+            let mut response = refuse::render(protocol, &too_large(limit), None);
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
+        let request = request.map(|body| {
+            Body::new(Guarded { inner: body, limit, read: 0, timer: Box::pin(tokio::time::sleep(read_timeout)) })
+        });
+        forward(inner, request).await
+    })
+}
+
+fn too_large(limit: usize) -> Status {
+    refuse::status(
+        Code::ResourceExhausted,
+        "REQUEST-TooLarge",
+        &format!("the request body exceeds the limit of {limit} bytes"),
+    )
+}
+
+/// The protocol `classify` decided, or the one the headers say.
+pub fn protocol_of(request: &Request<Body>) -> Protocol {
+    request
+        .extensions()
+        .get::<Target>()
+        .map_or_else(|| Protocol::of(request.headers(), request.uri().path()), |t| t.protocol)
+}
+
+/// A request body held to a size and a time.
+struct Guarded {
+    inner: Body,
+    limit: usize,
+    read: usize,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl http_body::Body for Guarded {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        let this = &mut *self;
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(match frame {
+                Some(Ok(frame)) => {
+                    this.read += frame.data_ref().map_or(0, Bytes::len);
+                    if this.read > this.limit { Some(Err(too_large(this.limit))) } else { Some(Ok(frame)) }
+                }
+                Some(Err(error)) => Some(Err(unreadable(error))),
+                None => None,
+            });
+        }
+        match this.timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(refuse::status(
+                Code::DeadlineExceeded,
+                "REQUEST-BodyTimeout",
+                "the request body did not arrive in time",
+            )))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A body read that failed: the client hanging up is CANCELLED (error rates count only real
+/// errors); anything else is a malformed body. A status raised further out passes unchanged.
+fn unreadable(error: Status) -> Status {
+    if error.details().is_empty() {
+        if client_went_away(&error) {
+            return refuse::status(
+                Code::Cancelled,
+                "REQUEST-Cancelled",
+                "the client cancelled the call before its body arrived",
+            );
+        }
+        return refuse::status(Code::InvalidArgument, "REQUEST-BodyUnreadable", "the request body could not be read");
+    }
+    error
+}
+
+/// Whether a body read failed because the client hung up (a stream reset with CANCEL, a closed
+/// connection, a message cut short) rather than because it sent something malformed.
+fn client_went_away(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if let Some(e) = e.downcast_ref::<h2::Error>()
+            && (e.reason() == Some(h2::Reason::CANCEL) || e.is_go_away() || e.is_io())
+        {
+            return true;
+        }
+        if let Some(e) = e.downcast_ref::<hyper::Error>()
+            && (e.is_canceled() || e.is_incomplete_message() || e.is_closed())
+        {
+            return true;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+            if matches!(io.kind(), ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof) {
+                return true;
+            }
+            // An io::Error's `source` skips the error it wraps: look at that one itself.
+            if let Some(inner) = io.get_ref() {
+                cause = Some(inner);
+                continue;
+            }
+        }
+        cause = e.source();
+    }
+    false
+}
+
+/// The call deadline from `grpc-timeout` or `connect-timeout-ms` (the shorter wins): it covers
+/// authentication, the body read and the handler. A zero deadline has expired already, and
+/// nothing runs.
+pub fn deadline() -> impl Layer<Inner, Service = Inner> + Clone {
+    middleware(|request: Request<Body>, inner: Inner| async move {
+        let protocol = protocol_of(&request);
+        let limit = match parse_deadline(request.headers()) {
+            Ok(None) => return forward(inner, request).await,
+            Ok(Some(limit)) => limit,
+            Err(status) => return refuse::early(request, refuse::render(protocol, &status, None)).await,
+        };
+        let expired = || refuse::status(Code::DeadlineExceeded, "REQUEST-DeadlineExceeded", "the call ran out of time");
+        if limit.is_zero() {
+            return refuse::early(request, refuse::render(protocol, &expired(), None)).await;
+        }
+        let http1 = request.version() < Version::HTTP_2;
+        match tokio::time::timeout(limit, forward(inner, request)).await {
+            Ok(response) => response,
+            Err(_) => {
+                let mut response = refuse::render(protocol, &expired(), None);
+                // The body may not have been read to its end.
+                if http1 {
+                    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                response
+            }
+        }
+    })
+}
+
+/// `grpc-timeout` (`<1-8 digits><H|M|S|m|u|n>`) and `connect-timeout-ms` (`<1-10 digits>`).
+pub fn parse_deadline(headers: &HeaderMap) -> Result<Option<Duration>, Status> {
+    let bad = |name: &str| {
+        refuse::status(Code::InvalidArgument, "REQUEST-InvalidTimeout", &format!("the {name} header is malformed"))
+    };
+    let grpc = match headers.get("grpc-timeout") {
+        Some(v) => {
+            let v = v.to_str().map_err(|_| bad("grpc-timeout"))?;
+            let (digits, unit) = v.split_at(v.len().saturating_sub(1));
+            if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad("grpc-timeout"));
+            }
+            let n: u64 = digits.parse().map_err(|_| bad("grpc-timeout"))?;
+            Some(match unit {
+                "H" => Duration::from_secs(n * 3600),
+                "M" => Duration::from_secs(n * 60),
+                "S" => Duration::from_secs(n),
+                "m" => Duration::from_millis(n),
+                "u" => Duration::from_micros(n),
+                "n" => Duration::from_nanos(n),
+                _ => return Err(bad("grpc-timeout")),
+            })
+        }
+        None => None,
+    };
+    let connect = match headers.get("connect-timeout-ms") {
+        Some(v) => {
+            let v = v.to_str().map_err(|_| bad("connect-timeout-ms"))?;
+            if v.is_empty() || v.len() > 10 || !v.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad("connect-timeout-ms"));
+            }
+            Some(Duration::from_millis(v.parse().map_err(|_| bad("connect-timeout-ms"))?))
+        }
+        None => None,
+    };
+    Ok(match (grpc, connect) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_hanging_up_is_not_a_malformed_body() {
+        let reset = h2::Error::from(h2::Reason::CANCEL);
+        assert!(client_went_away(&reset));
+        let cut = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        assert!(client_went_away(&cut));
+        // Wrapped, as the body stack hands it on.
+        let wrapped: Box<dyn std::error::Error + Send + Sync> = Box::new(std::io::Error::other(reset));
+        assert!(client_went_away(&*wrapped));
+
+        let protocol = h2::Error::from(h2::Reason::PROTOCOL_ERROR);
+        assert!(!client_went_away(&protocol));
+        assert!(!client_went_away(&std::io::Error::new(std::io::ErrorKind::InvalidData, "bad chunk size")));
+    }
+
+    #[test]
+    fn deadlines_parse_and_the_shorter_wins() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (http::HeaderName::from_static(k), HeaderValue::from_static(v)))
+                .collect::<HeaderMap>()
+        };
+        assert_eq!(parse_deadline(&headers(&[("grpc-timeout", "2S")])).unwrap(), Some(Duration::from_secs(2)));
+        let both = headers(&[("grpc-timeout", "2S"), ("connect-timeout-ms", "500")]);
+        assert_eq!(parse_deadline(&both).unwrap(), Some(Duration::from_millis(500)));
+        assert!(parse_deadline(&headers(&[("grpc-timeout", "1.5S")])).is_err());
+    }
+}

@@ -1,0 +1,104 @@
+//! The one function that renders a status in the caller's protocol, and the early refusal that
+//! keeps an HTTP/1.1 connection usable when the request body was never read.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Version, header};
+use http_body::Body as _;
+use http_body_util::{BodyExt, Full};
+use tonic::{Code, Status, body::Body};
+
+use super::{Protocol, frame, status_http};
+use crate::service::status::error_status;
+
+/// How much of an unread body an early refusal reads so that the connection stays usable.
+const DRAIN_LIMIT: u64 = 64 * 1024;
+/// How long it waits for that remainder.
+const DRAIN_TIME: Duration = Duration::from_secs(1);
+
+/// A status with its `ErrorDetail`, as the edge raises them.
+pub fn status(code: Code, id: &str, message: &str) -> Status {
+    error_status(code, id, message)
+}
+
+/// `status` in `protocol`'s terms: gRPC trailers-only, gRPC-Web trailer frame, Connect error JSON
+/// or `google.rpc.Status` JSON. `http` overrides the table's HTTP status for routing refusals
+/// (404, 405, 415) on Connect and REST; the status's metadata (`grpc-accept-encoding`, say)
+/// travels as headers.
+pub fn render(protocol: Protocol, status: &Status, http: Option<StatusCode>) -> Response<Body> {
+    let json_status = || http.unwrap_or_else(|| status_http::http_status(status.code()));
+    let mut response = match protocol {
+        Protocol::Grpc => {
+            let mut response = Response::new(Body::empty());
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+            response.headers_mut().extend(status_http::status_trailers(status));
+            response
+        }
+        Protocol::GrpcWeb { text } => {
+            let block = frame::encode_trailers(&status_http::status_trailers(status));
+            let (content_type, body) = if text {
+                ("application/grpc-web-text", Bytes::from(frame::encode_base64(&block)))
+            } else {
+                ("application/grpc-web+proto", block)
+            };
+            bytes_response(StatusCode::OK, content_type, body)
+        }
+        Protocol::Connect { .. } => {
+            bytes_response(json_status(), "application/json", status_http::connect_body(crate::proto::pool(), status))
+        }
+        Protocol::Rest => {
+            bytes_response(json_status(), "application/json", status_http::rest_body(crate::proto::pool(), status))
+        }
+    };
+    if matches!(protocol, Protocol::Connect { .. } | Protocol::Rest)
+        && let Some((name, value)) = status_http::www_authenticate(status)
+    {
+        response.headers_mut().insert(name, value);
+    }
+    let metadata = status.metadata().clone().into_headers();
+    for (name, value) in &metadata {
+        if !name.as_str().starts_with("grpc-status") && name != "grpc-message" {
+            response.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    response
+}
+
+/// A response with a fixed body.
+pub fn bytes_response(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Body> {
+    let mut response = Response::new(Body::new(Full::new(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// A refusal before the request body was read. Over HTTP/1.x a body left unread would be taken
+/// for the next request, so a small remainder is read first; a large or slow one gets
+/// `Connection: close`, which tells the client to open a new connection instead of failing on
+/// this one.
+pub async fn early(request: Request<Body>, response: Response<Body>) -> Response<Body> {
+    let (parts, body) = request.into_parts();
+    early_parts(parts.version, &parts.headers, body, response).await
+}
+
+/// As `early`, from the request's parts.
+pub async fn early_parts(
+    version: Version,
+    headers: &HeaderMap,
+    body: Body,
+    mut response: Response<Body>,
+) -> Response<Body> {
+    if version >= Version::HTTP_2 || body.is_end_stream() {
+        return response;
+    }
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let drained = declared.is_none_or(|n| n <= DRAIN_LIMIT)
+        && tokio::time::timeout(DRAIN_TIME, http_body_util::Limited::new(body, DRAIN_LIMIT as usize).collect())
+            .await
+            .is_ok_and(|read| read.is_ok());
+    if !drained {
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}

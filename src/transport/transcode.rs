@@ -1,0 +1,163 @@
+//! Connect (JSON and binary) and REST as gRPC: the request is decoded through the descriptors
+//! into the protobuf message, framed as a gRPC call on the same tonic routes every protocol
+//! reaches, and the answer (message, or status with its details) rendered in the caller's terms.
+
+use std::io::{Read, Write};
+
+use bytes::Bytes;
+use flate2::{Compression, read::GzDecoder, write::GzEncoder};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header, request::Parts};
+use http_body_util::{BodyExt, Full};
+use tonic::{Code, Status, body::Body};
+
+use super::{Inner, Protocol, classify::Target, forward, frame, json, refuse};
+
+/// The content codings a Connect request body may arrive in.
+const ACCEPTED: &str = "gzip, identity";
+
+/// Serves one Connect or REST call through `grpc`.
+pub async fn serve(request: Request<Body>, grpc: Inner) -> Response<Body> {
+    let Some(target) = request.extensions().get::<Target>().cloned() else {
+        return refuse::render(Protocol::Rest, &internal("a request reached the transcoder unclassified"), None);
+    };
+    let protocol = target.protocol;
+    let gzip_answer = matches!(protocol, Protocol::Connect { .. }) && accepts_gzip(request.headers());
+    let mut response = match call(&target, request, grpc).await {
+        Ok(response) => response,
+        Err(status) => refuse::render(protocol, &status, None),
+    };
+    if gzip_answer && response.status() == StatusCode::OK {
+        response = compress(response).await;
+    }
+    response
+}
+
+async fn call(target: &Target, request: Request<Body>, grpc: Inner) -> Result<Response<Body>, Status> {
+    let (parts, body) = request.into_parts();
+    let body = body.collect().await?.to_bytes();
+    let method = target.method.as_ref().ok_or_else(|| internal("a call without a method"))?;
+    let message = match (target.protocol, &target.rest) {
+        (Protocol::Connect { json }, _) => {
+            let body = decoded_body(&parts.headers, body)?;
+            if json { json::connect_request(&method.input(), &body)? } else { body }
+        }
+        (_, Some(matched)) => json::rest_request(&matched.route, &matched.variables, parts.uri.query(), &body)?,
+        _ => return Err(internal("a REST call without a route")),
+    };
+    let path = format!("/{}/{}", method.parent_service().full_name(), method.name());
+    let answer = forward(grpc, grpc_request(parts, &path, &message)?).await;
+    let message = grpc_answer(answer).await?;
+    Ok(match (target.protocol, &target.rest) {
+        (Protocol::Connect { json: false }, _) => refuse::bytes_response(StatusCode::OK, "application/proto", message),
+        (_, rest) => {
+            let (response_body, success) =
+                rest.as_ref().map_or(("", 200), |m| (m.route.response_body.as_str(), m.route.success_code));
+            let json = json::response_json(&method.output(), &message, response_body)?;
+            refuse::bytes_response(StatusCode::from_u16(success).unwrap_or(StatusCode::OK), "application/json", json)
+        }
+    })
+}
+
+/// The gRPC call: the caller's extensions (target, credential) travel with it; its headers do
+/// not, as a gRPC client would not send them.
+fn grpc_request(parts: Parts, path: &str, message: &[u8]) -> Result<Request<Body>, Status> {
+    let mut request = Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .version(http::Version::HTTP_2)
+        .header(header::CONTENT_TYPE, "application/grpc")
+        .header(header::TE, "trailers")
+        .body(Body::new(Full::new(frame::encode_message(message))))
+        .map_err(|_| internal("the gRPC call could not be built"))?;
+    *request.extensions_mut() = parts.extensions;
+    Ok(request)
+}
+
+/// The message of a gRPC answer, or its status.
+async fn grpc_answer(response: Response<Body>) -> Result<Bytes, Status> {
+    let (parts, body) = response.into_parts();
+    if let Some(status) = Status::from_header_map(&parts.headers).filter(|s| s.code() != Code::Ok) {
+        return Err(status);
+    }
+    let collected = body.collect().await?;
+    let trailers = collected.trailers().cloned().unwrap_or_default();
+    if let Some(status) = Status::from_header_map(&trailers).filter(|s| s.code() != Code::Ok) {
+        return Err(status);
+    }
+    frame::unary_message(&collected.to_bytes(), false).map_err(|e| {
+        tracing::error!(error = e.message(), "the gRPC server answered a malformed message");
+        internal("the answer could not be read")
+    })
+}
+
+/// A Connect body in the content coding `Content-Encoding` names: gzip or identity; anything
+/// else is UNIMPLEMENTED with `Accept-Encoding` naming what is accepted.
+fn decoded_body(headers: &HeaderMap, body: Bytes) -> Result<Bytes, Status> {
+    let coding = headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("").trim().to_ascii_lowercase());
+    match coding.as_deref() {
+        None | Some("identity") => Ok(body),
+        Some("gzip") => {
+            let mut out = Vec::with_capacity(body.len() * 4);
+            // The body guard bounded what arrived; bound what it expands to alike.
+            let limit = (body.len() as u64).saturating_mul(64).max(1 << 20);
+            GzDecoder::new(body.as_ref()).take(limit + 1).read_to_end(&mut out).map_err(|e| {
+                refuse::status(
+                    Code::InvalidArgument,
+                    "REQUEST-BadCompression",
+                    &format!("the gzip body does not decode: {e}"),
+                )
+            })?;
+            if out.len() as u64 > limit {
+                return Err(refuse::status(
+                    Code::ResourceExhausted,
+                    "REQUEST-TooLarge",
+                    "the decompressed body is too large",
+                ));
+            }
+            Ok(out.into())
+        }
+        Some(other) => {
+            let mut status = refuse::status(
+                Code::Unimplemented,
+                "REQUEST-UnsupportedEncoding",
+                &format!("content encoding `{other}` is not supported; send one of {ACCEPTED}"),
+            );
+            status.metadata_mut().insert("accept-encoding", tonic::metadata::MetadataValue::from_static(ACCEPTED));
+            Err(status)
+        }
+    }
+}
+
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers.get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(
+        |coding| {
+            let mut parts = coding.split(';');
+            let name = parts.next().unwrap_or_default().trim();
+            let refused =
+                parts.any(|p| p.trim().strip_prefix("q=").is_some_and(|q| q.trim().parse::<f32>() == Ok(0.0)));
+            name.eq_ignore_ascii_case("gzip") && !refused
+        },
+    )
+}
+
+/// A successful answer compressed with gzip.
+async fn compress(response: Response<Body>) -> Response<Body> {
+    let (mut parts, body) = response.into_parts();
+    let Ok(collected) = body.collect().await else {
+        return refuse::render(Protocol::Connect { json: true }, &internal("the answer could not be read"), None);
+    };
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
+    let compressed = encoder.write_all(&collected.to_bytes()).and_then(|()| encoder.finish());
+    let Ok(compressed) = compressed else {
+        return refuse::render(Protocol::Connect { json: true }, &internal("the answer could not be compressed"), None);
+    };
+    parts.headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::new(Full::new(Bytes::from(compressed))))
+}
+
+/// An internal failure: the client learns only that one happened; the cause is logged by the caller.
+fn internal(message: &str) -> Status {
+    tracing::error!(cause = message, "transcoding failed");
+    refuse::status(Code::Internal, "INTERNAL", "internal error")
+}
