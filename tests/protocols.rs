@@ -1,5 +1,5 @@
 //! The protocol behaviour matrix: each behaviour of the Session API is written once and run over
-//! gRPC, gRPC-Web (binary and text), Connect JSON and REST against a real server, pinning the
+//! gRPC, gRPC-Web (binary and text), Connect (JSON and binary) and REST against a real server, pinning the
 //! exact HTTP status, gRPC code and error id of every refusal. The edges where the wire formats
 //! differ (malformed input, routing, CORS, limits) are in `protocols/edges.rs`.
 

@@ -51,21 +51,29 @@ pub enum Protocol {
     GrpcWeb,
     GrpcWebText,
     ConnectJson,
+    /// Connect with binary protobuf bodies (`application/proto`).
+    ConnectProto,
     Rest,
 }
 
 impl Protocol {
-    pub const ALL: [Protocol; 5] =
-        [Protocol::Grpc, Protocol::GrpcWeb, Protocol::GrpcWebText, Protocol::ConnectJson, Protocol::Rest];
+    pub const ALL: [Protocol; 6] = [
+        Protocol::Grpc,
+        Protocol::GrpcWeb,
+        Protocol::GrpcWebText,
+        Protocol::ConnectJson,
+        Protocol::ConnectProto,
+        Protocol::Rest,
+    ];
 
     /// gRPC and gRPC-Web: errors travel in trailers over HTTP 200 (or an unseen status).
     pub fn is_grpc_family(self) -> bool {
         matches!(self, Protocol::Grpc | Protocol::GrpcWeb | Protocol::GrpcWebText)
     }
 
-    /// Connect JSON and REST: the body is JSON, the HTTP status carries the error class.
+    /// Connect and REST: errors are JSON under the HTTP status the code's class maps to.
     pub fn is_json(self) -> bool {
-        matches!(self, Protocol::ConnectJson | Protocol::Rest)
+        matches!(self, Protocol::ConnectJson | Protocol::ConnectProto | Protocol::Rest)
     }
 }
 
@@ -76,6 +84,7 @@ impl fmt::Display for Protocol {
             Protocol::GrpcWeb => "gRPC-Web",
             Protocol::GrpcWebText => "gRPC-Web-text",
             Protocol::ConnectJson => "Connect JSON",
+            Protocol::ConnectProto => "Connect proto",
             Protocol::Rest => "REST",
         })
     }
@@ -279,7 +288,7 @@ impl Outcome {
         let expected_http = match self.protocol {
             Protocol::Grpc => self.http.map(|_| 200),
             Protocol::GrpcWeb | Protocol::GrpcWebText => Some(200),
-            Protocol::ConnectJson | Protocol::Rest => Some(json_http),
+            Protocol::ConnectJson | Protocol::ConnectProto | Protocol::Rest => Some(json_http),
         };
         assert_eq!(self.http, expected_http, "{self:?}");
         if self.protocol.is_json() && code == Code::Unauthenticated {
@@ -387,6 +396,11 @@ impl Clients {
                 let body = serde_json::to_vec(&request).expect("JSON serializes");
                 let raw = self.exchange(false, Method::POST, &rpc.path(), &headers, body).await;
                 json_outcome(protocol, raw)
+            }
+            Protocol::ConnectProto => {
+                let headers = headers.clone().with("content-type", "application/proto");
+                let raw = self.exchange(false, Method::POST, &rpc.path(), &headers, rpc.encode(request)).await;
+                proto_outcome(raw, rpc)
             }
             Protocol::Rest => {
                 let (method, path, body) = rest_binding(rpc, request);
@@ -602,6 +616,25 @@ fn parse_trailer_block(block: &[u8]) -> HeaderMap {
         );
     }
     fields
+}
+
+/// Connect binary answers: the message in protobuf on 200, else Connect's error JSON.
+pub fn proto_outcome(raw: Raw, rpc: Rpc) -> Outcome {
+    if raw.status != 200 {
+        return json_outcome(Protocol::ConnectProto, raw);
+    }
+    let content_type = raw.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    assert_eq!(content_type, "application/proto", "[Connect proto] answer content type: {raw:?}");
+    Outcome {
+        protocol: Protocol::ConnectProto,
+        http: Some(raw.status),
+        body: rpc.decode(&raw.body),
+        headers: raw.headers,
+        code: Code::Ok,
+        id: String::new(),
+        message: String::new(),
+        failed_attempts: None,
+    }
 }
 
 /// Connect and REST answers: the message JSON on 2xx, else the error JSON of that protocol.

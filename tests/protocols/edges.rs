@@ -51,17 +51,23 @@ async fn a_path_naming_no_method_is_unimplemented_before_authentication(backend:
                     let headers = headers.clone().with("content-type", "application/json");
                     send_json(&server, protocol, Method::POST, path, &headers, "{}").await
                 }
+                Protocol::ConnectProto => {
+                    let headers = headers.clone().with("content-type", "application/proto");
+                    send_json(&server, protocol, Method::POST, path, &headers, "").await
+                }
                 Protocol::Rest => {
                     let headers = headers.clone().with("content-type", "application/json");
                     send_json(&server, protocol, Method::POST, "/v2/nope", &headers, "{}").await
                 }
             };
             match protocol {
-                Protocol::ConnectJson => outcome.expect_error_on(Code::Unimplemented, "REQUEST-UnknownMethod", 404),
+                Protocol::ConnectJson | Protocol::ConnectProto => {
+                    outcome.expect_error_on(Code::Unimplemented, "REQUEST-UnknownMethod", 404)
+                }
                 Protocol::Rest => outcome.expect_error(Code::NotFound, "REQUEST-NoRoute"),
                 _ => outcome.expect_error(Code::Unimplemented, "REQUEST-UnknownMethod"),
             }
-            if protocol == Protocol::ConnectJson {
+            if matches!(protocol, Protocol::ConnectJson | Protocol::ConnectProto) {
                 assert_eq!(outcome.body["code"], "unimplemented", "{outcome:?}");
             }
         }
@@ -442,7 +448,8 @@ async fn bodies_over_the_limit_are_refused_at_once(backend: Backend) {
         outcome.ok();
     }
     let listed = server.call(Protocol::Rest, Rpc::ListSessions, json!({}), &admin.token).await;
-    assert_eq!(listed.ok()["details"]["totalResult"], "5", "only the small requests made sessions: {listed:?}");
+    let made = Protocol::ALL.len().to_string();
+    assert_eq!(listed.ok()["details"]["totalResult"], made, "only the small requests made sessions: {listed:?}");
 }
 
 backend_test!(deadline_headers_are_parsed_and_malformed_ones_refused);
@@ -453,7 +460,7 @@ async fn deadline_headers_are_parsed_and_malformed_ones_refused(backend: Backend
     let get = json!({ "sessionId": session.id });
     for protocol in Protocol::ALL {
         let header = match protocol {
-            Protocol::ConnectJson | Protocol::Rest => "connect-timeout-ms",
+            Protocol::ConnectJson | Protocol::ConnectProto | Protocol::Rest => "connect-timeout-ms",
             _ => "grpc-timeout",
         };
         let (good, bad): (&[&str], &[&str]) = if header == "grpc-timeout" {
@@ -482,9 +489,13 @@ async fn a_call_that_outlives_its_deadline_is_deadline_exceeded_and_leaves_nothi
     server.users.set_password(&admin.id, "secret".into()).await.expect("set password");
     // An argon2id verification takes milliseconds: longer than a one-millisecond deadline.
     let request = json!({ "checks": { "user": { "userId": admin.id }, "password": { "password": "secret" } } });
-    for protocol in [Protocol::Grpc, Protocol::GrpcWeb, Protocol::GrpcWebText, Protocol::ConnectJson] {
+    for protocol in
+        [Protocol::Grpc, Protocol::GrpcWeb, Protocol::GrpcWebText, Protocol::ConnectJson, Protocol::ConnectProto]
+    {
         let headers = match protocol {
-            Protocol::ConnectJson => Headers::bearer(&admin.token).with("connect-timeout-ms", "1"),
+            Protocol::ConnectJson | Protocol::ConnectProto => {
+                Headers::bearer(&admin.token).with("connect-timeout-ms", "1")
+            }
             _ => Headers::bearer(&admin.token).with("grpc-timeout", "1m"),
         };
         // tonic would enforce the deadline on its own side: send raw gRPC to see the server's.
