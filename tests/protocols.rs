@@ -7,6 +7,8 @@
 mod common;
 #[path = "protocols/edges.rs"]
 mod edges;
+#[path = "protocols/wire.rs"]
+mod wire;
 
 use base64::Engine;
 use serde_json::{Value, json};
