@@ -54,6 +54,17 @@ pub struct ServeArgs {
     /// Calls served at once; more are refused with RESOURCE_EXHAUSTED.
     #[arg(long, default_value_t = 1024)]
     pub max_in_flight: usize,
+    /// Connections open at once; past it a new connection is closed at once. Default: 10,000, or
+    /// fewer when the open-files limit cannot hold them (it is raised to the hard limit first).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
+    /// Seconds a new connection may take to send its first request head (the HTTP/2 preface
+    /// included) before it is closed.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub first_request_timeout_secs: u64,
+    /// Seconds a kept-alive connection with no call in flight stays open.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout_secs: u64,
     /// Failed password checks (since the last success) that lock a user until `users unlock`.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(i32).range(1..))]
     pub max_failed_attempts: i32,

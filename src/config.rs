@@ -36,6 +36,13 @@ pub struct Config {
     pub body_read_timeout: Duration,
     /// How long shutdown waits for calls in flight.
     pub shutdown_grace: Duration,
+    /// How long a new connection may take to deliver its first request head (the HTTP/2 preface
+    /// included); a silent socket is closed after it.
+    pub first_request_timeout: Duration,
+    /// How long a kept-alive connection with no call in flight stays open.
+    pub idle_timeout: Duration,
+    /// Connections open at once; past it a new connection is closed at once.
+    pub max_connections: usize,
 }
 
 impl Default for Config {
@@ -56,6 +63,9 @@ impl Default for Config {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(30),
+            first_request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            max_connections: 10_000,
         }
     }
 }
