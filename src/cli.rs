@@ -57,6 +57,13 @@ pub struct ServeArgs {
     /// Consecutive failed password checks before a user is locked.
     #[arg(long, default_value_t = 5)]
     pub max_failed_attempts: i32,
+    /// Longest `lifetime` a CreateSession or SetSession may ask for, in seconds (default: 400
+    /// days, the cap browsers put on cookie lifetimes).
+    #[arg(long, default_value_t = 34_560_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_lifetime_secs: u64,
+    /// Most bytes of metadata (keys and values) one session may hold.
+    #[arg(long, default_value_t = 32 * 1024)]
+    pub max_metadata_bytes: usize,
     /// Seconds a terminated or expired session's row is kept before the sweeper removes it.
     #[arg(long, default_value_t = 86_400)]
     pub retention_secs: u64,

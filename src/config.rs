@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::store::Durability;
+use crate::{domain::limits::Limits, store::Durability};
 
 /// Server settings. `Default` gives the documented defaults.
 #[derive(Debug, Clone)]
@@ -30,6 +30,8 @@ pub struct Config {
     pub body_read_timeout: Duration,
     /// How long shutdown waits for calls in flight.
     pub shutdown_grace: Duration,
+    /// The bounds on requests an operator may change (the longest lifetime, metadata per session).
+    pub limits: Limits,
 }
 
 impl Default for Config {
@@ -47,6 +49,7 @@ impl Default for Config {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(30),
+            limits: Limits::default(),
         }
     }
 }

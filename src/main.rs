@@ -11,6 +11,7 @@ use sessiond::{
     config::Config,
     domain::{
         Timestamp,
+        limits::Limits,
         password::PasswordHasher,
         user::{NewUser, UserState, Users, parse_permissions},
     },
@@ -52,6 +53,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 cors_origins: args.cors_origins,
                 max_failed_attempts: args.max_failed_attempts,
                 retention: Duration::from_secs(args.retention_secs),
+                limits: Limits {
+                    max_lifetime: Duration::from_secs(args.max_lifetime_secs),
+                    max_metadata_bytes: args.max_metadata_bytes,
+                },
                 ..Config::default()
             };
             let listener = tokio::net::TcpListener::bind(args.listen)

@@ -102,7 +102,8 @@ pub async fn serve(
 /// whatever its wire format, and the tonic router for health and reflection.
 pub fn build_edge(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Edge> {
     let hasher = PasswordHasher::default();
-    let sessions = Sessions::new(Arc::clone(&store), hasher.clone(), config.max_failed_attempts);
+    let sessions =
+        Sessions::new(Arc::clone(&store), hasher.clone(), config.max_failed_attempts).with_limits(config.limits);
     let users = Users::new(store, hasher);
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
