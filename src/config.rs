@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::store::Durability;
+use crate::{domain::limits::Limits, store::Durability};
 
 /// Server settings. `Default` gives the documented defaults.
 #[derive(Debug, Clone)]
@@ -43,6 +43,8 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Connections open at once; past it a new connection is closed at once.
     pub max_connections: usize,
+    /// The bounds on requests an operator may change (the longest lifetime, metadata per session).
+    pub limits: Limits,
 }
 
 impl Default for Config {
@@ -66,6 +68,7 @@ impl Default for Config {
             first_request_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
             max_connections: 10_000,
+            limits: Limits::default(),
         }
     }
 }

@@ -11,6 +11,7 @@ use sessiond::{
     config::Config,
     domain::{
         Timestamp,
+        limits::Limits,
         password::PasswordHasher,
         user::{NewUser, UserState, Users, parse_permissions},
     },
@@ -59,6 +60,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 first_request_timeout: Duration::from_secs(args.first_request_timeout_secs),
                 idle_timeout: Duration::from_secs(args.idle_timeout_secs),
                 max_connections,
+                limits: Limits {
+                    max_lifetime: Duration::from_secs(args.max_lifetime_secs),
+                    max_metadata_bytes: args.max_metadata_bytes,
+                },
                 ..Config::default()
             };
             let listener = tokio::net::TcpListener::bind(args.listen)

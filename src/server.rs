@@ -157,7 +157,7 @@ pub fn build_edge(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Edge
         max_password_attempts: config.max_failed_attempts,
         max_otp_attempts: config.max_failed_otp_attempts,
     };
-    let sessions = Sessions::new(Arc::clone(&store), hasher.clone(), lockout);
+    let sessions = Sessions::new(Arc::clone(&store), hasher.clone(), lockout).with_limits(config.limits);
     let users = Users::new(store, hasher);
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();

@@ -31,7 +31,10 @@ use tower::{Service, ServiceExt};
 use self::routes::{RouteError, Routes};
 use crate::{
     domain::{Caller, ErrorClass, user::Users},
-    service::{SessionHandler, status::status_from_parts},
+    service::{
+        SessionHandler,
+        status::{self, status_from_parts},
+    },
 };
 
 /// The service whose RPCs need a bearer token; health and reflection do not.
@@ -365,7 +368,7 @@ impl Edge {
             Protocol::Connect { json: true } => json::connect_request(&target.method.input(), &body)?,
             Protocol::Rest => match &target.rest {
                 Some(matched) => json::rest_request(matched.route, &matched.variables, parts.uri.query(), &body)?,
-                None => return Err(Status::internal("a REST call without a route")),
+                None => return Err(status::internal("a REST call without a route")),
             },
         };
         let invoke = self.invoke(&target.method, message, caller);
@@ -424,7 +427,7 @@ impl Edge {
         if let Some(caller) = caller {
             // The descriptors named the method, so the handler has it.
             let answer = self.shared.sessions.call(method.name(), message, caller).await;
-            return answer.unwrap_or_else(|| Err(Status::internal(format!("no handler for {}", method.name()))));
+            return answer.unwrap_or_else(|| Err(status::internal(format_args!("no handler for {}", method.name()))));
         }
         let path = format!("/{}/{}", method.parent_service().full_name(), method.name());
         let request = Request::builder()
@@ -433,19 +436,19 @@ impl Edge {
             .header(header::CONTENT_TYPE, "application/grpc")
             .header(header::TE, "trailers")
             .body(Body::new(Full::new(frame::encode_message(&message))))
-            .map_err(|e| Status::internal(e.to_string()))?;
+            .map_err(status::internal)?;
         let response = self.grpc.clone().oneshot(request).await.unwrap_or_else(|never| match never {});
         let (parts, body) = response.into_parts();
         if let Some(status) = Status::from_header_map(&parts.headers).filter(|s| s.code() != Code::Ok) {
             return Err(status);
         }
-        let collected = body.collect().await.map_err(|e| Status::internal(format!("handler body failed: {e}")))?;
+        let collected = body.collect().await.map_err(|e| status::internal(format_args!("handler body failed: {e}")))?;
         let trailers = collected.trailers().cloned().unwrap_or_default();
         if let Some(status) = Status::from_header_map(&trailers).filter(|s| s.code() != Code::Ok) {
             return Err(status);
         }
         frame::unary_message(&collected.to_bytes())
-            .map_err(|e| Status::internal(format!("handler answered badly: {}", e.message())))
+            .map_err(|e| status::internal(format_args!("handler answered badly: {}", e.message())))
     }
 
     fn render_ok(&self, protocol: Protocol, target: &Target<'_>, message: Bytes) -> Response<Body> {
