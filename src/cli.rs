@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{store::Durability, telemetry::LogFormat};
+use crate::{domain::limits, store::Durability, telemetry::LogFormat};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -54,6 +54,17 @@ pub struct ServeArgs {
     /// Calls served at once; more are refused with RESOURCE_EXHAUSTED.
     #[arg(long, default_value_t = 1024)]
     pub max_in_flight: usize,
+    /// Connections open at once; past it a new connection is closed at once. Default: 10,000, or
+    /// fewer when the open-files limit cannot hold them (it is raised to the hard limit first).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
+    /// Seconds a new connection may take to send its first request head (the HTTP/2 preface
+    /// included) before it is closed.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub first_request_timeout_secs: u64,
+    /// Seconds a kept-alive connection with no call in flight stays open.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout_secs: u64,
     /// Failed password checks (since the last success) that lock a user until `users unlock`.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(i32).range(1..))]
     pub max_failed_attempts: i32,
@@ -64,6 +75,17 @@ pub struct ServeArgs {
     /// RESOURCE_EXHAUSTED (nothing counted against the user).
     #[arg(long, default_value_t = 1000)]
     pub max_hash_wait_ms: u64,
+    /// Longest `lifetime` a CreateSession or SetSession may ask for, in seconds (default: 400
+    /// days, the cap browsers put on cookie lifetimes).
+    #[arg(
+        long,
+        default_value_t = limits::DEFAULT_MAX_LIFETIME.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub max_lifetime_secs: u64,
+    /// Most bytes of metadata (keys and values) one session may hold.
+    #[arg(long, default_value_t = limits::DEFAULT_MAX_METADATA_BYTES)]
+    pub max_metadata_bytes: usize,
     /// Seconds a terminated or expired session's row is kept before the sweeper removes it.
     #[arg(long, default_value_t = 86_400)]
     pub retention_secs: u64,
@@ -150,5 +172,28 @@ pub fn describe_database(url: &str) -> String {
     match url.strip_prefix("sqlite:") {
         Some(path) => PathBuf::from(path).display().to_string(),
         None => url.split('@').next_back().unwrap_or(url).to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(args: &[&str]) -> Result<ServeArgs, clap::Error> {
+        let cli = Cli::try_parse_from(["sessiond", "serve"].iter().chain(args))?;
+        match cli.command {
+            Command::Serve(args) => Ok(args),
+            other => panic!("not serve: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_limit_flags_default_to_the_domains_bounds_and_refuse_a_zero_lifetime() {
+        let defaults = serve(&[]).unwrap();
+        assert_eq!(defaults.max_lifetime_secs, 34_560_000, "400 days");
+        assert_eq!(defaults.max_metadata_bytes, limits::DEFAULT_MAX_METADATA_BYTES);
+        let set = serve(&["--max-lifetime-secs", "60", "--max-metadata-bytes", "1024"]).unwrap();
+        assert_eq!((set.max_lifetime_secs, set.max_metadata_bytes), (60, 1024));
+        assert!(serve(&["--max-lifetime-secs", "0"]).is_err());
     }
 }

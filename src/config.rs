@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::store::Durability;
+use crate::{domain::limits::Limits, store::Durability};
 
 /// Server settings. `Default` gives the documented defaults.
 #[derive(Debug, Clone)]
@@ -36,6 +36,15 @@ pub struct Config {
     pub body_read_timeout: Duration,
     /// How long shutdown waits for calls in flight.
     pub shutdown_grace: Duration,
+    /// How long a new connection may take to deliver its first request head (the HTTP/2 preface
+    /// included); a silent socket is closed after it.
+    pub first_request_timeout: Duration,
+    /// How long a kept-alive connection with no call in flight stays open.
+    pub idle_timeout: Duration,
+    /// Connections open at once; past it a new connection is closed at once.
+    pub max_connections: usize,
+    /// The bounds on requests an operator may change (the longest lifetime, metadata per session).
+    pub limits: Limits,
 }
 
 impl Default for Config {
@@ -56,6 +65,10 @@ impl Default for Config {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(30),
+            first_request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            max_connections: 10_000,
+            limits: Limits::default(),
         }
     }
 }

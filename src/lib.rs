@@ -9,12 +9,16 @@
 //! - [`domain`]: sessions, users, tokens and the authorization decisions; no I/O of its own.
 //! - [`store`]: the persistence trait and its SQLite (default) and PostgreSQL backends.
 //! - [`server`]: the composition root, `run(listener, config, shutdown)`.
+//! - [`connections`]: how long a connection may stay open (first request, idle), per connection.
 //! - [`proto`]: generated code and the descriptor set.
 //! - [`config`], [`telemetry`], [`cli`]: settings, logging and the command line.
+//! - [`limits`]: the open-files limit, raised at start, and the connection cap it allows.
 
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod domain;
+pub mod limits;
 pub mod proto;
 pub mod server;
 pub mod service;

@@ -11,10 +11,11 @@ use sessiond::{
     config::Config,
     domain::{
         Timestamp,
+        limits::Limits,
         password::PasswordHasher,
         user::{NewUser, UserState, Users, parse_permissions},
     },
-    server, store, telemetry,
+    limits, server, store, telemetry,
 };
 
 fn main() -> anyhow::Result<()> {
@@ -44,6 +45,7 @@ fn runtime(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
+            let max_connections = connection_cap(args.max_connections);
             let config = Config {
                 database: cli.database,
                 durability: args.sync,
@@ -55,6 +57,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 max_hash_wait: Duration::from_millis(args.max_hash_wait_ms),
                 retention: Duration::from_secs(args.retention_secs),
                 history_retention: Duration::from_secs(args.history_retention_secs),
+                first_request_timeout: Duration::from_secs(args.first_request_timeout_secs),
+                idle_timeout: Duration::from_secs(args.idle_timeout_secs),
+                max_connections,
+                limits: Limits {
+                    max_lifetime: Duration::from_secs(args.max_lifetime_secs),
+                    max_metadata_bytes: args.max_metadata_bytes,
+                },
                 ..Config::default()
             };
             let listener = tokio::net::TcpListener::bind(args.listen)
@@ -83,6 +92,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             result
         }
     }
+}
+
+/// Raises the open-files limit and picks the connection cap: `asked`, or the largest the limit
+/// holds up to the default. Warns when the limit cannot hold the default or the asked cap: past
+/// it, accepting fails and clients wait in the backlog.
+fn connection_cap(asked: Option<u32>) -> usize {
+    let open_files = limits::raise_open_files_limit().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot raise the open-files limit");
+        limits::open_files_limit()
+    });
+    let wanted = asked.map_or(limits::DEFAULT_MAX_CONNECTIONS, |n| n as usize);
+    let cap = asked.map_or_else(|| limits::default_max_connections(open_files), |n| n as usize);
+    if wanted > limits::connections_allowed(open_files) {
+        tracing::warn!(
+            open_files,
+            max_connections = cap,
+            reserved = limits::RESERVED_DESCRIPTORS,
+            "the open-files limit is too low for the connection cap; raise it (systemd: LimitNOFILE=)"
+        );
+    } else {
+        tracing::info!(open_files, max_connections = cap, "open-files limit raised");
+    }
+    cap
 }
 
 fn read_password() -> anyhow::Result<String> {

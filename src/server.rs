@@ -1,22 +1,27 @@
 //! The composition root: opens the store, builds tonic's routes and the front door around them,
 //! and serves HTTP/1.1 and h2c on one listener until `shutdown` resolves; then lets calls in
-//! flight finish and closes the store.
+//! flight finish and closes the store. Connections are capped, and each one is closed when it
+//! overstays (see `connections`).
 
 use std::{future::Future, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto, graceful::GracefulShutdown},
+    server::conn::auto,
     service::TowerToHyperService,
 };
-use tokio::net::TcpListener;
+use tokio::{
+    net::TcpListener,
+    sync::{Semaphore, watch},
+};
 use tonic::{body::Body, codec::CompressionEncoding};
 use tower::ServiceExt as _;
 use tower_http::sensitive_headers::SetSensitiveRequestHeaders;
 
 use crate::{
     config::Config,
+    connections::{self, Lifetimes, Verdict},
     domain::{
         Timestamp,
         password::PasswordHasher,
@@ -53,6 +58,8 @@ pub async fn serve(
     let service = front_door.map_request(|request: http::Request<hyper::body::Incoming>| request.map(Body::new));
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper restarts this timer whenever it waits for a request head, kept-alive waits included:
+    // an idle HTTP/1.1 connection is closed after it, or after the idle timeout if that is shorter.
     builder.http1().timer(TokioTimer::new()).header_read_timeout(config.header_read_timeout);
     builder
         .http2()
@@ -63,11 +70,18 @@ pub async fn serve(
         .keep_alive_interval(Duration::from_secs(60))
         .keep_alive_timeout(Duration::from_secs(20));
 
+    let lifetimes = Lifetimes { first_request: config.first_request_timeout, idle: config.idle_timeout };
+    // One permit per open connection; shutdown takes them all back to know every one has closed.
+    let max_connections = u32::try_from(config.max_connections.max(1)).unwrap_or(u32::MAX);
+    let open = Arc::new(Semaphore::new(max_connections as usize));
+    let mut at_capacity = false;
+    let (stopping, shutdown_seen) = watch::channel(false);
+
     let sweeper = tokio::spawn(sweep(Arc::clone(&store), Retention::of(&config), config.sweep_interval));
-    let graceful = GracefulShutdown::new();
     tracing::info!(
         address = %listener.local_addr()?,
         database = %store::redact_url(&config.database),
+        max_connections,
         "sessiond listening"
     );
     tokio::pin!(shutdown);
@@ -83,12 +97,43 @@ pub async fn serve(
                         continue;
                     }
                 };
+                // Past the cap the connection is closed at once (dropped), so the descriptors
+                // the process has left go to the database and to clients that will be served.
+                let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
+                    if !at_capacity {
+                        tracing::warn!(max_connections, "connection limit reached: closing new connections");
+                    }
+                    at_capacity = true;
+                    continue;
+                };
+                if std::mem::take(&mut at_capacity) {
+                    tracing::info!(max_connections, "below the connection limit again");
+                }
                 let _ = stream.set_nodelay(true);
-                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
-                let connection = graceful.watch(connection.into_owned());
+                let (tracked, mut watchdog) =
+                    connections::track(service.clone(), lifetimes, shutdown_seen.clone());
+                let connection = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(tracked))
+                    .into_owned();
                 tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        tracing::debug!(error = %e, "connection closed with an error");
+                    let _permit = permit;
+                    tokio::pin!(connection);
+                    loop {
+                        tokio::select! {
+                            result = connection.as_mut() => {
+                                if let Err(e) = result {
+                                    tracing::debug!(error = %e, "connection closed with an error");
+                                }
+                                break;
+                            }
+                            verdict = watchdog.next() => match verdict {
+                                Verdict::Drain => connection.as_mut().graceful_shutdown(),
+                                Verdict::Close => {
+                                    tracing::debug!("connection overstayed; closing it");
+                                    break;
+                                }
+                            },
+                        }
                     }
                 });
             }
@@ -97,7 +142,8 @@ pub async fn serve(
     }
     drop(listener);
     tracing::info!("shutting down: finishing calls in flight");
-    if tokio::time::timeout(config.shutdown_grace, graceful.shutdown()).await.is_err() {
+    stopping.send_replace(true);
+    if tokio::time::timeout(config.shutdown_grace, open.acquire_many(max_connections)).await.is_err() {
         tracing::warn!(grace = ?config.shutdown_grace, "calls still running after the grace period were cut off");
     }
     sweeper.abort();
@@ -117,7 +163,7 @@ pub fn build_front_door(
         max_password_attempts: config.max_failed_attempts,
         max_otp_attempts: config.max_failed_otp_attempts,
     };
-    let sessions = Sessions::new(Arc::clone(&store), hasher.clone(), lockout);
+    let sessions = Sessions::new(Arc::clone(&store), hasher.clone(), lockout).with_limits(config.limits);
     let users = Users::new(store, hasher);
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();

@@ -232,3 +232,27 @@ async fn a_login_burst_beyond_the_hashing_slots_is_shed_without_counting(backend
     let read = server.users.user(&user).await.unwrap();
     assert_eq!(read.failed_attempts, i32::try_from(verified).unwrap(), "{by_kind:?}");
 }
+
+backend_test!(an_over_long_password_or_code_is_refused_without_counting);
+async fn an_over_long_password_or_code_is_refused_without_counting(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
+    let ui = server.actor("login-ui", &ALL_PERMISSIONS).await;
+    let user = server.user("long").await;
+    server.users.set_password(&user, "right".into()).await.unwrap();
+    server.users.add_totp(&user, "sessiond-test").await.unwrap();
+    let session = server.create(Protocol::Grpc, &user, &ui.token).await;
+    for protocol in Protocol::ALL {
+        let long = "p".repeat(1025);
+        let outcome = server.call(protocol, Rpc::CreateSession, password_check(&user, &long), &ui.token).await;
+        outcome.expect_error(Code::InvalidArgument, "SESSION-InvalidCheck");
+        let outcome = server.call(protocol, Rpc::SetSession, totp_check(&session.id, &"1".repeat(17)), &ui.token).await;
+        outcome.expect_error(Code::InvalidArgument, "SESSION-InvalidCheck");
+    }
+    let read = server.users.user(&user).await.unwrap();
+    assert_eq!((read.failed_attempts, read.otp_failed_attempts), (0, 0), "nothing counted");
+    // At the bound the password is checked (and, being wrong, counted).
+    let at_bound =
+        server.call(Protocol::Rest, Rpc::CreateSession, password_check(&user, &"p".repeat(1024)), &ui.token).await;
+    at_bound.expect_error(Code::InvalidArgument, "USER-PasswordInvalid");
+    assert_eq!(at_bound.failed_attempts, Some(1), "{at_bound:?}");
+}

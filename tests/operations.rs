@@ -1,5 +1,6 @@
-//! Operating the server: slow clients are cut off, overload is shed at once, shutdown lets calls
-//! in flight finish, and the sweeper removes ended sessions while their history stays.
+//! Operating the server: slow clients are cut off, silent and idle connections are closed, the
+//! connection cap holds, overload is shed at once, shutdown lets calls in flight finish, and the
+//! sweeper removes ended sessions while their history stays.
 
 use std::{sync::Arc, time::Duration};
 
@@ -187,4 +188,106 @@ async fn sweeper_removes_ended_sessions_and_keeps_their_history() {
     }
     let history = h.store.session_history(&id).await.unwrap();
     assert_eq!(history.iter().map(|e| e.sequence).collect::<Vec<_>>(), vec![1, 2], "history stays");
+}
+
+/// The start of an h2c connection: the client preface and an empty SETTINGS frame.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+
+#[tokio::test]
+async fn a_silent_connection_is_closed_at_the_first_request_deadline() {
+    let h = start(|c| c.first_request_timeout = Duration::from_millis(200)).await;
+    let mut silent = TcpStream::connect(h.addr).await.unwrap();
+    assert_eq!(read_to_close(&mut silent).await, "", "closed without an answer");
+    // The server goes on serving.
+    assert_eq!(rest_create(&h).await.status(), 201);
+}
+
+#[tokio::test]
+async fn an_unfinished_or_unused_h2_connection_is_closed_at_the_first_request_deadline() {
+    let h = start(|c| c.first_request_timeout = Duration::from_millis(200)).await;
+    // Half the preface: not even the protocol is known yet.
+    let mut half = TcpStream::connect(h.addr).await.unwrap();
+    half.write_all(&H2_PREFACE[..12]).await.unwrap();
+    // The whole preface, then no request.
+    let mut unused = TcpStream::connect(h.addr).await.unwrap();
+    unused.write_all(H2_PREFACE).await.unwrap();
+    assert_eq!(read_to_close(&mut half).await, "", "closed without an answer");
+    let answer = read_to_close(&mut unused).await;
+    assert!(!answer.contains("HTTP/1.1"), "answered as HTTP/2: {answer:?}");
+}
+
+/// A plain HTTP/1.1 request that keeps the connection alive; returns after reading its answer.
+async fn keep_alive_request(h: &Harness) -> TcpStream {
+    let mut stream = TcpStream::connect(h.addr).await.unwrap();
+    let request = format!("GET /v2/sessions/none HTTP/1.1\r\nhost: test\r\nauthorization: Bearer {}\r\n\r\n", h.token);
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let answer = read_to_close_or_response(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    stream
+}
+
+#[tokio::test]
+async fn an_idle_http1_connection_is_closed_and_a_busy_one_is_not() {
+    let h = start(|c| c.idle_timeout = Duration::from_millis(300)).await;
+    let body = r#"{"metadata": {"k": "dg=="}}"#;
+    // A call in flight (its body not sent yet) from before the idle connection's last call...
+    let mut busy = partial_create(&h, body, 5).await;
+    assert_eq!(rest_create(&h).await.status(), 201, "a later connection is served: ours is in flight");
+    let mut idle = keep_alive_request(&h).await;
+    // ... so once the idle connection is closed, the busy one has been quiet for longer.
+    assert_eq!(read_to_close(&mut idle).await, "", "the idle connection is closed without a word");
+    busy.write_all(&body.as_bytes()[5..]).await.unwrap();
+    let answer = read_to_close_or_response(&mut busy).await;
+    assert!(answer.starts_with("HTTP/1.1 201"), "the busy call completes: {answer}");
+}
+
+#[tokio::test]
+async fn an_idle_h2_connection_is_closed_with_goaway() {
+    let h = start(|c| c.idle_timeout = Duration::from_millis(300)).await;
+    let tcp = TcpStream::connect(h.addr).await.unwrap();
+    let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
+    let connection = tokio::spawn(connection);
+    let request = http::Request::get(format!("http://{}/v2/sessions/none", h.addr))
+        .header("authorization", format!("Bearer {}", h.token))
+        .body(())
+        .unwrap();
+    let (response, _) = client.send_request(request, true).unwrap();
+    assert_eq!(response.await.unwrap().status(), 404);
+    // The client answers the server's pings; only the idle timeout can end the connection.
+    let ended = timeout(Duration::from_secs(10), connection).await.expect("the idle connection is closed");
+    ended.unwrap().expect("closed cleanly (GOAWAY, no error)");
+}
+
+#[tokio::test]
+async fn past_the_connection_cap_new_connections_are_closed_until_one_is_released() {
+    let h = start(|c| {
+        c.max_connections = 2;
+        c.first_request_timeout = Duration::from_secs(600);
+    })
+    .await;
+    let first = TcpStream::connect(h.addr).await.unwrap();
+    let _second = TcpStream::connect(h.addr).await.unwrap();
+    // Accepted in order, so the first two hold the cap when the third is accepted.
+    let mut third = TcpStream::connect(h.addr).await.unwrap();
+    assert_eq!(read_to_close(&mut third).await, "", "closed at once, without an answer");
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        // The server may not have seen the release yet: a refused client tries again.
+        match reqwest::Client::new()
+            .post(format!("http://{}/v2/sessions", h.addr))
+            .bearer_auth(&h.token)
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+        {
+            Ok(response) => {
+                assert_eq!(response.status(), 201);
+                break;
+            }
+            Err(e) => assert!(Instant::now() < deadline, "never served after a connection was released: {e}"),
+        }
+        tokio::task::yield_now().await;
+    }
 }

@@ -7,6 +7,8 @@
 mod common;
 #[path = "protocols/edges.rs"]
 mod edges;
+#[path = "protocols/limits.rs"]
+mod limits;
 #[path = "protocols/wire.rs"]
 mod wire;
 
@@ -329,11 +331,18 @@ async fn error_messages_survive_every_protocols_encoding(backend: Backend) {
     let Some(server) = TestServer::on(backend).await else { return };
     let reader = server.actor("reader", &[SessionRead]).await;
     for protocol in Protocol::ALL {
-        for id in ["été ✓", "a\r\nb", "100%", "grpc-status:0"] {
+        for id in ["été ✓", "100%", "grpc-status:0"] {
             let outcome = server.call(protocol, Rpc::GetSession, json!({ "sessionId": id }), &reader.token).await;
             outcome.expect_error(Code::NotFound, "SESSION-NotFound");
             assert_eq!(outcome.message, format!("session `{id}` does not exist (SESSION-NotFound)"), "[{protocol}]");
         }
+        // Control characters never make an id (and so never reach a message).
+        let outcome = server.call(protocol, Rpc::GetSession, json!({ "sessionId": "a\r\nb" }), &reader.token).await;
+        outcome.expect_error(Code::InvalidArgument, "SESSION-InvalidId");
+        assert_eq!(
+            outcome.message, "session_id must not contain control characters (SESSION-InvalidId)",
+            "[{protocol}]"
+        );
     }
 }
 

@@ -80,9 +80,10 @@ impl Error {
         Self::new(ErrorClass::Unimplemented, id, message)
     }
 
-    /// An unexpected failure: the cause is logged here once, the client sees a generic sentence.
+    /// An unexpected failure: the cause is logged here once (cut to `MAX_LOGGED_CAUSE`), the
+    /// client sees a generic sentence.
     pub fn internal(cause: impl fmt::Display) -> Self {
-        tracing::error!(cause = %cause, "internal error");
+        tracing::error!(cause = %bounded(&cause.to_string()), "internal error");
         Self::new(ErrorClass::Internal, "INTERNAL", "internal error")
     }
 
@@ -90,6 +91,22 @@ impl Error {
         self.credentials = Some(CredentialsFailure { failed_attempts });
         self
     }
+}
+
+/// Longest cause a log line carries: enough to diagnose, never a whole SQL statement with the
+/// 40,000 ids a caller sent.
+pub const MAX_LOGGED_CAUSE: usize = 2048;
+
+/// `cause` as a log line may carry it: cut after `MAX_LOGGED_CAUSE` bytes, saying how long it was.
+pub fn bounded(cause: &str) -> std::borrow::Cow<'_, str> {
+    if cause.len() <= MAX_LOGGED_CAUSE {
+        return cause.into();
+    }
+    let mut end = MAX_LOGGED_CAUSE;
+    while !cause.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes in all)", &cause[..end], cause.len()).into()
 }
 
 impl fmt::Display for Error {
@@ -101,3 +118,17 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logged_causes_are_cut_on_a_character_boundary() {
+        assert_eq!(bounded("short"), "short");
+        let long = "é".repeat(MAX_LOGGED_CAUSE);
+        let cut = bounded(&long);
+        assert!(cut.len() < MAX_LOGGED_CAUSE + 40, "{}", cut.len());
+        assert!(cut.ends_with(&format!("… ({} bytes in all)", long.len())), "{cut}");
+    }
+}

@@ -3,6 +3,7 @@
 
 pub mod authz;
 pub mod error;
+pub mod limits;
 pub mod password;
 pub mod session;
 pub mod token;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Caller, Error, ErrorClass, Permission, Result, Timestamp, authz,
+    limits::{self, Limits},
     password::PasswordHasher,
     token::{Secret, SecretHash, new_session_id},
     totp,
@@ -15,8 +16,6 @@ use super::{
 };
 use crate::store::{SessionFilter, Store, StoreError, Termination, TerminationCheck};
 
-/// `session_id` bounds (ZITADEL's validation rule).
-const MAX_SESSION_ID_LEN: usize = 200;
 /// Page size when `limit` is 0, and the largest page a caller may ask for.
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
 pub const MAX_PAGE_SIZE: u32 = 1000;
@@ -253,16 +252,21 @@ pub struct Sessions {
     store: Arc<dyn Store>,
     hasher: PasswordHasher,
     lockout: LockoutPolicy,
+    limits: Limits,
 }
 
 impl Sessions {
     pub fn new(store: Arc<dyn Store>, hasher: PasswordHasher, lockout: LockoutPolicy) -> Self {
-        Self { store, hasher, lockout }
+        Self { store, hasher, lockout, limits: Limits::default() }
+    }
+
+    /// The same, holding requests to `limits` instead of the defaults.
+    pub fn with_limits(self, limits: Limits) -> Self {
+        Self { limits, ..self }
     }
 
     pub async fn create(&self, caller: &Caller, request: CreateSession) -> Result<Issued> {
-        validate_lifetime(request.lifetime)?;
-        validate_metadata_keys(&request.metadata)?;
+        self.limits.check_create(&request)?;
         authz::may_create(caller)?;
         let now = Timestamp::now();
         let token = Secret::generate();
@@ -281,8 +285,9 @@ impl Sessions {
             terminated_at: None,
         };
         let mut changes = vec![Change::Created];
+        let metadata = self.merge_metadata(&session.metadata, request.metadata)?;
         self.run_checks(&mut session, &request.checks, now, &mut changes).await?;
-        apply_metadata(&mut session, request.metadata, &mut changes);
+        metadata.apply(&mut session, &mut changes);
         if let Some(lifetime) = request.lifetime {
             apply_lifetime(&mut session, lifetime, now, &mut changes);
         }
@@ -308,9 +313,7 @@ impl Sessions {
     }
 
     pub async fn set(&self, caller: &Caller, request: SetSession) -> Result<Issued> {
-        validate_session_id(&request.session_id)?;
-        validate_lifetime(request.lifetime)?;
-        validate_metadata_keys(&request.metadata)?;
+        self.limits.check_set(&request)?;
         let current = self.load(&request.session_id).await?;
         authz::may_change(caller, &current, request.token.as_ref().map(Secret::expose))?;
         let now = Timestamp::now();
@@ -319,8 +322,9 @@ impl Sessions {
         }
         let mut next = current.clone();
         let mut changes = Vec::new();
+        let metadata = self.merge_metadata(&next.metadata, request.metadata)?;
         self.run_checks(&mut next, &request.checks, now, &mut changes).await?;
-        apply_metadata(&mut next, request.metadata, &mut changes);
+        metadata.apply(&mut next, &mut changes);
         if let Some(lifetime) = request.lifetime {
             apply_lifetime(&mut next, lifetime, now, &mut changes);
         }
@@ -369,20 +373,7 @@ impl Sessions {
             }
             n => n,
         };
-        for query in &request.queries {
-            match query {
-                SessionQuery::Creator(id) if id.is_empty() => {
-                    return Err(Error::invalid_argument("SESSION-InvalidQuery", "creator_query.id must not be empty"));
-                }
-                SessionQuery::UserAgentFingerprint(id) if id.is_empty() => {
-                    return Err(Error::invalid_argument(
-                        "SESSION-InvalidQuery",
-                        "user_agent_query.fingerprint_id must not be empty",
-                    ));
-                }
-                _ => {}
-            }
-        }
+        limits::check_list(&request)?;
         let now = Timestamp::now();
         let filter = SessionFilter {
             queries: request.queries,
@@ -394,6 +385,30 @@ impl Sessions {
         };
         let (total, sessions) = self.store.list_sessions(&filter).await?;
         Ok(SessionPage { total, sessions, timestamp: now })
+    }
+
+    /// The session's metadata after a request's changes (an empty value removes its key), refused
+    /// when the result would pass the per-session bounds. Merged before any check runs, so that a
+    /// refused request leaves no trace (no TOTP code used up, no failed attempt counted).
+    fn merge_metadata(
+        &self,
+        current: &BTreeMap<String, Vec<u8>>,
+        request: BTreeMap<String, Vec<u8>>,
+    ) -> Result<MetadataMerge> {
+        let mut metadata = current.clone();
+        let mut changes = Vec::new();
+        for (key, value) in request {
+            if value.is_empty() {
+                if metadata.remove(&key).is_some() {
+                    changes.push(Change::MetadataRemoved { key });
+                }
+            } else if metadata.get(&key) != Some(&value) {
+                metadata.insert(key.clone(), value);
+                changes.push(Change::MetadataSet { key });
+            }
+        }
+        self.limits.check_metadata_total(current, &metadata)?;
+        Ok(MetadataMerge { metadata, changes })
     }
 
     /// Appends the history of a session (for operators and tests).
@@ -596,16 +611,16 @@ fn locked(failed_attempts: i32) -> Error {
         .with_credentials(failed_attempts)
 }
 
-fn apply_metadata(session: &mut Session, metadata: BTreeMap<String, Vec<u8>>, changes: &mut Vec<Change>) {
-    for (key, value) in metadata {
-        if value.is_empty() {
-            if session.metadata.remove(&key).is_some() {
-                changes.push(Change::MetadataRemoved { key });
-            }
-        } else if session.metadata.get(&key) != Some(&value) {
-            session.metadata.insert(key.clone(), value);
-            changes.push(Change::MetadataSet { key });
-        }
+/// A metadata change that passed the bounds, to apply once the checks passed.
+struct MetadataMerge {
+    metadata: BTreeMap<String, Vec<u8>>,
+    changes: Vec<Change>,
+}
+
+impl MetadataMerge {
+    fn apply(self, session: &mut Session, changes: &mut Vec<Change>) {
+        session.metadata = self.metadata;
+        changes.extend(self.changes);
     }
 }
 
@@ -627,25 +642,7 @@ fn truncate(s: &str, max: usize) -> &str {
 }
 
 pub fn validate_session_id(id: &str) -> Result<()> {
-    let len = id.chars().count();
-    if len == 0 || len > MAX_SESSION_ID_LEN {
-        return Err(Error::invalid_argument("SESSION-InvalidId", "session_id must be 1 to 200 characters"));
-    }
-    Ok(())
-}
-
-fn validate_lifetime(lifetime: Option<Duration>) -> Result<()> {
-    if lifetime.is_some_and(|d| d.is_zero()) {
-        return Err(Error::invalid_argument("SESSION-InvalidLifetime", "lifetime must be positive"));
-    }
-    Ok(())
-}
-
-fn validate_metadata_keys(metadata: &BTreeMap<String, Vec<u8>>) -> Result<()> {
-    if metadata.keys().any(|k| k.is_empty() || k.len() > 200) {
-        return Err(Error::invalid_argument("SESSION-InvalidMetadata", "metadata keys must be 1 to 200 bytes"));
-    }
-    Ok(())
+    limits::check_session_id(id)
 }
 
 impl From<StoreError> for Error {
@@ -658,7 +655,7 @@ impl From<StoreError> for Error {
             ),
             StoreError::AlreadyExists(what) => Error::new(ErrorClass::AlreadyExists, "STORE-AlreadyExists", what),
             StoreError::Unavailable(cause) => {
-                tracing::warn!(cause = %cause, "store unavailable");
+                tracing::warn!(cause = %super::error::bounded(&cause), "store unavailable");
                 Error::new(
                     ErrorClass::Unavailable,
                     "STORE-Unavailable",

@@ -11,9 +11,6 @@ use super::{
 };
 use crate::store::Store;
 
-/// Longest login name or display name we accept.
-const MAX_NAME_LEN: usize = 200;
-
 /// Whether a user may sign in at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UserState {
@@ -174,9 +171,8 @@ impl Users {
 
     pub async fn add_user(&self, new: NewUser) -> Result<User> {
         let login_name = new.login_name.trim().to_owned();
-        if login_name.is_empty() || login_name.len() > MAX_NAME_LEN {
-            return Err(Error::invalid_argument("USER-InvalidLoginName", "login name must be 1 to 200 characters"));
-        }
+        // Only what a user check may name later (see `limits`).
+        super::limits::check_login_name(&login_name)?;
         let password_hash = match new.password {
             Some(password) => Some(self.hasher.hash(password).await?),
             None => None,

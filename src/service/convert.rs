@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use crate::{
     domain::{
-        Error, Result, Timestamp,
+        Error, Result, Timestamp, limits,
         session::{
             Checks, Details, Factors, ListSessions, Session, SessionQuery, TimeComparison, UserAgent, UserCheck,
         },
@@ -15,8 +15,11 @@ use crate::{
     },
 };
 
+/// A stored time as a protobuf `Timestamp`, held to the span RFC 3339 can write: a time stored
+/// before the bounds held (an expiration in the year 12000, say) shows as the nearest writable
+/// one, so that the session still renders on every protocol.
 pub fn timestamp(t: Timestamp) -> crate::proto::Timestamp {
-    let micros = t.micros();
+    let micros = t.clamp(limits::EARLIEST_RENDERABLE, limits::LATEST_RENDERABLE).micros();
     crate::proto::Timestamp {
         seconds: micros.div_euclid(1_000_000),
         nanos: (micros.rem_euclid(1_000_000) * 1000) as i32,
@@ -215,4 +218,24 @@ pub fn list_request(r: pb::ListSessionsRequest, caller_user_id: &str) -> Result<
         })
         .collect::<Result<_>>()?;
     Ok(ListSessions { queries, offset: query.offset, limit: query.limit, ascending: query.asc })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_stay_within_what_rfc_3339_can_write() {
+        let latest = crate::proto::Timestamp { seconds: 253_402_300_799, nanos: 999_999_000 };
+        let earliest = crate::proto::Timestamp { seconds: -62_135_596_800, nanos: 0 };
+        assert_eq!(timestamp(Timestamp(i64::MAX)), latest);
+        assert_eq!(timestamp(limits::LATEST_RENDERABLE), latest);
+        assert_eq!(timestamp(Timestamp(i64::MIN)), earliest);
+        assert_eq!(timestamp(Timestamp(1_500_000)), crate::proto::Timestamp { seconds: 1, nanos: 500_000_000 });
+        // The JSON serializer writes the extremes (it refuses anything past them).
+        for t in [latest, earliest] {
+            let json = serde_json::to_string(&t).expect("renderable");
+            assert!(json.starts_with("\"9999-12-31T23:59:59.999999") || json.starts_with("\"0001-01-01"), "{json}");
+        }
+    }
 }

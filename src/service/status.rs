@@ -35,6 +35,12 @@ pub fn code_of(class: ErrorClass) -> Code {
     }
 }
 
+/// A failure the client cannot act on (a bug, a broken invariant): the cause is logged once,
+/// bounded; the client gets the generic `internal error (INTERNAL)` every protocol renders alike.
+pub fn internal(cause: impl std::fmt::Display) -> Status {
+    Error::internal(cause).into()
+}
+
 impl From<Error> for Status {
     fn from(e: Error) -> Self {
         status_from_parts(e.class, e.id, &e.message, e.credentials)

@@ -12,7 +12,10 @@ use serde_json::{Map, Value as Json};
 use tonic::Status;
 
 use super::routes::Route;
-use crate::{domain::ErrorClass, service::status::status_from_parts};
+use crate::{
+    domain::ErrorClass,
+    service::status::{internal, status_from_parts},
+};
 
 fn invalid(id: &str, message: String) -> Status {
     status_from_parts(ErrorClass::InvalidArgument, id, &message, None)
@@ -231,9 +234,9 @@ pub fn rest_request(
             DynamicMessage::new(input.clone())
         }
         field_name => {
-            let field = input.get_field_by_name(field_name).ok_or_else(|| {
-                status_from_parts(ErrorClass::Internal, "INTERNAL", "route body names an unknown field", None)
-            })?;
+            let field = input
+                .get_field_by_name(field_name)
+                .ok_or_else(|| internal(format_args!("route body names the unknown field `{field_name}`")))?;
             let mut outer = Map::new();
             if body.iter().any(|b| !b.is_ascii_whitespace()) {
                 let value = strict_parse(body)
@@ -404,9 +407,9 @@ fn set_path(
     let mut object = params;
     let parts: Vec<&str> = path.split('.').collect();
     for (i, part) in parts.iter().enumerate() {
-        let field = desc.get_field_by_name(part).ok_or_else(|| {
-            status_from_parts(ErrorClass::Internal, "INTERNAL", "route variable names an unknown field", None)
-        })?;
+        let field = desc
+            .get_field_by_name(part)
+            .ok_or_else(|| internal(format_args!("route variable names the unknown field `{path}`")))?;
         let key = field.json_name().to_owned();
         if i + 1 == parts.len() {
             if field.is_list() {
@@ -480,12 +483,13 @@ fn typed_response_json(full_name: &str, proto: &[u8]) -> Option<Result<Bytes, St
     })
 }
 
+// A response the handler built that cannot be rendered is a bug: the client learns no more.
 fn undecodable(e: prost::DecodeError) -> Status {
-    status_from_parts(ErrorClass::Internal, "INTERNAL", &format!("undecodable response: {e}"), None)
+    internal(format_args!("undecodable response: {e}"))
 }
 
 fn unserializable(e: impl std::fmt::Display) -> Status {
-    status_from_parts(ErrorClass::Internal, "INTERNAL", &format!("response not serializable: {e}"), None)
+    internal(format_args!("response not serializable: {e}"))
 }
 
 #[cfg(test)]
@@ -630,6 +634,16 @@ mod tests {
                 let name = "zitadel.session.v2.GetSessionResponse";
                 prop_assert_eq!(typed(name, &answer), reflective(name, &answer));
             }
+        }
+    }
+
+    #[test]
+    fn a_response_that_cannot_be_rendered_is_a_generic_internal_error() {
+        // The typed path (a session answer) and the reflective one (anything else).
+        for name in ["zitadel.session.v2.GetSessionResponse", "zitadel.v1.ErrorDetail"] {
+            let status = response_json(&input(name), &[0xff, 0xff, 0xff], "").unwrap_err();
+            assert_eq!(status.code(), tonic::Code::Internal, "{name}");
+            assert_eq!(status.message(), "internal error (INTERNAL)", "{name}: the cause stays in the log");
         }
     }
 

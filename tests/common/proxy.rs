@@ -19,8 +19,9 @@ pub enum Link {
     Up,
     /// Closes every connection, and each new one at once: a database that went away.
     Down,
-    /// Forwards nothing and answers nothing, keeping connections open: a network partition. When
-    /// the link comes back, the connections it held are closed (their streams lost bytes).
+    /// Forwards nothing and answers nothing, keeping connections open: a network partition, a
+    /// blackhole that drops packets without a reset. When the link comes back, the connections it
+    /// held are closed (their streams lost bytes).
     Silent,
 }
 

@@ -41,14 +41,17 @@ mod migrate;
 #[cfg(test)]
 mod tests;
 
-/// How long a call waits for a pooled (or new) connection. sqlx's default of 30 s turned a short
-/// outage into calls hanging long past any client's deadline.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
-/// The whole budget of one store call, retries included; past it the call answers `Unavailable`.
-const CALL_TIMEOUT: Duration = Duration::from_secs(2);
-/// The server's cap on one statement: below `CALL_TIMEOUT`, so the server gives up (and releases
-/// its locks) before the client does.
-const STATEMENT_TIMEOUT: Duration = Duration::from_millis(1500);
+/// The whole budget of one store call, waiting for a connection and retries included; past it the
+/// call answers `Unavailable`. Below 1 s, so that a client learns of an outage (a partition drops
+/// packets and closes nothing) within a second of asking, whatever the call was waiting on.
+const CALL_TIMEOUT: Duration = Duration::from_millis(900);
+/// How long the pool waits for a connection outside `run` (migrations); inside it `CALL_TIMEOUT`
+/// bounds the wait first. sqlx's default of 30 s turned a short outage into calls hanging long
+/// past any client's deadline.
+const ACQUIRE_TIMEOUT: Duration = CALL_TIMEOUT;
+/// The server's cap on one statement: below `CALL_TIMEOUT`, so the server usually gives up (and
+/// releases its locks) before the client does; the hot statements take milliseconds.
+const STATEMENT_TIMEOUT: Duration = Duration::from_millis(700);
 /// A transaction left open by a client that vanished is rolled back by the server after this.
 const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections per process; the database's `max_connections` must cover every process's pool.
