@@ -9,12 +9,14 @@
 //! - [`domain`]: sessions, users, tokens and the authorization decisions; no I/O of its own.
 //! - [`store`]: the persistence trait and its SQLite (default) and PostgreSQL backends.
 //! - [`server`]: the composition root, `run(listener, config, shutdown)`.
+//! - [`keyfile`]: the secrets key file: found, created beside a SQLite database, checked against it.
 //! - [`proto`]: generated code and the descriptor set.
 //! - [`config`], [`telemetry`], [`cli`]: settings, logging and the command line.
 
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod keyfile;
 pub mod proto;
 pub mod server;
 pub mod service;

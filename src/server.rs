@@ -15,8 +15,8 @@ use tokio::net::TcpListener;
 
 use crate::{
     config::Config,
-    domain::{Timestamp, password::PasswordHasher, session::Sessions, user::Users},
-    proto,
+    domain::{Timestamp, password::PasswordHasher, secrets::Secrets, session::Sessions, user::Users},
+    keyfile, proto,
     service::SessionHandler,
     store::{self, Store},
     transport::{Edge, EdgeConfig, SESSION_SERVICE, cors::CorsGate},
@@ -35,13 +35,22 @@ pub async fn run(
 }
 
 /// Serves on `listener` over an open store until `shutdown` resolves; closes the store at the end.
+/// Fails at once when the secrets key does not fit the database (see `keyfile::unlock`).
 pub async fn serve(
     listener: TcpListener,
     config: Config,
     store: Arc<dyn Store>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let edge = build_edge(&config, Arc::clone(&store))?;
+    let secrets = match keyfile::unlock(&config.database, config.secrets_key_file.as_deref(), Arc::clone(&store)).await
+    {
+        Ok(secrets) => secrets,
+        Err(e) => {
+            store.close().await;
+            return Err(e);
+        }
+    };
+    let edge = build_edge(&config, Arc::clone(&store), secrets)?;
     let service = CorsGate::new(edge, &config.cors_origins)?;
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -100,9 +109,9 @@ pub async fn serve(
 
 /// The protocol edge: the SessionService handler, which the edge calls for every session RPC
 /// whatever its wire format, and the tonic router for health and reflection.
-pub fn build_edge(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Edge> {
+pub fn build_edge(config: &Config, store: Arc<dyn Store>, secrets: Secrets) -> anyhow::Result<Edge> {
     let hasher = PasswordHasher::default();
-    let sessions = Sessions::new(Arc::clone(&store), hasher.clone(), config.max_failed_attempts);
+    let sessions = Sessions::new(Arc::clone(&store), hasher.clone(), config.max_failed_attempts, secrets);
     let users = Users::new(store, hasher);
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();

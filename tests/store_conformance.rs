@@ -11,6 +11,8 @@ use backend::{Backend, TestDb};
 use sessiond::{
     domain::{
         Permissions, Timestamp,
+        keyring::SealedSecret,
+        secrets::KeyCheck,
         session::{Change, Factors, HistoryEntry, Session, SessionQuery, TimeComparison, UserAgent, UserFactor},
         token::SecretHash,
         user::{ApiTokenRecord, TotpEnrolment, User, UserState},
@@ -61,6 +63,8 @@ conformance!(
     password_failures_lock_at_max,
     concurrent_password_failures_all_count,
     totp_steps_are_used_once,
+    key_checks_keep_the_first_verifier_of_each_key,
+    resealing_replaces_only_the_secret_it_read,
     session_create_read_update_with_history,
     duplicate_session_id_is_already_exists,
     update_with_stale_sequence_conflicts,
@@ -158,12 +162,44 @@ async fn users_round_trip(store: Arc<dyn Store>) {
     alice.state = UserState::Inactive;
     alice.failed_attempts = 2;
     alice.locked = true;
-    alice.totp = Some(TotpEnrolment { secret: vec![0, 1, 2, 255], last_used_step: Some(42) });
+    // Sealed secrets are opaque bytes to the store: every byte value comes back as written.
+    let sealed = SealedSecret::from_bytes((0..=255).collect());
+    alice.totp = Some(TotpEnrolment { sealed: sealed.clone(), last_used_step: Some(42) });
     store.update_user(&alice).await.unwrap();
     let read = store.user_by_id("u1").await.unwrap().unwrap();
     assert_eq!(read, alice);
-    assert_eq!(read.totp.as_ref().unwrap().secret, vec![0, 1, 2, 255]);
+    assert_eq!(read.totp.as_ref().unwrap().sealed, sealed);
     assert_eq!(read.totp.as_ref().unwrap().last_used_step, Some(42));
+}
+
+async fn key_checks_keep_the_first_verifier_of_each_key(store: Arc<dyn Store>) {
+    let check = |id: &str, byte: u8| KeyCheck {
+        key_id: id.into(),
+        verifier: SealedSecret::from_bytes(vec![byte; 60]),
+        created_at: Timestamp(1_700_000_000_000_000),
+    };
+    assert_eq!(store.key_checks().await.unwrap(), vec![]);
+    store.insert_key_check(&check("k2", 1)).await.unwrap();
+    store.insert_key_check(&check("k2", 2)).await.unwrap();
+    store.insert_key_check(&check("k1", 3)).await.unwrap();
+    assert_eq!(store.key_checks().await.unwrap(), vec![check("k1", 3), check("k2", 1)], "the first verifier stays");
+    assert!(store.remove_key_check("k2").await.unwrap());
+    assert!(!store.remove_key_check("k2").await.unwrap());
+    assert_eq!(store.key_checks().await.unwrap(), vec![check("k1", 3)]);
+}
+
+async fn resealing_replaces_only_the_secret_it_read(store: Arc<dyn Store>) {
+    let old = SealedSecret::from_bytes(vec![1; 50]);
+    let new = SealedSecret::from_bytes(vec![2; 50]);
+    let mut alice = user("u1", "alice");
+    alice.totp = Some(TotpEnrolment { sealed: old.clone(), last_used_step: Some(7) });
+    store.insert_user(&alice).await.unwrap();
+    assert!(!store.reseal_totp_secret("u1", &new, &old).await.unwrap(), "the row does not hold `new`");
+    assert!(store.reseal_totp_secret("u1", &old, &new).await.unwrap());
+    assert!(!store.reseal_totp_secret("u1", &old, &new).await.unwrap(), "a second reseal of `old` misses");
+    let read = store.user_by_id("u1").await.unwrap().unwrap().totp.unwrap();
+    assert_eq!((read.sealed, read.last_used_step), (new, Some(7)), "the replay guard stays");
+    assert!(store.clear_totp_secrets().await.unwrap().is_empty(), "nothing is written in clear");
 }
 
 async fn duplicate_login_name_is_already_exists(store: Arc<dyn Store>) {

@@ -3,7 +3,9 @@
 
 pub mod authz;
 pub mod error;
+pub mod keyring;
 pub mod password;
+pub mod secrets;
 pub mod session;
 pub mod token;
 pub mod totp;

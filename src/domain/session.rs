@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     Caller, Error, ErrorClass, Permission, Result, Timestamp, authz,
     password::PasswordHasher,
+    secrets::Secrets,
     token::{Secret, SecretHash, new_session_id},
     totp,
     user::{User, UserState, user_not_found},
@@ -229,11 +230,13 @@ pub struct Sessions {
     store: Arc<dyn Store>,
     hasher: PasswordHasher,
     max_failed_attempts: i32,
+    /// Opens the sealed TOTP seeds.
+    secrets: Secrets,
 }
 
 impl Sessions {
-    pub fn new(store: Arc<dyn Store>, hasher: PasswordHasher, max_failed_attempts: i32) -> Self {
-        Self { store, hasher, max_failed_attempts }
+    pub fn new(store: Arc<dyn Store>, hasher: PasswordHasher, max_failed_attempts: i32, secrets: Secrets) -> Self {
+        Self { store, hasher, max_failed_attempts, secrets }
     }
 
     pub async fn create(&self, caller: &Caller, request: CreateSession) -> Result<Issued> {
@@ -495,12 +498,9 @@ impl Sessions {
 
     async fn check_totp(&self, user: &User, code: &str, now: Timestamp) -> Result<()> {
         ensure_active(user)?;
-        let enrolment = user
-            .totp
-            .as_ref()
-            .ok_or_else(|| Error::failed_precondition("USER-NoTotp", "the user has no TOTP enrolled"))?;
+        let secret = self.secrets.open_totp(user)?;
         let now_step = totp::step_at(now.micros().div_euclid(1_000_000));
-        let step = totp::matching_step(&enrolment.secret, code, now_step)
+        let step = totp::matching_step(secret.expose(), code, now_step)
             .ok_or_else(|| Error::invalid_argument("USER-TotpInvalid", "the TOTP code is invalid"))?;
         if !self.store.consume_totp_step(&user.id, step).await? {
             return Err(Error::invalid_argument("USER-TotpReused", "the TOTP code was already used"));

@@ -7,7 +7,10 @@ use super::{backoff, error::lost_race};
 use crate::domain::Timestamp;
 
 /// Migrations, applied in order; the table `schema_migrations` records which ran.
-const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/postgres/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../../migrations/postgres/0001_init.sql"),
+    include_str!("../../../migrations/postgres/0003_sealed_secrets.sql"),
+];
 /// Rounds of the protocol below (a round fails only when a concurrent starter won it) before a
 /// start gives up.
 const MIGRATION_ROUNDS: u32 = 10;

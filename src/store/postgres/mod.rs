@@ -31,6 +31,8 @@ use super::{
 };
 use crate::domain::{
     Permissions, Timestamp,
+    keyring::SealedSecret,
+    secrets::{ClearTotpSecret, KeyCheck},
     session::{HistoryEntry, Session, SessionQuery, TimeComparison},
     token::SecretHash,
     user::{ApiTokenRecord, TotpEnrolment, User, UserState},
@@ -38,6 +40,7 @@ use crate::domain::{
 
 mod error;
 mod migrate;
+mod secrets;
 #[cfg(test)]
 mod tests;
 
@@ -195,11 +198,11 @@ async fn wait_for_database(options: &PgConnectOptions, target: &str) -> anyhow::
 
 type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
 
-const USER_COLUMNS: &str = "id, login_name, display_name, org_id, state, password_hash, failed_attempts, locked, totp_secret, totp_last_step, created_at";
+const USER_COLUMNS: &str = "id, login_name, display_name, org_id, state, password_hash, failed_attempts, locked, totp_sealed, totp_last_step, created_at";
 
 fn user_from_row(row: &PgRow, at: usize) -> Result<User, sqlx::Error> {
     let state: String = row.try_get(at + 4)?;
-    let totp_secret: Option<Vec<u8>> = row.try_get(at + 8)?;
+    let totp_sealed: Option<Vec<u8>> = row.try_get(at + 8)?;
     let last_used_step: Option<i64> = row.try_get(at + 9)?;
     Ok(User {
         id: row.try_get(at)?,
@@ -210,7 +213,7 @@ fn user_from_row(row: &PgRow, at: usize) -> Result<User, sqlx::Error> {
         password_hash: row.try_get(at + 5)?,
         failed_attempts: row.try_get(at + 6)?,
         locked: row.try_get(at + 7)?,
-        totp: totp_secret.map(|secret| TotpEnrolment { secret, last_used_step }),
+        totp: totp_sealed.map(|sealed| TotpEnrolment { sealed: SealedSecret::from_bytes(sealed), last_used_step }),
         created_at: Timestamp(row.try_get(at + 10)?),
     })
 }
@@ -225,7 +228,7 @@ fn bind_user_fields<'q>(query: PgQuery<'q>, user: &User) -> PgQuery<'q> {
         .bind(user.password_hash.clone())
         .bind(user.failed_attempts)
         .bind(user.locked)
-        .bind(user.totp.as_ref().map(|t| t.secret.clone()))
+        .bind(user.totp.as_ref().map(|t| t.sealed.as_bytes().to_vec()))
         .bind(user.totp.as_ref().and_then(|t| t.last_used_step))
 }
 
@@ -234,7 +237,7 @@ const TOKEN_COLUMNS: &str = "t.id, t.user_id, t.secret_hash, t.permissions, t.ex
 /// A token and its user in one query (on every call: authentication), written out once.
 const TOKEN_WITH_USER: &str = "SELECT t.id, t.user_id, t.secret_hash, t.permissions, t.expires_at, t.revoked_at, \
      t.created_at, u.id, u.login_name, u.display_name, u.org_id, u.state, u.password_hash, u.failed_attempts, \
-     u.locked, u.totp_secret, u.totp_last_step, u.created_at FROM api_tokens t JOIN users u ON u.id = t.user_id \
+     u.locked, u.totp_sealed, u.totp_last_step, u.created_at FROM api_tokens t JOIN users u ON u.id = t.user_id \
      WHERE t.id = $1";
 
 /// One session by id (on most calls).
@@ -357,7 +360,7 @@ impl Store for PostgresStore {
             Box::pin(async move {
                 let query = sqlx::query(
                     "INSERT INTO users (id, login_name, display_name, org_id, state, password_hash, failed_attempts, \
-                     locked, totp_secret, totp_last_step, created_at) \
+                     locked, totp_sealed, totp_last_step, created_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 )
                 .bind(user.id.clone());
@@ -380,7 +383,8 @@ impl Store for PostgresStore {
             Box::pin(async move {
                 let query = sqlx::query(
                     "UPDATE users SET login_name = $2, display_name = $3, org_id = $4, state = $5, password_hash = $6, \
-                     failed_attempts = $7, locked = $8, totp_secret = $9, totp_last_step = $10 WHERE id = $1",
+                     failed_attempts = $7, locked = $8, totp_sealed = $9, totp_last_step = $10, \
+                     totp_secret = CASE WHEN $9::BYTEA IS NULL THEN totp_secret END WHERE id = $1",
                 )
                 .bind(user.id.clone());
                 bind_user_fields(query, &user).execute(conn).await?;
@@ -488,6 +492,30 @@ impl Store for PostgresStore {
             })
         })
         .await
+    }
+
+    async fn key_checks(&self) -> StoreResult<Vec<KeyCheck>> {
+        self.select_key_checks().await
+    }
+
+    async fn insert_key_check(&self, check: &KeyCheck) -> StoreResult<()> {
+        self.add_key_check(check).await
+    }
+
+    async fn remove_key_check(&self, key_id: &str) -> StoreResult<bool> {
+        self.delete_key_check(key_id).await
+    }
+
+    async fn clear_totp_secrets(&self) -> StoreResult<Vec<ClearTotpSecret>> {
+        self.select_clear_totp_secrets().await
+    }
+
+    async fn seal_clear_totp_secret(&self, user_id: &str, clear: &[u8], sealed: &SealedSecret) -> StoreResult<bool> {
+        self.replace_clear_totp_secret(user_id, clear, sealed).await
+    }
+
+    async fn reseal_totp_secret(&self, user_id: &str, old: &SealedSecret, new: &SealedSecret) -> StoreResult<bool> {
+        self.replace_sealed_totp_secret(user_id, old, new).await
     }
 
     async fn insert_api_token(&self, token: &ApiTokenRecord) -> StoreResult<()> {

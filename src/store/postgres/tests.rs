@@ -249,7 +249,7 @@ async fn a_schema_newer_than_this_build_refuses_the_start() {
     let mut conn = scratch.connect().await;
     exec(&mut conn, "INSERT INTO schema_migrations (version, applied_at) VALUES (99, 0)").await.unwrap();
     let error = PostgresStore::open(&scratch.url).await.unwrap_err();
-    assert!(format!("{error:#}").contains("schema version 99, newer than this sessiond knows (1)"), "{error:#}");
+    assert!(format!("{error:#}").contains("schema version 99, newer than this sessiond knows"), "{error:#}");
     scratch.remove().await;
 }
 
