@@ -152,6 +152,11 @@ impl TestServer {
         self.task = Some(task);
     }
 
+    /// The database this server runs on.
+    pub fn db(&self) -> &TestDb {
+        &self.db
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
