@@ -96,7 +96,7 @@ fn failed_start(database: &str, extra: &[&str]) -> String {
 #[tokio::test]
 async fn database_and_key_files_are_readable_by_their_owner_only() {
     let mut server = TestServer::sqlite().await;
-    let db_file = sqlite_file(&server.db());
+    let db_file = sqlite_file(server.db());
     let ui = server.actor("ui", &ALL_PERMISSIONS).await;
     let user = server.user("alice").await;
     let seed = common::otpauth_secret(&server.users.add_totp(&user, "test").await.unwrap());
@@ -114,7 +114,7 @@ async fn database_and_key_files_are_readable_by_their_owner_only() {
 #[tokio::test]
 async fn a_totp_seed_appears_nowhere_in_the_database_files() {
     let mut server = TestServer::sqlite().await;
-    let db_file = sqlite_file(&server.db());
+    let db_file = sqlite_file(server.db());
     let ui = server.actor("ui", &ALL_PERMISSIONS).await;
     let user = server.user("alice").await;
     let seed = common::otpauth_secret(&server.users.add_totp(&user, "test").await.unwrap());
@@ -281,7 +281,7 @@ async fn seeds_kept_in_clear_by_an_older_version_are_sealed_at_start(backend: Ba
     server.stop().await;
 
     if backend == Backend::Sqlite {
-        let files = database_files(&sqlite_file(&server.db()));
+        let files = database_files(&sqlite_file(server.db()));
         for file in &files {
             assert_eq!(mode(file), 0o600, "an old 0644 file is now {:o}: {}", mode(file), file.display());
         }
