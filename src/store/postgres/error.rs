@@ -21,6 +21,8 @@ mod sqlstate {
     pub(super) const LOCK_NOT_AVAILABLE: &str = "55P03";
     pub(super) const DUPLICATE_TABLE: &str = "42P07";
     pub(super) const DUPLICATE_OBJECT: &str = "42710";
+    /// `ALTER TABLE ... ADD COLUMN` of a column a concurrent migration added first.
+    pub(super) const DUPLICATE_COLUMN: &str = "42701";
     /// Class 08: connection exceptions.
     pub(super) const CONNECTION_EXCEPTION: &str = "08";
     /// Class 53: insufficient resources (too many connections, out of memory, disk full).
@@ -97,6 +99,13 @@ pub(super) fn lost_race(e: &anyhow::Error) -> bool {
     };
     matches!(
         code.as_deref(),
-        Some(UNIQUE_VIOLATION | DUPLICATE_TABLE | DUPLICATE_OBJECT | SERIALIZATION_FAILURE | DEADLOCK_DETECTED)
+        Some(
+            UNIQUE_VIOLATION
+                | DUPLICATE_TABLE
+                | DUPLICATE_OBJECT
+                | DUPLICATE_COLUMN
+                | SERIALIZATION_FAILURE
+                | DEADLOCK_DETECTED
+        )
     )
 }
