@@ -23,10 +23,11 @@ use crate::{
     domain::{
         Timestamp,
         password::PasswordHasher,
+        secrets::Secrets,
         session::{LockoutPolicy, Sessions},
         user::Users,
     },
-    proto,
+    keyfile, proto,
     service::SessionHandler,
     store::{self, Store},
     transport::{Edge, EdgeConfig, SESSION_SERVICE, cors::CorsGate},
@@ -45,13 +46,22 @@ pub async fn run(
 }
 
 /// Serves on `listener` over an open store until `shutdown` resolves; closes the store at the end.
+/// Fails at once when the secrets key does not fit the database (see `keyfile::unlock`).
 pub async fn serve(
     listener: TcpListener,
     config: Config,
     store: Arc<dyn Store>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let edge = build_edge(&config, Arc::clone(&store))?;
+    let secrets = match keyfile::unlock(&config.database, config.secrets_key_file.as_deref(), Arc::clone(&store)).await
+    {
+        Ok(secrets) => secrets,
+        Err(e) => {
+            store.close().await;
+            return Err(e);
+        }
+    };
+    let edge = build_edge(&config, Arc::clone(&store), secrets)?;
     let service = CorsGate::new(edge, &config.cors_origins)?;
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -151,13 +161,13 @@ pub async fn serve(
 
 /// The protocol edge: the SessionService handler, which the edge calls for every session RPC
 /// whatever its wire format, and the tonic router for health and reflection.
-pub fn build_edge(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Edge> {
+pub fn build_edge(config: &Config, store: Arc<dyn Store>, secrets: Secrets) -> anyhow::Result<Edge> {
     let hasher = PasswordHasher::new(config.max_hash_wait);
     let lockout = LockoutPolicy {
         max_password_attempts: config.max_failed_attempts,
         max_otp_attempts: config.max_failed_otp_attempts,
     };
-    let sessions = Sessions::new(Arc::clone(&store), hasher.clone(), lockout).with_limits(config.limits);
+    let sessions = Sessions::new(Arc::clone(&store), hasher.clone(), lockout, secrets).with_limits(config.limits);
     let users = Users::new(store, hasher);
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
