@@ -112,6 +112,11 @@ checkpoint_db() {
 log "build"
 cargo build --release --bins --examples
 
+# PostgreSQL requires a secrets key file: one key for every process and command of the run (it
+# seals nothing here; SQLite databases would make their own beside them).
+if [[ ! -f $DIR/bench.secrets-key ]]; then (umask 077 && "$BIN/sessiond" secrets generate-key >"$DIR/bench.secrets-key"); fi
+export SESSIOND_SECRETS_KEY_FILE=$DIR/bench.secrets-key
+
 log "machine"
 {
     echo "date: $(date -u +%FT%TZ)"

@@ -16,6 +16,10 @@ pub struct Cli {
     /// Database URL: `sqlite:PATH` (embedded, the default) or `postgres://...`.
     #[arg(long, global = true, env = "SESSIOND_DATABASE", default_value = "sqlite:sessiond.db")]
     pub database: String,
+    /// Secrets key file (`<key-id> <base64 key>` per line; the first seals, all open). Default on
+    /// SQLite: `<database file>.secrets-key`, created on first start; PostgreSQL requires one.
+    #[arg(long, global = true, env = "SESSIOND_SECRETS_KEY_FILE")]
+    pub secrets_key_file: Option<PathBuf>,
     /// Log format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -35,6 +39,22 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// Manage the keys that seal secrets at rest (TOTP seeds).
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Print a key file line with a fresh random key: `<key-id> <base64 of 32 bytes>`.
+    GenerateKey {
+        /// Key id (1 to 64 characters of A-Z a-z 0-9 . _ -); random when not given.
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Re-seal every stored secret with the current key (the key file's first line), then forget
+    /// the keys nothing needs any more: afterwards their lines may leave the key file.
+    Rotate,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,6 @@
 //! Everything `serve` can be told, with the defaults a production deployment starts from.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use crate::{domain::limits::Limits, store::Durability};
 
@@ -10,6 +10,9 @@ pub struct Config {
     /// `sqlite:PATH` (or a bare path) or `postgres://...`.
     pub database: String,
     pub durability: Durability,
+    /// The secrets key file; `None`: `<database file>.secrets-key` beside a SQLite database
+    /// (created on its first start), an error on PostgreSQL.
+    pub secrets_key_file: Option<PathBuf>,
     /// Largest request body, in bytes.
     pub body_limit: usize,
     /// Calls served at once across all connections; more are shed with RESOURCE_EXHAUSTED.
@@ -52,6 +55,7 @@ impl Default for Config {
         Self {
             database: "sqlite:sessiond.db".into(),
             durability: Durability::Normal,
+            secrets_key_file: None,
             body_limit: 4 * 1024 * 1024,
             max_in_flight: 1024,
             cors_origins: Vec::new(),

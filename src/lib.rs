@@ -10,6 +10,7 @@
 //! - [`store`]: the persistence trait and its SQLite (default) and PostgreSQL backends.
 //! - [`server`]: the composition root, `run(listener, config, shutdown)`.
 //! - [`connections`]: how long a connection may stay open (first request, idle), per connection.
+//! - [`keyfile`]: the secrets key file: found, created beside a SQLite database, checked against it.
 //! - [`proto`]: generated code and the descriptor set.
 //! - [`config`], [`telemetry`], [`cli`]: settings, logging and the command line.
 //! - [`limits`]: the open-files limit, raised at start, and the connection cap it allows.
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod connections;
 pub mod domain;
+pub mod keyfile;
 pub mod limits;
 pub mod proto;
 pub mod server;

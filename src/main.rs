@@ -7,15 +7,16 @@ use std::{io::BufRead, time::Duration};
 use anyhow::Context as _;
 use clap::Parser;
 use sessiond::{
-    cli::{Cli, Command, RuntimeFlavor, TokensCommand, UsersCommand},
+    cli::{Cli, Command, RuntimeFlavor, SecretsCommand, TokensCommand, UsersCommand},
     config::Config,
     domain::{
         Timestamp,
+        keyring::{Keyring, valid_key_id},
         limits::Limits,
         password::PasswordHasher,
         user::{NewUser, UserState, Users, parse_permissions},
     },
-    limits, server, store, telemetry,
+    keyfile, limits, server, store, telemetry,
 };
 
 fn main() -> anyhow::Result<()> {
@@ -48,6 +49,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let max_connections = connection_cap(args.max_connections);
             let config = Config {
                 database: cli.database,
+                secrets_key_file: cli.secrets_key_file,
                 durability: args.sync,
                 body_limit: args.body_limit,
                 max_in_flight: args.max_in_flight,
@@ -73,14 +75,48 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate => {
             let store = store::open(&cli.database, Default::default()).await?;
+            // The data too: TOTP seeds an older version kept in clear are sealed.
+            let unlocked = keyfile::unlock(&cli.database, cli.secrets_key_file.as_deref(), store.clone()).await;
             store.close().await;
+            unlocked?;
             eprintln!("database {} is up to date", sessiond::cli::describe_database(&cli.database));
             Ok(())
         }
         Command::Users(command) => {
             let store = store::open(&cli.database, Default::default()).await?;
-            let users = Users::new(store.clone(), PasswordHasher::default());
-            let result = users_command(&users, command).await;
+            let result = async {
+                let mut users = Users::new(store.clone(), PasswordHasher::default());
+                // Only enrolment seals: the other commands run without the key.
+                if matches!(command, UsersCommand::AddTotp { .. }) {
+                    let key_file = cli.secrets_key_file.as_deref();
+                    users = users.with_secrets(keyfile::unlock(&cli.database, key_file, store.clone()).await?);
+                }
+                users_command(&users, command).await
+            }
+            .await;
+            store.close().await;
+            result
+        }
+        Command::Secrets(SecretsCommand::GenerateKey { id }) => {
+            if let Some(id) = &id {
+                anyhow::ensure!(valid_key_id(id), "the key id must be 1 to 64 characters of A-Z a-z 0-9 . _ -");
+            }
+            println!("{}", Keyring::generate_line(id.as_deref()).context("the key id is invalid")?);
+            Ok(())
+        }
+        Command::Secrets(SecretsCommand::Rotate) => {
+            let store = store::open(&cli.database, Default::default()).await?;
+            let result = async {
+                let secrets = keyfile::unlock(&cli.database, cli.secrets_key_file.as_deref(), store.clone()).await?;
+                let rotation = secrets.rotate().await?;
+                let current = secrets.keyring().current_key_id();
+                eprintln!("re-sealed {} secrets with key `{current}`", rotation.resealed);
+                if !rotation.retired.is_empty() {
+                    eprintln!("no longer needed (their lines may leave the key file): {}", rotation.retired.join(", "));
+                }
+                anyhow::Ok(())
+            }
+            .await;
             store.close().await;
             result
         }

@@ -25,9 +25,11 @@ use crate::{
     domain::{
         Timestamp,
         password::PasswordHasher,
+        secrets::Secrets,
         session::{LockoutPolicy, Sessions},
         user::Users,
     },
+    keyfile,
     proto::{self, session::session_service_server::SessionServiceServer},
     service::{SessionHandler, auth::Authenticated},
     store::{self, Store},
@@ -47,13 +49,22 @@ pub async fn run(
 }
 
 /// Serves on `listener` over an open store until `shutdown` resolves; closes the store at the end.
+/// Fails at once when the secrets key does not fit the database (see `keyfile::unlock`).
 pub async fn serve(
     listener: TcpListener,
     config: Config,
     store: Arc<dyn Store>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let front_door = build_front_door(&config, Arc::clone(&store))?;
+    let secrets = match keyfile::unlock(&config.database, config.secrets_key_file.as_deref(), Arc::clone(&store)).await
+    {
+        Ok(secrets) => secrets,
+        Err(e) => {
+            store.close().await;
+            return Err(e);
+        }
+    };
+    let front_door = build_front_door(&config, Arc::clone(&store), secrets)?;
     // hyper's body becomes tonic's at the door; every layer inside speaks `tonic::body::Body`.
     let service = front_door.map_request(|request: http::Request<hyper::body::Incoming>| request.map(Body::new));
 
@@ -157,13 +168,14 @@ pub async fn serve(
 pub fn build_front_door(
     config: &Config,
     store: Arc<dyn Store>,
+    secrets: Secrets,
 ) -> anyhow::Result<SetSensitiveRequestHeaders<transport::Inner>> {
     let hasher = PasswordHasher::new(config.max_hash_wait);
     let lockout = LockoutPolicy {
         max_password_attempts: config.max_failed_attempts,
         max_otp_attempts: config.max_failed_otp_attempts,
     };
-    let sessions = Sessions::new(Arc::clone(&store), hasher.clone(), lockout).with_limits(config.limits);
+    let sessions = Sessions::new(Arc::clone(&store), hasher.clone(), lockout, secrets).with_limits(config.limits);
     let users = Users::new(store, hasher);
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();

@@ -139,8 +139,7 @@ async fn totp_guesses_lock_on_their_own_counter(backend: Backend) {
     for protocol in Protocol::ALL {
         let user = server.user(&format!("totp-{protocol}")).await;
         server.users.set_password(&user, "right".into()).await.unwrap();
-        server.users.add_totp(&user, "sessiond-test").await.unwrap();
-        let secret = server.users.user(&user).await.unwrap().totp.unwrap().secret;
+        let secret = common::otpauth_secret(&server.users.add_totp(&user, "sessiond-test").await.unwrap());
         let session = server.create(protocol, &user, &ui.token).await;
 
         // A success clears the counter: MAX - 1 wrong codes, a right one, MAX - 1 wrong again.
@@ -180,8 +179,7 @@ async fn concurrent_totp_guesses_never_outrun_the_lockout(backend: Backend) {
     let Some(server) = TestServer::on_with(backend, |c| c.max_failed_otp_attempts = MAX).await else { return };
     let ui = server.actor("login-ui", &ALL_PERMISSIONS).await;
     let user = server.user("totp-victim").await;
-    server.users.add_totp(&user, "sessiond-test").await.unwrap();
-    let secret = server.users.user(&user).await.unwrap().totp.unwrap().secret;
+    let secret = common::otpauth_secret(&server.users.add_totp(&user, "sessiond-test").await.unwrap());
     let session = server.create(Protocol::Grpc, &user, &ui.token).await;
 
     // Every code of the million but the valid ones, 200 at a time: what a guesser would send.

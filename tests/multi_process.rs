@@ -220,7 +220,11 @@ async fn an_in_process_server_and_a_process_share_the_database() {
     // The in-process server is spawned, as test harnesses do: its future must be `Send`.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let inner = format!("http://{}", listener.local_addr().unwrap());
-    let config = sessiond::config::Config { database: db.url.clone(), ..Default::default() };
+    let config = sessiond::config::Config {
+        database: db.url.clone(),
+        secrets_key_file: db.secrets_key_file.clone(),
+        ..Default::default()
+    };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(sessiond::server::run(listener, config, async move {
         let _ = stopped.await;

@@ -8,7 +8,9 @@ use proptest::prelude::*;
 use sessiond::{
     domain::{
         Caller, ErrorClass, Permission, Permissions,
+        keyring::Keyring,
         password::PasswordHasher,
+        secrets::Secrets,
         session::{CreateSession, Sessions, SetSession},
         token::Secret,
         totp,
@@ -71,7 +73,9 @@ proptest! {
         runtime.block_on(async move {
             let dir = tempfile::tempdir().unwrap();
             let store = store::open(&format!("sqlite:{}", dir.path().join("p.db").display()), Default::default()).await.unwrap();
-            let sessions = Sessions::new(Arc::clone(&store), PasswordHasher::default(), Default::default());
+            let keyring = Keyring::parse(&Keyring::generate_line(None).unwrap()).unwrap();
+            let secrets = Secrets::unlock(Arc::clone(&store), keyring).await.unwrap();
+            let sessions = Sessions::new(Arc::clone(&store), PasswordHasher::default(), Default::default(), secrets);
             // A caller with no permissions at all: only tokens can open the session.
             let writer = Caller { user_id: "w".into(), org_id: "o".into(), token_id: "t".into(), permissions: [Permission::SessionWrite].into_iter().collect() };
             let nobody = Caller { permissions: Permissions::default(), ..writer.clone() };

@@ -11,6 +11,8 @@ use backend::{Backend, TestDb};
 use sessiond::{
     domain::{
         Permissions, Timestamp,
+        keyring::SealedSecret,
+        secrets::KeyCheck,
         session::{Change, Factors, HistoryEntry, Session, SessionQuery, TimeComparison, UserAgent, UserFactor},
         token::SecretHash,
         user::{ApiTokenRecord, Claim, LockoutCounter, TotpEnrolment, User, UserState},
@@ -63,6 +65,8 @@ conformance!(
     counters_lock_apart_and_unlock_together,
     concurrent_claims_admit_exactly_max,
     totp_steps_are_used_once,
+    key_checks_keep_the_first_verifier_of_each_key,
+    resealing_replaces_only_the_secret_it_read,
     session_create_read_update_with_history,
     duplicate_session_id_is_already_exists,
     update_with_stale_sequence_conflicts,
@@ -161,11 +165,13 @@ async fn users_round_trip(store: Arc<dyn Store>) {
 
     let mut bob = user("u2", "bob");
     (bob.failed_attempts, bob.locked, bob.otp_failed_attempts, bob.otp_locked) = (2, true, 3, true);
-    bob.totp = Some(TotpEnrolment { secret: vec![0, 1, 2, 255], last_used_step: Some(42) });
+    // Sealed secrets are opaque bytes to the store: every byte value comes back as written.
+    let sealed = SealedSecret::from_bytes((0..=255).collect());
+    bob.totp = Some(TotpEnrolment { sealed: sealed.clone(), last_used_step: Some(42) });
     store.insert_user(&bob).await.unwrap();
     let read = store.user_by_id("u2").await.unwrap().unwrap();
     assert_eq!(read, bob);
-    assert_eq!(read.totp.as_ref().unwrap().secret, vec![0, 1, 2, 255]);
+    assert_eq!(read.totp.as_ref().unwrap().sealed, sealed);
     assert_eq!(read.totp.as_ref().unwrap().last_used_step, Some(42));
 }
 
@@ -175,7 +181,10 @@ async fn admin_writes_change_only_their_own_columns(store: Arc<dyn Store>) {
     let mut alice = user("u1", "alice");
     alice.password_hash = Some("old".into());
     store.insert_user(&alice).await.unwrap();
-    store.set_totp("u1", &TotpEnrolment { secret: vec![9; 20], last_used_step: None }).await.unwrap();
+    store
+        .set_totp("u1", &TotpEnrolment { sealed: SealedSecret::from_bytes(vec![9; 20]), last_used_step: None })
+        .await
+        .unwrap();
     assert_eq!(store.claim_attempt("u1", LockoutCounter::Password, 5).await.unwrap(), Some(Claim::Admitted(1)));
     assert_eq!(store.claim_attempt("u1", LockoutCounter::OneTimeCode, 5).await.unwrap(), Some(Claim::Admitted(1)));
     assert!(store.consume_totp_step("u1", 77).await.unwrap());
@@ -193,16 +202,52 @@ async fn admin_writes_change_only_their_own_columns(store: Arc<dyn Store>) {
     assert_eq!(read.state, UserState::Inactive);
     assert_eq!(read.totp.as_ref().unwrap().last_used_step, Some(77));
 
-    assert!(store.set_totp("u1", &TotpEnrolment { secret: vec![8; 20], last_used_step: None }).await.unwrap());
+    let enrolment = TotpEnrolment { sealed: SealedSecret::from_bytes(vec![8; 20]), last_used_step: None };
+    assert!(store.set_totp("u1", &enrolment).await.unwrap());
     let read = store.user_by_id("u1").await.unwrap().unwrap();
-    assert_eq!(read.totp, Some(TotpEnrolment { secret: vec![8; 20], last_used_step: None }));
+    assert_eq!(read.totp, Some(enrolment));
     assert_eq!((read.password_hash.as_deref(), read.otp_failed_attempts), (Some("new"), 1));
 
     assert!(!store.set_user_state("nobody", UserState::Active).await.unwrap());
     assert!(!store.set_password_hash("nobody", "x").await.unwrap());
     assert!(!store.unlock_user("nobody").await.unwrap());
-    assert!(!store.set_totp("nobody", &TotpEnrolment { secret: vec![1], last_used_step: None }).await.unwrap());
+    assert!(
+        !store
+            .set_totp("nobody", &TotpEnrolment { sealed: SealedSecret::from_bytes(vec![1]), last_used_step: None })
+            .await
+            .unwrap()
+    );
     assert_eq!(store.claim_attempt("nobody", LockoutCounter::Password, 5).await.unwrap(), None);
+}
+
+async fn key_checks_keep_the_first_verifier_of_each_key(store: Arc<dyn Store>) {
+    let check = |id: &str, byte: u8| KeyCheck {
+        key_id: id.into(),
+        verifier: SealedSecret::from_bytes(vec![byte; 60]),
+        created_at: Timestamp(1_700_000_000_000_000),
+    };
+    assert_eq!(store.key_checks().await.unwrap(), vec![]);
+    store.insert_key_check(&check("k2", 1)).await.unwrap();
+    store.insert_key_check(&check("k2", 2)).await.unwrap();
+    store.insert_key_check(&check("k1", 3)).await.unwrap();
+    assert_eq!(store.key_checks().await.unwrap(), vec![check("k1", 3), check("k2", 1)], "the first verifier stays");
+    assert!(store.remove_key_check("k2").await.unwrap());
+    assert!(!store.remove_key_check("k2").await.unwrap());
+    assert_eq!(store.key_checks().await.unwrap(), vec![check("k1", 3)]);
+}
+
+async fn resealing_replaces_only_the_secret_it_read(store: Arc<dyn Store>) {
+    let old = SealedSecret::from_bytes(vec![1; 50]);
+    let new = SealedSecret::from_bytes(vec![2; 50]);
+    let mut alice = user("u1", "alice");
+    alice.totp = Some(TotpEnrolment { sealed: old.clone(), last_used_step: Some(7) });
+    store.insert_user(&alice).await.unwrap();
+    assert!(!store.reseal_totp_secret("u1", &new, &old).await.unwrap(), "the row does not hold `new`");
+    assert!(store.reseal_totp_secret("u1", &old, &new).await.unwrap());
+    assert!(!store.reseal_totp_secret("u1", &old, &new).await.unwrap(), "a second reseal of `old` misses");
+    let read = store.user_by_id("u1").await.unwrap().unwrap().totp.unwrap();
+    assert_eq!((read.sealed, read.last_used_step), (new, Some(7)), "the replay guard stays");
+    assert!(store.clear_totp_secrets().await.unwrap().is_empty(), "nothing is written in clear");
 }
 
 async fn duplicate_login_name_is_already_exists(store: Arc<dyn Store>) {

@@ -3,8 +3,10 @@
 
 pub mod authz;
 pub mod error;
+pub mod keyring;
 pub mod limits;
 pub mod password;
+pub mod secrets;
 pub mod session;
 pub mod token;
 pub mod totp;

@@ -10,6 +10,7 @@ use super::{
     Caller, Error, ErrorClass, Permission, Result, Timestamp, authz,
     limits::{self, Limits},
     password::PasswordHasher,
+    secrets::Secrets,
     token::{Secret, SecretHash, new_session_id},
     totp,
     user::{Claim, LockoutCounter, User, UserState, user_not_found},
@@ -253,11 +254,13 @@ pub struct Sessions {
     hasher: PasswordHasher,
     lockout: LockoutPolicy,
     limits: Limits,
+    /// Opens the sealed TOTP seeds.
+    secrets: Secrets,
 }
 
 impl Sessions {
-    pub fn new(store: Arc<dyn Store>, hasher: PasswordHasher, lockout: LockoutPolicy) -> Self {
-        Self { store, hasher, lockout, limits: Limits::default() }
+    pub fn new(store: Arc<dyn Store>, hasher: PasswordHasher, lockout: LockoutPolicy, secrets: Secrets) -> Self {
+        Self { store, hasher, lockout, limits: Limits::default(), secrets }
     }
 
     /// The same, holding requests to `limits` instead of the defaults.
@@ -535,12 +538,10 @@ impl Sessions {
 
     async fn check_totp(&self, user: &User, code: &str, now: Timestamp) -> Result<()> {
         ensure_may_check(user, LockoutCounter::OneTimeCode)?;
-        let enrolment = user
-            .totp
-            .as_ref()
-            .ok_or_else(|| Error::failed_precondition("USER-NoTotp", "the user has no TOTP enrolled"))?;
+        let secret = self.secrets.open_totp(user)?;
         let now_step = totp::step_at(now.micros().div_euclid(1_000_000));
-        let step = totp::matching_step(&enrolment.secret, code, now_step);
+        let step = totp::matching_step(secret.expose(), code, now_step);
+        drop(secret);
         let (store, user_id) = (Arc::clone(&self.store), user.id.clone());
         self.guarded(user, LockoutCounter::OneTimeCode, async move {
             let Some(step) = step else {

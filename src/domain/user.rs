@@ -3,9 +3,13 @@
 
 use std::sync::Arc;
 
+use zeroize::Zeroizing;
+
 use super::{
     Caller, Error, Permission, Permissions, Result, Timestamp,
+    keyring::{Purpose, SealedSecret},
     password::PasswordHasher,
+    secrets::Secrets,
     token::{ApiToken, SecretHash, new_id},
     totp,
 };
@@ -35,17 +39,12 @@ impl UserState {
     }
 }
 
-/// A TOTP enrolment: the shared secret and the last time step a code was accepted for (no replay).
-#[derive(Clone, PartialEq, Eq)]
+/// A TOTP enrolment: the shared secret, sealed for this user (`Secrets::open_totp` opens it), and
+/// the last time step a code was accepted for (no replay).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TotpEnrolment {
-    pub secret: Vec<u8>,
+    pub sealed: SealedSecret,
     pub last_used_step: Option<i64>,
-}
-
-impl std::fmt::Debug for TotpEnrolment {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TotpEnrolment").field("last_used_step", &self.last_used_step).finish_non_exhaustive()
-    }
 }
 
 /// A user as stored.
@@ -145,11 +144,18 @@ pub const DEFAULT_ORG: &str = "default";
 pub struct Users {
     store: Arc<dyn Store>,
     hasher: PasswordHasher,
+    /// Needed only to enrol TOTP; the commands that never seal anything run without a key.
+    secrets: Option<Secrets>,
 }
 
 impl Users {
     pub fn new(store: Arc<dyn Store>, hasher: PasswordHasher) -> Self {
-        Self { store, hasher }
+        Self { store, hasher, secrets: None }
+    }
+
+    /// With the keyring that seals TOTP seeds.
+    pub fn with_secrets(self, secrets: Secrets) -> Self {
+        Self { secrets: Some(secrets), ..self }
     }
 
     /// Resolves a presented bearer token to its caller. Unknown, malformed, revoked and expired
@@ -221,12 +227,17 @@ impl Users {
         found(id, self.store.unlock_user(id).await?)
     }
 
-    /// Enrols a new TOTP secret (replacing any old one) and returns the `otpauth://` URI.
+    /// Enrols a new TOTP secret (replacing any old one), sealed for this user, and returns the
+    /// `otpauth://` URI: the only place the secret appears in clear.
     pub async fn add_totp(&self, id: &str, issuer: &str) -> Result<String> {
-        let secret = totp::generate_secret();
+        let secrets = self.secrets.as_ref().ok_or_else(|| {
+            Error::failed_precondition("SECRETS-NotLoaded", "enrolling TOTP needs the secrets key, and none is loaded")
+        })?;
+        let secret = Zeroizing::new(totp::generate_secret());
         let user = self.user(id).await?;
         let uri = totp::otpauth_uri(issuer, &user.login_name, &secret);
-        found(id, self.store.set_totp(id, &TotpEnrolment { secret, last_used_step: None }).await?)?;
+        let sealed = secrets.seal(Purpose::Totp, &user.id, &secret).await?;
+        found(id, self.store.set_totp(id, &TotpEnrolment { sealed, last_used_step: None }).await?)?;
         Ok(uri)
     }
 

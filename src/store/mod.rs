@@ -2,6 +2,7 @@
 //! domain records; driver errors are translated into `StoreError` at this boundary.
 
 mod codec;
+mod files;
 pub mod postgres;
 pub mod sqlite;
 
@@ -11,6 +12,8 @@ use async_trait::async_trait;
 
 use crate::domain::{
     Timestamp,
+    keyring::SealedSecret,
+    secrets::{ClearTotpSecret, KeyCheck},
     session::{Change, HistoryEntry, Session, SessionQuery},
     user::{ApiTokenRecord, Claim, LockoutCounter, TotpEnrolment, User, UserState},
 };
@@ -126,6 +129,21 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Marks a TOTP time step used; `false` when it (or a later one) already was (a replay). Atomic.
     async fn consume_totp_step(&self, user_id: &str, step: i64) -> StoreResult<bool>;
 
+    // secrets at rest: sealed bytes only, the store never holds a key
+    /// Every key's verifier: one per key id that has sealed anything into this database.
+    async fn key_checks(&self) -> StoreResult<Vec<KeyCheck>>;
+    /// Records a key's verifier unless one with its id is recorded already (that one stays).
+    async fn insert_key_check(&self, check: &KeyCheck) -> StoreResult<()>;
+    /// `false` when none was recorded.
+    async fn remove_key_check(&self, key_id: &str) -> StoreResult<bool>;
+    /// The TOTP seeds a version before sealing kept in clear.
+    async fn clear_totp_secrets(&self) -> StoreResult<Vec<ClearTotpSecret>>;
+    /// Stores the sealed form of a clear seed and removes the clear copy; `false` when the user's
+    /// row no longer holds `clear`.
+    async fn seal_clear_totp_secret(&self, user_id: &str, clear: &[u8], sealed: &SealedSecret) -> StoreResult<bool>;
+    /// Replaces a sealed seed by `new`; `false` when the user's row no longer holds `old`.
+    async fn reseal_totp_secret(&self, user_id: &str, old: &SealedSecret, new: &SealedSecret) -> StoreResult<bool>;
+
     // API tokens
     async fn insert_api_token(&self, token: &ApiTokenRecord) -> StoreResult<()>;
     /// The token and its user, read together.
@@ -190,11 +208,19 @@ pub async fn open(url: &str, durability: Durability) -> anyhow::Result<Arc<dyn S
     if is_postgres(url) {
         return Ok(Arc::new(postgres::PostgresStore::open(url).await?));
     }
-    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    let path = sqlite_path(url).unwrap_or(url);
     Ok(Arc::new(sqlite::SqliteStore::open(path, durability).await?))
 }
 
-fn is_postgres(url: &str) -> bool {
+/// The file a SQLite database URL names; `None` for PostgreSQL.
+pub fn sqlite_path(url: &str) -> Option<&str> {
+    if is_postgres(url) {
+        return None;
+    }
+    Some(url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url))
+}
+
+pub fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 

@@ -30,6 +30,8 @@ use super::{
 };
 use crate::domain::{
     Permissions, Timestamp,
+    keyring::SealedSecret,
+    secrets::{ClearTotpSecret, KeyCheck},
     session::{HistoryEntry, Session, SessionQuery, TimeComparison},
     token::SecretHash,
     user::{ApiTokenRecord, Claim, LockoutCounter, TotpEnrolment, User, UserState},
@@ -39,6 +41,7 @@ use crate::domain::{
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_lockouts_history_retention.sql"),
+    include_str!("../../migrations/sqlite/0003_sealed_secrets.sql"),
 ];
 /// Most jobs committed in one transaction.
 const MAX_BATCH: usize = 256;
@@ -70,9 +73,10 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) and migrates the database at `path`.
+    /// Opens (creating if needed, readable by its owner only) and migrates the database at `path`.
     pub async fn open(path: &str, durability: Durability) -> anyhow::Result<Self> {
         let path = PathBuf::from(path);
+        super::files::owner_only_database(&path)?;
         let writer_path = path.clone();
         let conn = tokio::task::spawn_blocking(move || open_writer(&writer_path, durability)).await??;
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
@@ -164,7 +168,7 @@ fn open_writer(path: &Path, durability: Durability) -> StoreResult<Connection> {
     conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON; \
          PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}; \
-         PRAGMA cache_size = -{CACHE_KIB};"
+         PRAGMA cache_size = -{CACHE_KIB}; PRAGMA secure_delete = FAST;"
     ))
     .map_err(translate)?;
     // SQLite's default busy handler sleeps in steps of up to 25 ms: a writer waiting for the
@@ -321,11 +325,11 @@ fn opt_ts(v: Option<i64>) -> Option<Timestamp> {
 }
 
 const USER_COLUMNS: &str = "id, login_name, display_name, org_id, state, password_hash, failed_attempts, locked, \
-     totp_secret, totp_last_step, created_at, otp_failed_attempts, otp_locked";
+     totp_sealed, totp_last_step, created_at, otp_failed_attempts, otp_locked";
 
 fn user_from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<User> {
     let state: String = row.get(at + 4)?;
-    let totp_secret: Option<Vec<u8>> = row.get(at + 8)?;
+    let totp_sealed: Option<Vec<u8>> = row.get(at + 8)?;
     Ok(User {
         id: row.get(at)?,
         login_name: row.get(at + 1)?,
@@ -335,7 +339,10 @@ fn user_from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<User> {
         password_hash: row.get(at + 5)?,
         failed_attempts: row.get(at + 6)?,
         locked: row.get(at + 7)?,
-        totp: totp_secret.map(|secret| TotpEnrolment { secret, last_used_step: row.get(at + 9).ok().flatten() }),
+        totp: totp_sealed.map(|sealed| TotpEnrolment {
+            sealed: SealedSecret::from_bytes(sealed),
+            last_used_step: row.get(at + 9).ok().flatten(),
+        }),
         created_at: Timestamp(row.get(at + 10)?),
         otp_failed_attempts: row.get(at + 11)?,
         otp_locked: row.get(at + 12)?,
@@ -347,7 +354,7 @@ const TOKEN_COLUMNS: &str = "t.id, t.user_id, t.secret_hash, t.permissions, t.ex
 /// A token and its user in one query (on every call: authentication).
 const TOKEN_WITH_USER: &str = "SELECT t.id, t.user_id, t.secret_hash, t.permissions, t.expires_at, t.revoked_at, \
      t.created_at, u.id, u.login_name, u.display_name, u.org_id, u.state, u.password_hash, u.failed_attempts, \
-     u.locked, u.totp_secret, u.totp_last_step, u.created_at, u.otp_failed_attempts, u.otp_locked \
+     u.locked, u.totp_sealed, u.totp_last_step, u.created_at, u.otp_failed_attempts, u.otp_locked \
      FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.id = ?1";
 
 fn token_from_row(row: &Row<'_>) -> rusqlite::Result<ApiTokenRecord> {
@@ -511,7 +518,7 @@ impl Store for SqliteStore {
                     user.password_hash,
                     user.failed_attempts,
                     user.locked,
-                    user.totp.as_ref().map(|t| t.secret.clone()),
+                    user.totp.as_ref().map(|t| t.sealed.as_bytes().to_vec()),
                     user.totp.as_ref().and_then(|t| t.last_used_step),
                     user.created_at.0,
                     user.otp_failed_attempts,
@@ -579,8 +586,8 @@ impl Store for SqliteStore {
         self.write(move |conn| {
             let n = conn
                 .execute(
-                    "UPDATE users SET totp_secret = ?2, totp_last_step = ?3 WHERE id = ?1",
-                    params![id, enrolment.secret, enrolment.last_used_step],
+                    "UPDATE users SET totp_sealed = ?2, totp_secret = NULL, totp_last_step = ?3 WHERE id = ?1",
+                    params![id, enrolment.sealed.as_bytes(), enrolment.last_used_step],
                 )
                 .map_err(translate)?;
             Ok(n == 1)
@@ -630,6 +637,86 @@ impl Store for SqliteStore {
                 )
                 .map_err(translate)?;
             Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn key_checks(&self) -> StoreResult<Vec<KeyCheck>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare("SELECT key_id, verifier, created_at FROM secret_keys ORDER BY key_id")
+                .map_err(translate)?;
+            stmt.query_map([], |r| {
+                Ok(KeyCheck {
+                    key_id: r.get(0)?,
+                    verifier: SealedSecret::from_bytes(r.get(1)?),
+                    created_at: Timestamp(r.get(2)?),
+                })
+            })
+            .and_then(Iterator::collect)
+            .map_err(translate)
+        })
+        .await
+    }
+
+    async fn insert_key_check(&self, check: &KeyCheck) -> StoreResult<()> {
+        let check = check.clone();
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO secret_keys (key_id, verifier, created_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                params![check.key_id, check.verifier.as_bytes(), check.created_at.0],
+            )
+            .map_err(translate)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove_key_check(&self, key_id: &str) -> StoreResult<bool> {
+        let key_id = key_id.to_owned();
+        self.write(move |conn| {
+            let n = conn.execute("DELETE FROM secret_keys WHERE key_id = ?1", [key_id]).map_err(translate)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn clear_totp_secrets(&self) -> StoreResult<Vec<ClearTotpSecret>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare("SELECT id, totp_secret FROM users WHERE totp_secret IS NOT NULL ORDER BY id")
+                .map_err(translate)?;
+            stmt.query_map([], |r| Ok(ClearTotpSecret { user_id: r.get(0)?, secret: r.get::<_, Vec<u8>>(1)?.into() }))
+                .and_then(Iterator::collect)
+                .map_err(translate)
+        })
+        .await
+    }
+
+    async fn seal_clear_totp_secret(&self, user_id: &str, clear: &[u8], sealed: &SealedSecret) -> StoreResult<bool> {
+        let (user_id, clear, sealed) = (user_id.to_owned(), zeroize::Zeroizing::new(clear.to_vec()), sealed.clone());
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE users SET totp_sealed = ?3, totp_secret = NULL WHERE id = ?1 AND totp_secret = ?2",
+                    params![user_id, clear.as_slice(), sealed.as_bytes()],
+                )
+                .map_err(translate)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn reseal_totp_secret(&self, user_id: &str, old: &SealedSecret, new: &SealedSecret) -> StoreResult<bool> {
+        let (user_id, old, new) = (user_id.to_owned(), old.clone(), new.clone());
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE users SET totp_sealed = ?3 WHERE id = ?1 AND totp_sealed = ?2",
+                    params![user_id, old.as_bytes(), new.as_bytes()],
+                )
+                .map_err(translate)?;
+            Ok(n == 1)
         })
         .await
     }

@@ -21,6 +21,10 @@ pub struct TestDb {
     pub url: String,
     /// For SQLite: the file's directory (kept alive for the test's duration).
     pub dir: Option<tempfile::TempDir>,
+    /// The secrets key file to hand to `--secrets-key-file` / `Config::secrets_key_file`: none
+    /// for SQLite (the database's own is created beside it), the suites' shared test key for
+    /// PostgreSQL (which requires one).
+    pub secrets_key_file: Option<PathBuf>,
 }
 
 impl TestDb {
@@ -31,14 +35,20 @@ impl TestDb {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let path: PathBuf = dir.path().join("sessiond.db");
-                Some(Self { backend, url: format!("sqlite:{}", path.display()), dir: Some(dir) })
+                Some(Self {
+                    backend,
+                    url: format!("sqlite:{}", path.display()),
+                    dir: Some(dir),
+                    secrets_key_file: None,
+                })
             }
             Backend::Postgres => {
                 let Some(base) = postgres_base_url() else {
                     eprintln!("SKIPPED: {POSTGRES_ENV} is not set; this PostgreSQL test passes without running");
                     return None;
                 };
-                Some(Self { backend, url: fresh_postgres_schema(&base).await, dir: None })
+                let url = fresh_postgres_schema(&base).await;
+                Some(Self { backend, url, dir: None, secrets_key_file: Some(postgres_secrets_key_file()) })
             }
         }
     }
@@ -53,6 +63,17 @@ const STALE_SCHEMA_SECS: u64 = 2 * 3600;
 impl Backend {
     /// Every backend, for tests that run once per backend.
     pub const ALL: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
+}
+
+/// The secrets key every PostgreSQL test shares (a test-only fixture of the repository).
+pub fn postgres_secrets_key_file() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/postgres.secrets-key"))
+}
+
+/// The secrets key file a process on `database` is given: the shared test key on PostgreSQL,
+/// none on SQLite (its own beside the database).
+pub fn secrets_key_file_for(database: &str) -> Option<PathBuf> {
+    database.starts_with("postgres").then(postgres_secrets_key_file)
 }
 
 /// The PostgreSQL server URL when one is configured.

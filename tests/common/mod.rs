@@ -18,7 +18,7 @@ use sessiond::{
         password::PasswordHasher,
         user::{NewUser, UserState, Users},
     },
-    server,
+    keyfile, server,
     store::{self, Store},
 };
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
@@ -94,8 +94,12 @@ impl TestServer {
 
     /// Serves on `db` with the default configuration as `configure` changes it.
     pub async fn start_with(db: TestDb, configure: impl FnOnce(&mut Config)) -> Self {
-        let mut config =
-            Config { database: db.url.clone(), shutdown_grace: Duration::from_secs(5), ..Config::default() };
+        let mut config = Config {
+            database: db.url.clone(),
+            secrets_key_file: db.secrets_key_file.clone(),
+            shutdown_grace: Duration::from_secs(5),
+            ..Config::default()
+        };
         configure(&mut config);
         let (addr, shutdown, task, users) = launch(&config).await;
         Self { addr, clients: Clients::new(addr), config, users, db, shutdown: Some(shutdown), task: Some(task) }
@@ -146,6 +150,11 @@ impl TestServer {
         self.users = users;
         self.shutdown = Some(shutdown);
         self.task = Some(task);
+    }
+
+    /// The database this server runs on.
+    pub fn db(&self) -> &TestDb {
+        &self.db
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -208,10 +217,30 @@ impl TestServer {
     }
 }
 
+/// The secret of an `otpauth://` URI, as an authenticator app reads it (base32, RFC 4648).
+pub fn otpauth_secret(uri: &str) -> Vec<u8> {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let encoded = uri.split(['?', '&']).find_map(|p| p.strip_prefix("secret=")).expect("the URI has a secret");
+    let (mut bits, mut count, mut out) = (0u64, 0u32, Vec::new());
+    for c in encoded.bytes() {
+        let value = ALPHABET.iter().position(|&a| a == c).expect("base32") as u64;
+        bits = (bits << 5) | value;
+        count += 5;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+        }
+    }
+    out
+}
+
 /// Opens the store, binds 127.0.0.1:0 and spawns `serve`; the listener is accepting on return.
 async fn launch(config: &Config) -> (SocketAddr, oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>, Users) {
     let store: Arc<dyn Store> = store::open(&config.database, Default::default()).await.expect("open the store");
-    let users = Users::new(Arc::clone(&store), PasswordHasher::default());
+    let secrets = keyfile::unlock(&config.database, config.secrets_key_file.as_deref(), Arc::clone(&store))
+        .await
+        .expect("the secrets key fits the database");
+    let users = Users::new(Arc::clone(&store), PasswordHasher::default()).with_secrets(secrets);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().expect("bound address");
     let (shutdown, stopped) = oneshot::channel::<()>();

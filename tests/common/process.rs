@@ -32,8 +32,8 @@ impl Sessiond {
     pub async fn start(database: &str) -> Self {
         let addr = free_addr();
         let log = tempfile::NamedTempFile::new().expect("a log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_sessiond"))
-            .args(["--database", database, "serve", "--listen", &addr.to_string()])
+        let child = sessiond_command(database)
+            .args(["serve", "--listen", &addr.to_string()])
             .env("RUST_LOG", "info,sqlx=warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -87,15 +87,19 @@ pub fn free_addr() -> SocketAddr {
     listener.local_addr().expect("its address")
 }
 
+/// `sessiond --database DB`, with the test key on PostgreSQL (`SESSIOND_SECRETS_KEY_FILE`).
+pub fn sessiond_command(database: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sessiond"));
+    command.args(["--database", database]).env_remove("SESSIOND_SECRETS_KEY_FILE");
+    if let Some(key_file) = super::backend::secrets_key_file_for(database) {
+        command.env("SESSIOND_SECRETS_KEY_FILE", key_file);
+    }
+    command
+}
+
 /// Runs the admin CLI (`sessiond --database DB ARGS...`) to completion.
 pub fn sessiond_cli(database: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sessiond"))
-        .args(["--database", database])
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .output()
-        .expect("sessiond runs")
+    sessiond_command(database).args(args).env("RUST_LOG", "warn").stdin(Stdio::null()).output().expect("sessiond runs")
 }
 
 /// Runs the admin CLI, which must succeed; returns what it printed, trimmed.

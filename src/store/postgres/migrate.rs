@@ -10,6 +10,7 @@ use crate::domain::Timestamp;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0001_init.sql"),
     include_str!("../../../migrations/postgres/0002_lockouts_history_retention.sql"),
+    include_str!("../../../migrations/postgres/0003_sealed_secrets.sql"),
 ];
 /// Rounds of the protocol below (a round fails only when a concurrent starter won it) before a
 /// start gives up.

@@ -31,6 +31,8 @@ use super::{
 };
 use crate::domain::{
     Permissions, Timestamp,
+    keyring::SealedSecret,
+    secrets::{ClearTotpSecret, KeyCheck},
     session::{HistoryEntry, Session, SessionQuery, TimeComparison},
     token::SecretHash,
     user::{ApiTokenRecord, Claim, LockoutCounter, TotpEnrolment, User, UserState},
@@ -38,6 +40,7 @@ use crate::domain::{
 
 mod error;
 mod migrate;
+mod secrets;
 #[cfg(test)]
 mod tests;
 
@@ -218,11 +221,11 @@ async fn wait_for_database(options: &PgConnectOptions, target: &str) -> anyhow::
 type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
 
 const USER_COLUMNS: &str = "id, login_name, display_name, org_id, state, password_hash, failed_attempts, locked, \
-     totp_secret, totp_last_step, created_at, otp_failed_attempts, otp_locked";
+     totp_sealed, totp_last_step, created_at, otp_failed_attempts, otp_locked";
 
 fn user_from_row(row: &PgRow, at: usize) -> Result<User, sqlx::Error> {
     let state: String = row.try_get(at + 4)?;
-    let totp_secret: Option<Vec<u8>> = row.try_get(at + 8)?;
+    let totp_sealed: Option<Vec<u8>> = row.try_get(at + 8)?;
     let last_used_step: Option<i64> = row.try_get(at + 9)?;
     Ok(User {
         id: row.try_get(at)?,
@@ -233,7 +236,7 @@ fn user_from_row(row: &PgRow, at: usize) -> Result<User, sqlx::Error> {
         password_hash: row.try_get(at + 5)?,
         failed_attempts: row.try_get(at + 6)?,
         locked: row.try_get(at + 7)?,
-        totp: totp_secret.map(|secret| TotpEnrolment { secret, last_used_step }),
+        totp: totp_sealed.map(|sealed| TotpEnrolment { sealed: SealedSecret::from_bytes(sealed), last_used_step }),
         created_at: Timestamp(row.try_get(at + 10)?),
         otp_failed_attempts: row.try_get(at + 11)?,
         otp_locked: row.try_get(at + 12)?,
@@ -250,7 +253,7 @@ fn bind_user_fields<'q>(query: PgQuery<'q>, user: &User) -> PgQuery<'q> {
         .bind(user.password_hash.clone())
         .bind(user.failed_attempts)
         .bind(user.locked)
-        .bind(user.totp.as_ref().map(|t| t.secret.clone()))
+        .bind(user.totp.as_ref().map(|t| t.sealed.as_bytes().to_vec()))
         .bind(user.totp.as_ref().and_then(|t| t.last_used_step))
 }
 
@@ -259,7 +262,7 @@ const TOKEN_COLUMNS: &str = "t.id, t.user_id, t.secret_hash, t.permissions, t.ex
 /// A token and its user in one query (on every call: authentication), written out once.
 const TOKEN_WITH_USER: &str = "SELECT t.id, t.user_id, t.secret_hash, t.permissions, t.expires_at, t.revoked_at, \
      t.created_at, u.id, u.login_name, u.display_name, u.org_id, u.state, u.password_hash, u.failed_attempts, \
-     u.locked, u.totp_secret, u.totp_last_step, u.created_at, u.otp_failed_attempts, u.otp_locked \
+     u.locked, u.totp_sealed, u.totp_last_step, u.created_at, u.otp_failed_attempts, u.otp_locked \
      FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.id = $1";
 
 /// One session by id (on most calls).
@@ -382,7 +385,7 @@ impl Store for PostgresStore {
             Box::pin(async move {
                 let query = sqlx::query(
                     "INSERT INTO users (id, login_name, display_name, org_id, state, password_hash, failed_attempts, \
-                     locked, totp_secret, totp_last_step, created_at, otp_failed_attempts, otp_locked) \
+                     locked, totp_sealed, totp_last_step, created_at, otp_failed_attempts, otp_locked) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                 )
                 .bind(user.id.clone());
@@ -466,13 +469,15 @@ impl Store for PostgresStore {
         self.run(move |conn| {
             let (id, enrolment) = (id.clone(), enrolment.clone());
             Box::pin(async move {
-                let changed = sqlx::query("UPDATE users SET totp_secret = $2, totp_last_step = $3 WHERE id = $1")
-                    .bind(id)
-                    .bind(enrolment.secret)
-                    .bind(enrolment.last_used_step)
-                    .execute(conn)
-                    .await?
-                    .rows_affected();
+                let changed = sqlx::query(
+                    "UPDATE users SET totp_sealed = $2, totp_secret = NULL, totp_last_step = $3 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(enrolment.sealed.as_bytes().to_vec())
+                .bind(enrolment.last_used_step)
+                .execute(conn)
+                .await?
+                .rows_affected();
                 Ok(changed == 1)
             })
         })
@@ -531,6 +536,30 @@ impl Store for PostgresStore {
             })
         })
         .await
+    }
+
+    async fn key_checks(&self) -> StoreResult<Vec<KeyCheck>> {
+        self.select_key_checks().await
+    }
+
+    async fn insert_key_check(&self, check: &KeyCheck) -> StoreResult<()> {
+        self.add_key_check(check).await
+    }
+
+    async fn remove_key_check(&self, key_id: &str) -> StoreResult<bool> {
+        self.delete_key_check(key_id).await
+    }
+
+    async fn clear_totp_secrets(&self) -> StoreResult<Vec<ClearTotpSecret>> {
+        self.select_clear_totp_secrets().await
+    }
+
+    async fn seal_clear_totp_secret(&self, user_id: &str, clear: &[u8], sealed: &SealedSecret) -> StoreResult<bool> {
+        self.replace_clear_totp_secret(user_id, clear, sealed).await
+    }
+
+    async fn reseal_totp_secret(&self, user_id: &str, old: &SealedSecret, new: &SealedSecret) -> StoreResult<bool> {
+        self.replace_sealed_totp_secret(user_id, old, new).await
     }
 
     async fn insert_api_token(&self, token: &ApiTokenRecord) -> StoreResult<()> {

@@ -1,0 +1,12 @@
+-- sessiond schema: secrets at rest (the same change as migrations/sqlite/0003_sealed_secrets.sql).
+-- TOTP seeds are sealed into `totp_sealed`. `totp_secret` held them in clear: start seals what
+-- it finds there and empties it, and nothing writes it any more.
+ALTER TABLE users ADD COLUMN totp_sealed BYTEA;
+
+-- One verifier per key id that has sealed anything into this database: a start checks that its
+-- key file holds each of these keys, and the right one (the verifier opens).
+CREATE TABLE secret_keys (
+    key_id     TEXT PRIMARY KEY,
+    verifier   BYTEA NOT NULL,
+    created_at BIGINT NOT NULL
+);
