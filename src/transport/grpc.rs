@@ -9,6 +9,7 @@ use tonic::{Code, Status, body::Body};
 use tower::Layer;
 
 use super::{Inner, Protocol, classify::Target, forward, frame, middleware, refuse};
+use crate::service::status::internal;
 
 /// The encodings tonic is configured to accept, as `grpc-accept-encoding` names them.
 pub const ACCEPTED_ENCODINGS: &str = "gzip,identity";
@@ -94,9 +95,8 @@ fn with_detail(status: &Status, path: &str) -> Status {
                 "the request body is not one gRPC message frame",
             )
         }
-        code @ (Code::Internal | Code::Unknown | Code::DataLoss) => {
-            tracing::error!(code = ?code, cause = %message, path, "call failed inside the gRPC server");
-            refuse::status(code, "INTERNAL", "internal error")
+        Code::Internal | Code::Unknown | Code::DataLoss => {
+            internal(format_args!("{path}: the gRPC server failed with {:?}: {message}", status.code()))
         }
         code => refuse::status(code, "REQUEST-Refused", message),
     }

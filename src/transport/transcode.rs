@@ -11,6 +11,7 @@ use http_body_util::{BodyExt, Full};
 use tonic::{Code, Status, body::Body};
 
 use super::{Inner, Protocol, classify::Target, forward, frame, json, refuse};
+use crate::service::status::internal;
 
 /// The content codings a Connect request body may arrive in.
 const ACCEPTED: &str = "gzip, identity";
@@ -84,10 +85,8 @@ async fn grpc_answer(response: Response<Body>) -> Result<Bytes, Status> {
     if let Some(status) = Status::from_header_map(&trailers).filter(|s| s.code() != Code::Ok) {
         return Err(status);
     }
-    frame::unary_message(&collected.to_bytes(), false).map_err(|e| {
-        tracing::error!(error = e.message(), "the gRPC server answered a malformed message");
-        internal("the answer could not be read")
-    })
+    frame::unary_message(&collected.to_bytes(), false)
+        .map_err(|e| internal(format_args!("the gRPC server answered a malformed message: {}", e.message())))
 }
 
 /// A Connect body in the content coding `Content-Encoding` names: gzip or identity; anything
@@ -154,10 +153,4 @@ async fn compress(response: Response<Body>) -> Response<Body> {
     parts.headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::new(Full::new(Bytes::from(compressed))))
-}
-
-/// An internal failure: the client learns only that one happened; the cause is logged by the caller.
-fn internal(message: &str) -> Status {
-    tracing::error!(cause = message, "transcoding failed");
-    refuse::status(Code::Internal, "INTERNAL", "internal error")
 }

@@ -1,0 +1,188 @@
+//! The JSON layer's own checks: typed and reflective answers agree, refusals name the field.
+
+use prost_reflect::DescriptorPool;
+
+use super::*;
+
+fn input(name: &str) -> MessageDescriptor {
+    DescriptorPool::decode(crate::proto::FILE_DESCRIPTOR_SET).unwrap().get_message_by_name(name).unwrap()
+}
+
+/// The reflective serialiser, for comparison with the typed one.
+fn reflective(name: &str, proto: &[u8]) -> Json {
+    let message = DynamicMessage::decode(input(name), proto).unwrap();
+    let mut out = Vec::new();
+    message.serialize_with_options(&mut serde_json::Serializer::new(&mut out), &SERIALIZE).unwrap();
+    serde_json::from_slice(&out).unwrap()
+}
+
+fn typed(name: &str, proto: &[u8]) -> Json {
+    serde_json::from_slice(&typed_response_json(name, proto).expect("a typed serialiser").unwrap()).unwrap()
+}
+
+#[test]
+fn typed_answers_are_the_reflective_json() {
+    use crate::proto::{session as pb, zitadel::object::v2 as object};
+    let at = |seconds: i64, nanos: i32| Some(crate::proto::Timestamp { seconds, nanos });
+    let session = |id: &str, nanos: i32| pb::Session {
+        id: id.into(),
+        creation_date: at(1_700_000_000, nanos),
+        change_date: at(1_700_000_001, 0),
+        sequence: u64::MAX,
+        factors: Some(pb::Factors {
+            user: Some(pb::UserFactor {
+                verified_at: at(1_700_000_000, 120_000_000),
+                id: "u1".into(),
+                login_name: "alice".into(),
+                display_name: "Alice \"Ä\" <a>".into(),
+                organization_id: "org".into(),
+            }),
+            password: Some(pb::PasswordFactor { verified_at: at(0, 1_000) }),
+            ..Default::default()
+        }),
+        metadata: [("k".into(), vec![0, 159, 146, 150]), ("empty".into(), vec![])].into(),
+        user_agent: Some(pb::UserAgent {
+            fingerprint_id: Some("fp".into()),
+            ip: None,
+            description: Some(String::new()),
+            header: [("accept".into(), pb::user_agent::HeaderValues { values: vec!["a".into(), "".into()] })].into(),
+        }),
+        expiration_date: at(253_402_300_799, 999_999_999),
+    };
+    let details = Some(object::Details {
+        sequence: 7,
+        change_date: at(1_700_000_002, 500_000),
+        resource_owner: "org".into(),
+        creation_date: at(1_700_000_000, 0),
+    });
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "zitadel.session.v2.GetSessionResponse",
+            pb::GetSessionResponse { session: Some(session("s1", 123_456_789)) }.encode_to_vec(),
+        ),
+        ("zitadel.session.v2.GetSessionResponse", pb::GetSessionResponse { session: None }.encode_to_vec()),
+        (
+            "zitadel.session.v2.ListSessionsResponse",
+            pb::ListSessionsResponse {
+                details: Some(object::ListDetails {
+                    total_result: 2,
+                    processed_sequence: 0,
+                    timestamp: at(1_700_000_003, 1),
+                }),
+                sessions: vec![session("a", 0), session("b", 5_000_000)],
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "zitadel.session.v2.CreateSessionResponse",
+            pb::CreateSessionResponse {
+                details: details.clone(),
+                session_id: "s1".into(),
+                session_token: "t0k3n".into(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "zitadel.session.v2.SetSessionResponse",
+            pb::SetSessionResponse { details: details.clone(), session_token: String::new(), ..Default::default() }
+                .encode_to_vec(),
+        ),
+        ("zitadel.session.v2.DeleteSessionResponse", pb::DeleteSessionResponse { details }.encode_to_vec()),
+    ];
+    for (name, proto) in cases {
+        assert_eq!(typed(name, &proto), reflective(name, &proto), "{name}");
+    }
+    assert!(typed_response_json("grpc.health.v1.HealthCheckResponse", &[]).is_none());
+}
+
+mod props {
+    use proptest::prelude::*;
+
+    use super::{Message as _, reflective, typed};
+    use crate::proto::{Timestamp, session as pb};
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        /// Any GetSession answer, over the whole timestamp range and with any text: the typed
+        /// and the reflective serialisers write the same JSON.
+        #[test]
+        fn typed_and_reflective_json_agree(
+            seconds in -62_135_596_800i64..=253_402_300_799,
+            nanos in prop_oneof![0i32..1_000_000_000, Just(0), (0i32..1000).prop_map(|m| m * 1_000_000)],
+            id in "\\PC{0,24}",
+            sequence in any::<u64>(),
+            key in "[a-z]{1,8}",
+            value in proptest::collection::vec(any::<u8>(), 0..24),
+            header in "\\PC{0,16}",
+        ) {
+            let at = Some(Timestamp { seconds, nanos });
+            let answer = pb::GetSessionResponse {
+                session: Some(pb::Session {
+                    id: id.clone(),
+                    creation_date: at,
+                    change_date: at,
+                    sequence,
+                    factors: Some(pb::Factors {
+                        user: Some(pb::UserFactor { verified_at: at, display_name: id, ..Default::default() }),
+                        ..Default::default()
+                    }),
+                    metadata: [(key.clone(), value)].into(),
+                    user_agent: Some(pb::UserAgent {
+                        header: [(key, pb::user_agent::HeaderValues { values: vec![header] })].into(),
+                        ..Default::default()
+                    }),
+                    expiration_date: at,
+                }),
+            }
+            .encode_to_vec();
+            let name = "zitadel.session.v2.GetSessionResponse";
+            prop_assert_eq!(typed(name, &answer), reflective(name, &answer));
+        }
+    }
+}
+
+#[test]
+fn a_response_that_cannot_be_rendered_is_a_generic_internal_error() {
+    // The typed path (a session answer) and the reflective one (anything else).
+    for name in ["zitadel.session.v2.GetSessionResponse", "zitadel.v1.ErrorDetail"] {
+        let status = response_json(&input(name), &[0xff, 0xff, 0xff], "").unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Internal, "{name}");
+        assert_eq!(status.message(), "internal error (INTERNAL)", "{name}: the cause stays in the log");
+    }
+}
+
+fn refusal(name: &str, body: &str) -> String {
+    decode_body(&input(name), body.as_bytes()).unwrap_err().message().to_owned()
+}
+
+#[test]
+fn undefined_enum_numbers_are_refused_naming_the_field() {
+    let list = "zitadel.session.v2.ListSessionsRequest";
+    assert!(refusal(list, r#"{"sortingColumn": 7}"#).contains("field `sortingColumn`: 7 is not a value"));
+    let nested = r#"{"queries": [{"creationDateQuery": {"method": 9}}]}"#;
+    assert!(refusal(list, nested).contains("queries.creationDateQuery.method"));
+    assert!(decode_body(&input(list), br#"{"sortingColumn": 1}"#).is_ok());
+    assert!(decode_body(&input(list), br#"{"sortingColumn": "SESSION_FIELD_NAME_CREATION_DATE"}"#).is_ok());
+}
+
+#[test]
+fn at_most_nine_fractional_digits() {
+    let create = "zitadel.session.v2.CreateSessionRequest";
+    assert!(refusal(create, r#"{"lifetime": "1.1234567891s"}"#).contains("at most 9 fractional digits"));
+    assert!(decode_body(&input(create), br#"{"lifetime": "1.123456789s"}"#).is_ok());
+    let list = "zitadel.session.v2.ListSessionsRequest";
+    let ts = r#"{"queries": [{"creationDateQuery": {"creationDate": "2020-01-01T00:00:00.1234567891Z"}}]}"#;
+    assert!(refusal(list, ts).contains("at most 9 fractional digits"));
+}
+
+#[test]
+fn bodies_must_be_one_json_object() {
+    let delete = "zitadel.session.v2.DeleteSessionRequest";
+    for body in ["[1]", "\"x\"", "null", "{\"sessionToken\": \"a\"} x", "{\"sessionToken\": "] {
+        assert!(decode_body(&input(delete), body.as_bytes()).is_err(), "{body}");
+    }
+    assert!(decode_body(&input(delete), b"  \n").is_ok());
+    assert!(refusal(delete, r#"{"sesionToken": "x"}"#).contains("sesionToken"));
+    assert!(refusal(delete, r#"{"sessionToken": "a", "sessionToken": "b"}"#).contains("given twice"));
+}
