@@ -3,9 +3,12 @@
 //!
 //! # Layout
 //!
-//! - [`transport`]: classifies each request, authenticates it, adapts it to one gRPC call and
-//!   renders the answer in the caller's protocol (gRPC, gRPC-Web, Connect, REST/JSON).
-//! - [`service`]: the generated tonic `SessionService`, implemented once over the domain.
+//! - [`transport`]: the tower stack on the port (`transport::stack`): classifies each request,
+//!   guards it (limits, deadline, credential) and hands it to tonic's generated server: gRPC
+//!   directly, gRPC-Web through tonic-web, Connect and REST through the descriptor-driven
+//!   transcoder; refusals rendered in the caller's protocol.
+//! - [`service`]: the generated tonic `SessionService`, implemented once over the domain, behind
+//!   the token lookup (`service::auth`).
 //! - [`domain`]: sessions, users, tokens and the authorization decisions; no I/O of its own.
 //! - [`store`]: the persistence trait and its SQLite (default) and PostgreSQL backends.
 //! - [`server`]: the composition root, `run(listener, config, shutdown)`.
