@@ -56,6 +56,8 @@ pub fn render(protocol: Protocol, status: &Status, http: Option<StatusCode>) -> 
     {
         response.headers_mut().insert(name, value);
     }
+    // For the access log: the code, whatever the protocol shows of it.
+    response.extensions_mut().insert(status.code());
     let metadata = status.metadata().clone().into_headers();
     for (name, value) in &metadata {
         if !name.as_str().starts_with("grpc-status") && name != "grpc-message" {

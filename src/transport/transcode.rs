@@ -30,6 +30,7 @@ pub async fn serve(request: Request<Body>, grpc: Inner) -> Response<Body> {
     if gzip_answer && response.status() == StatusCode::OK {
         response = compress(response).await;
     }
+    response.extensions_mut().get_or_insert(Code::Ok);
     response
 }
 
