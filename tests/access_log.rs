@@ -27,7 +27,7 @@ async fn every_call_is_logged_with_its_code_and_never_the_token() {
     // gRPC: a success and an error, both with their code in the trailers.
     let channel = tonic::transport::Channel::from_shared(server.base.clone()).unwrap().connect().await.unwrap();
     let mut client = SessionServiceClient::new(channel);
-    let mut get = |id: &str| {
+    let get = |id: &str| {
         let mut request = tonic::Request::new(GetSessionRequest { session_id: id.into(), session_token: None });
         request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
         request
