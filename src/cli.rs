@@ -6,6 +6,24 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::{domain::limits, store::Durability, telemetry::LogFormat};
 
+/// `--sync`: the command line's names for the store's durability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SyncMode {
+    /// Survives a crash of the process (SQLite WAL with synchronous=NORMAL).
+    Normal,
+    /// Survives power loss: fsync before the answer (synchronous=FULL).
+    Full,
+}
+
+impl From<SyncMode> for Durability {
+    fn from(sync: SyncMode) -> Self {
+        match sync {
+            SyncMode::Normal => Self::Normal,
+            SyncMode::Full => Self::Full,
+        }
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "sessiond",
@@ -63,8 +81,8 @@ pub struct ServeArgs {
     #[arg(long, env = "SESSIOND_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// Durability of acknowledged writes: `normal` survives a process crash, `full` also power loss.
-    #[arg(long, value_enum, default_value_t = Durability::Normal)]
-    pub sync: Durability,
+    #[arg(long, value_enum, default_value_t = SyncMode::Normal)]
+    pub sync: SyncMode,
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 4 * 1024 * 1024)]
     pub body_limit: usize,

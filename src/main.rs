@@ -50,7 +50,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = Config {
                 database: cli.database,
                 secrets_key_file: cli.secrets_key_file,
-                durability: args.sync,
+                durability: args.sync.into(),
                 body_limit: args.body_limit,
                 max_in_flight: args.max_in_flight,
                 cors_origins: args.cors_origins,

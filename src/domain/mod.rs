@@ -6,6 +6,7 @@ pub mod error;
 pub mod keyring;
 pub mod limits;
 pub mod password;
+pub mod port;
 pub mod secrets;
 pub mod session;
 pub mod token;

@@ -13,12 +13,12 @@ use std::{
 
 use zeroize::Zeroizing;
 
+use super::port::{Store, StoreError};
 use super::{
     Error, Result, Timestamp,
     keyring::{Keyring, OpenedSecret, Purpose, SealedSecret},
     user::User,
 };
-use crate::store::{Store, StoreError};
 
 /// What a key's verifier seals; opening it proves the key is the one the database knows.
 const VERIFIER: &[u8] = b"sessiond key check v1";

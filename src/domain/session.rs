@@ -6,6 +6,7 @@ use std::{collections::BTreeMap, future::Future, sync::Arc, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
+use super::port::{SessionFilter, Store, StoreError, Termination, TerminationCheck};
 use super::{
     Caller, Error, ErrorClass, Permission, Result, Timestamp, authz,
     limits::{self, Limits},
@@ -15,7 +16,6 @@ use super::{
     totp,
     user::{Claim, LockoutCounter, User, UserState, user_not_found},
 };
-use crate::store::{SessionFilter, Store, StoreError, Termination, TerminationCheck};
 
 /// Page size when `limit` is 0, and the largest page a caller may ask for.
 pub const DEFAULT_PAGE_SIZE: u32 = 100;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
+use super::port::Store;
 use super::{
     Caller, Error, Permission, Permissions, Result, Timestamp,
     keyring::{Purpose, SealedSecret},
@@ -13,7 +14,6 @@ use super::{
     token::{ApiToken, SecretHash, new_id},
     totp,
 };
-use crate::store::Store;
 
 /// Whether a user may sign in at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
