@@ -9,8 +9,9 @@
 //!   transcoder; refusals rendered in the caller's protocol.
 //! - [`service`]: the generated tonic `SessionService`, implemented once over the domain, behind
 //!   the token lookup (`service::auth`).
-//! - [`domain`]: sessions, users, tokens and the authorization decisions; no I/O of its own.
-//! - [`store`]: the persistence trait and its SQLite (default) and PostgreSQL backends.
+//! - [`domain`]: sessions, users, tokens and the authorization decisions; no I/O of its own. It
+//!   owns the store's port (`domain::port`: the trait over its plain records).
+//! - [`store`]: the port's SQLite (default) and PostgreSQL backends; depends on the domain only.
 //! - [`server`]: the composition root, `run(listener, config, shutdown)`.
 //! - [`connections`]: how long a connection may stay open (first request, idle), per connection.
 //! - [`keyfile`]: the secrets key file: found, created beside a SQLite database, checked against it.
