@@ -5,11 +5,12 @@
 #
 #   bench/run.sh                  # everything (first run also bulk-loads 1M sessions, ~2 min)
 #   bench/run.sh matrix sync      # only some: matrix runtime sync million latency h2load logging shapes
+#   BENCH_BASE=/path/to/baseline/target/release bench/run.sh ab   # same-run A/B against a baseline build
 #
 # Knobs (environment): BENCH_DIR (databases, default /tmp/sessiond-bench), BENCH_POOL (sessions
 # each server may delete, default 400000), BENCH_ROUNDS (5), BENCH_ROUND_SECS (2),
 # BENCH_CONCURRENCY (64), BENCH_RUNTIME (current-thread), BENCH_SERVER_CPU (0), BENCH_LOAD_CPU (1),
-# BENCH_PORT (7800: ports PORT .. PORT+52 on 127.0.0.1), BENCH_MILLION (1000000), BENCH_OUT,
+# BENCH_PORT (7800: ports PORT .. PORT+54 on 127.0.0.1), BENCH_MILLION (1000000), BENCH_OUT,
 # BENCH_POSTGRES (server URL for the postgres scenario, default the local test server; it creates
 # and drops the database `sessiond_bench` there), BENCH_PG_POOL (sessions to delete there, 150000).
 # Every loop is bounded by rounds x seconds; every server listens on 127.0.0.1 only.
@@ -300,16 +301,16 @@ for scenario in $SCENARIOS; do
         for target in "sessiond $GRPC_PORT $S" "ceiling $CEIL_PORT $C"; do
             read -r name port pid <<<"$target"
             lines0=$(wc -l <"$OUT/sessiond-$GRPC_PORT.log")
-            calls0=$(grep -c '"rpc":"GetSession"' "$OUT/sessiond-$GRPC_PORT.log" || true)
-            ok0=$(grep -c '"rpc":"GetSession".*"code":"Ok"' "$OUT/sessiond-$GRPC_PORT.log" || true)
+            calls0=$(grep -c '"path":"/zitadel.session.v2.SessionService/GetSession"' "$OUT/sessiond-$GRPC_PORT.log" || true)
+            ok0=$(grep -c '"path":"/zitadel.session.v2.SessionService/GetSession".*"code":0' "$OUT/sessiond-$GRPC_PORT.log" || true)
             cpu0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
             taskset -c "$LOAD_CPU" h2load -c 1 -m "$CONCURRENCY" -t 1 -D "$H2LOAD_SECS" --warm-up-time 1 \
                 -H 'content-type: application/grpc' -H 'te: trailers' -H "authorization: Bearer $TOKEN" \
                 -d "$OUT/get.grpc" "http://127.0.0.1:$port/zitadel.session.v2.SessionService/GetSession" \
                 >"$OUT/h2load-$name.out" 2>&1
             cpu1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
-            calls1=$(grep -c '"rpc":"GetSession"' "$OUT/sessiond-$GRPC_PORT.log" || true)
-            ok1=$(grep -c '"rpc":"GetSession".*"code":"Ok"' "$OUT/sessiond-$GRPC_PORT.log" || true)
+            calls1=$(grep -c '"path":"/zitadel.session.v2.SessionService/GetSession"' "$OUT/sessiond-$GRPC_PORT.log" || true)
+            ok1=$(grep -c '"path":"/zitadel.session.v2.SessionService/GetSession".*"code":0' "$OUT/sessiond-$GRPC_PORT.log" || true)
             {
                 echo
                 echo "h2load against $name:"
@@ -348,6 +349,26 @@ for scenario in $SCENARIOS; do
             taskset -c "$SERVER_CPU" "$BIN/examples/sqlite_write_shapes" --database "$DIR/shapes.db" --shape $variant
         done | tee "$OUT/shapes.txt"
         rm -f "$DIR/shapes.db" "$DIR/shapes.db-wal" "$DIR/shapes.db-shm"
+        ;;
+    ab)
+        # Same-run A/B: this build ("new") against a baseline build ("base": BENCH_BASE, the
+        # baseline's target/release) on copies of one template, both on the server core, arms
+        # alternated round by round.
+        [[ -n ${BENCH_BASE:-} ]] || { echo "the ab scenario needs BENCH_BASE=<baseline target/release>" >&2; exit 2; }
+        copy_db "$SMALL" "$DIR/ab-base.db"
+        copy_db "$SMALL" "$DIR/ab-new.db"
+        NEW_BIN=$BIN; BIN=$BENCH_BASE
+        start_sessiond $((PORT + 53)) "$DIR/ab-base.db" --runtime "$RUNTIME"; B=$LAST_PID
+        BIN=$NEW_BIN
+        start_sessiond $((PORT + 54)) "$DIR/ab-new.db" --runtime "$RUNTIME"; N=$LAST_PID
+        for rpc in delete get create; do
+            log "ab: $rpc"
+            loadgen "ab-$rpc" --title "$rpc: before (base) and after (new), same run" \
+                --server "base=127.0.0.1:$((PORT + 53)),pid=$B" --server "new=127.0.0.1:$((PORT + 54)),pid=$N" \
+                --arm "base:grpc:$rpc" --arm "new:grpc:$rpc" --arm "base:grpc-web:$rpc" --arm "new:grpc-web:$rpc" \
+                --arm "base:connect:$rpc" --arm "new:connect:$rpc" --arm "base:rest:$rpc" --arm "new:rest:$rpc"
+        done
+        cleanup
         ;;
     *)
         echo "unknown scenario $scenario" >&2

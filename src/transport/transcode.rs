@@ -92,7 +92,7 @@ async fn grpc_answer(response: Response<Body>) -> Result<Bytes, Status> {
 
 /// A Connect body in the content coding `Content-Encoding` names: gzip or identity; anything
 /// else is UNIMPLEMENTED with `Accept-Encoding` naming what is accepted.
-fn decoded_body(headers: &HeaderMap, body: Bytes) -> Result<Bytes, Status> {
+pub fn decoded_body(headers: &HeaderMap, body: Bytes) -> Result<Bytes, Status> {
     let coding = headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("").trim().to_ascii_lowercase());
     match coding.as_deref() {
         None | Some("identity") => Ok(body),
@@ -128,7 +128,7 @@ fn decoded_body(headers: &HeaderMap, body: Bytes) -> Result<Bytes, Status> {
     }
 }
 
-fn accepts_gzip(headers: &HeaderMap) -> bool {
+pub fn accepts_gzip(headers: &HeaderMap) -> bool {
     headers.get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(
         |coding| {
             let mut parts = coding.split(';');
