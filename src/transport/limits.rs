@@ -4,6 +4,7 @@
 
 use std::{
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
@@ -19,25 +20,28 @@ use super::{Inner, Protocol, classify::Target, forward, middleware, refuse};
 /// The in-flight limit: at most `max` calls across all connections; the next one is refused at
 /// once with RESOURCE_EXHAUSTED in its own protocol, before anything of it is read.
 pub fn shed(max: usize) -> impl Layer<Inner, Service = Inner> + Clone {
+    // Rendered once per protocol: refusing must cost a small fraction of serving.
+    let overloaded =
+        refuse::status(Code::ResourceExhausted, "SERVER-Overloaded", "the server is overloaded; retry later");
+    let canned: Arc<[(Protocol, refuse::Rendered)]> =
+        PROTOCOLS.iter().map(|protocol| (*protocol, refuse::Rendered::new(*protocol, &overloaded, None))).collect();
     tower::layer::layer_fn(move |inner: Inner| {
+        let canned = Arc::clone(&canned);
         let limited = ServiceBuilder::new().load_shed().concurrency_limit(max).service(inner);
         Inner::new(tower::service_fn(move |request: Request<Body>| {
             let limited = limited.clone();
+            let canned = Arc::clone(&canned);
             async move {
                 let protocol = Protocol::of(request.headers(), request.uri().path());
-                let (version, headers) = (request.version(), request.headers().clone());
                 // The request is gone once the shed service refused it: keep what the refusal needs.
+                let unread_body = request.version() < Version::HTTP_2 && has_body(request.headers());
                 let answer = limited.oneshot(request).await;
                 Ok(match answer {
                     Ok(response) => response,
                     Err(_overloaded) => {
-                        let status = refuse::status(
-                            Code::ResourceExhausted,
-                            "SERVER-Overloaded",
-                            "the server is overloaded; retry later",
-                        );
-                        let mut response = refuse::render(protocol, &status, None);
-                        if version < Version::HTTP_2 && has_body(&headers) {
+                        let rendered = canned.iter().find(|(p, _)| *p == protocol).map(|(_, r)| r);
+                        let mut response = rendered.expect("every protocol is rendered").response();
+                        if unread_body {
                             response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
                         }
                         response
@@ -47,6 +51,15 @@ pub fn shed(max: usize) -> impl Layer<Inner, Service = Inner> + Clone {
         }))
     })
 }
+
+const PROTOCOLS: [Protocol; 6] = [
+    Protocol::Grpc,
+    Protocol::GrpcWeb { text: false },
+    Protocol::GrpcWeb { text: true },
+    Protocol::Connect { json: true },
+    Protocol::Connect { json: false },
+    Protocol::Rest,
+];
 
 fn has_body(headers: &HeaderMap) -> bool {
     headers.contains_key(header::TRANSFER_ENCODING)

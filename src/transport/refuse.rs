@@ -22,49 +22,70 @@ pub fn status(code: Code, id: &str, message: &str) -> Status {
     error_status(code, id, message)
 }
 
-/// `status` in `protocol`'s terms: gRPC trailers-only, gRPC-Web trailer frame, Connect error JSON
-/// or `google.rpc.Status` JSON. `http` overrides the table's HTTP status for routing refusals
-/// (404, 405, 415) on Connect and REST; the status's metadata (`grpc-accept-encoding`, say)
-/// travels as headers.
+/// A rendered refusal: kept whole, it is answered again without rendering anything (the
+/// overload refusal, which must cost less than serving).
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+    code: Code,
+}
+
+impl Rendered {
+    /// `status` in `protocol`'s terms: gRPC trailers-only, gRPC-Web trailer frame, Connect error
+    /// JSON or `google.rpc.Status` JSON. `http` overrides the table's HTTP status for routing
+    /// refusals (404, 405, 415) on Connect and REST; the status's metadata
+    /// (`grpc-accept-encoding`, say) travels as headers.
+    pub fn new(protocol: Protocol, status: &Status, http: Option<StatusCode>) -> Self {
+        let json_status = || http.unwrap_or_else(|| status_http::http_status(status.code()));
+        let (http_status, content_type, body) = match protocol {
+            Protocol::Grpc => (StatusCode::OK, "application/grpc", Bytes::new()),
+            Protocol::GrpcWeb { text } => {
+                let block = frame::encode_trailers(&status_http::status_trailers(status));
+                if text {
+                    (StatusCode::OK, "application/grpc-web-text", Bytes::from(frame::encode_base64(&block)))
+                } else {
+                    (StatusCode::OK, "application/grpc-web+proto", block)
+                }
+            }
+            Protocol::Connect { .. } => {
+                (json_status(), "application/json", status_http::connect_body(crate::proto::pool(), status))
+            }
+            Protocol::Rest => (json_status(), "application/json", status_http::rest_body(crate::proto::pool(), status)),
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        if protocol == Protocol::Grpc {
+            headers.extend(status_http::status_trailers(status));
+        }
+        if matches!(protocol, Protocol::Connect { .. } | Protocol::Rest)
+            && let Some((name, value)) = status_http::www_authenticate(status)
+        {
+            headers.insert(name, value);
+        }
+        for (name, value) in &status.metadata().clone().into_headers() {
+            if !name.as_str().starts_with("grpc-status") && name != "grpc-message" {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
+        Self { status: http_status, headers, body, code: status.code() }
+    }
+
+    pub fn response(&self) -> Response<Body> {
+        let body = if self.body.is_empty() { Body::empty() } else { Body::new(Full::new(self.body.clone())) };
+        let mut response = Response::new(body);
+        *response.status_mut() = self.status;
+        *response.headers_mut() = self.headers.clone();
+        // For the access log: the code, whatever the protocol shows of it.
+        response.extensions_mut().insert(self.code);
+        response
+    }
+}
+
+/// `status` in `protocol`'s terms (see `Rendered::new`).
 pub fn render(protocol: Protocol, status: &Status, http: Option<StatusCode>) -> Response<Body> {
-    let json_status = || http.unwrap_or_else(|| status_http::http_status(status.code()));
-    let mut response = match protocol {
-        Protocol::Grpc => {
-            let mut response = Response::new(Body::empty());
-            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-            response.headers_mut().extend(status_http::status_trailers(status));
-            response
-        }
-        Protocol::GrpcWeb { text } => {
-            let block = frame::encode_trailers(&status_http::status_trailers(status));
-            let (content_type, body) = if text {
-                ("application/grpc-web-text", Bytes::from(frame::encode_base64(&block)))
-            } else {
-                ("application/grpc-web+proto", block)
-            };
-            bytes_response(StatusCode::OK, content_type, body)
-        }
-        Protocol::Connect { .. } => {
-            bytes_response(json_status(), "application/json", status_http::connect_body(crate::proto::pool(), status))
-        }
-        Protocol::Rest => {
-            bytes_response(json_status(), "application/json", status_http::rest_body(crate::proto::pool(), status))
-        }
-    };
-    if matches!(protocol, Protocol::Connect { .. } | Protocol::Rest)
-        && let Some((name, value)) = status_http::www_authenticate(status)
-    {
-        response.headers_mut().insert(name, value);
-    }
-    // For the access log: the code, whatever the protocol shows of it.
-    response.extensions_mut().insert(status.code());
-    let metadata = status.metadata().clone().into_headers();
-    for (name, value) in &metadata {
-        if !name.as_str().starts_with("grpc-status") && name != "grpc-message" {
-            response.headers_mut().insert(name.clone(), value.clone());
-        }
-    }
-    response
+    Rendered::new(protocol, status, http).response()
 }
 
 /// A response with a fixed body.
