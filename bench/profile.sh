@@ -36,7 +36,7 @@ taskset -c 1 "$BIN/examples/loadgen" --server "s=127.0.0.1:$PORT,pid=$SERVER" --
 LOADGEN=$!
 sleep 2
 
-calls() { grep -c '"rpc"' "$OUT/sessiond.log" || true; }
+calls() { grep -c '"message":"call"' "$OUT/sessiond.log" || true; }
 c0=$(calls)
 cp "/proc/$SERVER/io" "$OUT/io.before"
 cpu0=$(awk '{print $14 + $15}' "/proc/$SERVER/stat")

@@ -23,5 +23,5 @@ fuzz_target!(|data: &[u8]| {
     let _ = Protocol::of(&headers, path);
     let _ = limits::parse_deadline(&headers);
     let _ = transcode::accepts_gzip(&headers);
-    let _ = transcode::decoded_body(&headers, body);
+    let _ = transcode::decoded_body(&headers, body, 64 * 1024);
 });

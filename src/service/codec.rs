@@ -9,10 +9,16 @@ use tonic::{
     Status,
     codec::{BufferSettings, Codec, DecodeBuf, Decoder},
 };
-use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
+use tonic_prost::{ProstDecoder, ProstEncoder};
 
 use super::status::status_from_parts;
 use crate::domain::ErrorClass;
+
+/// The Session API's messages are a few hundred bytes: a buffer of 1 KiB (tonic's default is
+/// 8 KiB, allocated and freed on every call) grows for the rare larger one.
+fn buffers() -> BufferSettings {
+    BufferSettings::new(1024, 32 * 1024)
+}
 
 #[derive(Debug)]
 pub struct ProtoCodec<T, U>(PhantomData<(T, U)>);
@@ -34,11 +40,11 @@ where
     type Decoder = StrictDecoder<U>;
 
     fn encoder(&mut self) -> Self::Encoder {
-        ProstCodec::<T, U>::default().encoder()
+        ProstEncoder::new(buffers())
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        StrictDecoder(ProstCodec::<T, U>::default().decoder())
+        StrictDecoder(ProstDecoder::new(buffers()))
     }
 }
 

@@ -12,8 +12,8 @@ use crate::service::auth::Bearer;
 /// The layer: SessionService calls get their `Bearer` in the extensions or are refused.
 pub fn layer() -> impl Layer<Inner, Service = Inner> + Clone {
     middleware(|mut request: Request<Body>, inner: Inner| async move {
-        let target = request.extensions().get::<Target>().cloned();
-        let Some(target) = target.filter(|t| t.service().as_deref() == Some(SESSION_SERVICE)) else {
+        let protocol = request.extensions().get::<Target>().filter(|t| t.is_of(SESSION_SERVICE)).map(|t| t.protocol);
+        let Some(protocol) = protocol else {
             return forward(inner, request).await;
         };
         match bearer(request.headers()) {
@@ -21,9 +21,7 @@ pub fn layer() -> impl Layer<Inner, Service = Inner> + Clone {
                 request.extensions_mut().insert(bearer);
                 forward(inner, request).await
             }
-            Err(status) => {
-                refuse::early(request, refuse::render(target.protocol, &status, None)).await as Response<Body>
-            }
+            Err(status) => refuse::early(request, refuse::render(protocol, &status, None)).await as Response<Body>,
         }
     })
 }

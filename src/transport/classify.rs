@@ -34,9 +34,9 @@ impl Target {
         self.method.as_ref().is_some_and(|m| !m.is_client_streaming())
     }
 
-    /// The full name of the RPC's service.
-    pub fn service(&self) -> Option<String> {
-        self.method.as_ref().map(|m| m.parent_service().full_name().to_owned())
+    /// Whether the RPC is one of `service`'s.
+    pub fn is_of(&self, service: &str) -> bool {
+        self.method.as_ref().is_some_and(|m| m.parent_service().full_name() == service)
     }
 }
 
@@ -108,7 +108,9 @@ fn target(routes: &Routes, protocol: Protocol, request: &Request<Body>) -> Resul
                 return Err((status, Some(StatusCode::METHOD_NOT_ALLOWED), extra));
             }
             let media = media_type(request.headers());
-            if !matches!(media.as_deref(), Some("application/json" | "application/proto")) {
+            let known =
+                |m: &str| m.eq_ignore_ascii_case("application/json") || m.eq_ignore_ascii_case("application/proto");
+            if !media.is_some_and(known) {
                 let mut extra = HeaderMap::new();
                 extra.insert(
                     http::HeaderName::from_static("accept-post"),
@@ -119,7 +121,7 @@ fn target(routes: &Routes, protocol: Protocol, request: &Request<Body>) -> Resul
                     "REQUEST-UnsupportedMediaType",
                     &format!(
                         "content type {} is not supported: send application/json or application/proto",
-                        media.as_deref().unwrap_or("(none)")
+                        media.unwrap_or("(none)")
                     ),
                 );
                 return Err((status, Some(StatusCode::UNSUPPORTED_MEDIA_TYPE), extra));
@@ -168,7 +170,7 @@ fn rest_target(routes: &Routes, request: &Request<Body>) -> Result<Target, Refus
         }
     };
     let media = media_type(request.headers());
-    if media.as_deref().is_some_and(|m| m != "application/json") {
+    if media.is_some_and(|m| !m.eq_ignore_ascii_case("application/json")) {
         let (status, ..) = refusal(
             Code::InvalidArgument,
             "REQUEST-UnsupportedMediaType",

@@ -54,10 +54,10 @@ fn unsupported_encoding(message: &str) -> Status {
 /// Gives the statuses tonic answers on its own (in a trailers-only response) their detail.
 pub fn details() -> impl Layer<Inner, Service = Inner> + Clone {
     middleware(|request: Request<Body>, inner: Inner| async move {
-        let path = request.uri().path().to_owned();
+        let uri = request.uri().clone();
         let mut response = forward(inner, request).await;
         if let Some(status) = bare_status(response.headers()) {
-            let mapped = with_detail(&status, &path);
+            let mapped = with_detail(&status, uri.path());
             rewrite_status(response.headers_mut(), &mapped);
         }
         response
@@ -82,7 +82,9 @@ fn with_detail(status: &Status, path: &str) -> Status {
         Code::Unimplemented => {
             refuse::status(Code::Unimplemented, "REQUEST-UnknownMethod", &format!("no RPC is served at {path}"))
         }
-        Code::OutOfRange | Code::ResourceExhausted if message.contains("too large") => {
+        Code::OutOfRange | Code::ResourceExhausted
+            if message.contains("too large") || message.contains("size limit") =>
+        {
             refuse::status(Code::ResourceExhausted, "REQUEST-TooLarge", "the message exceeds the size limit")
         }
         Code::Internal if message.contains("compressed-flag") => {

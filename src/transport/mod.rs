@@ -18,18 +18,67 @@ pub mod stack;
 pub mod status_http;
 pub mod transcode;
 
-use std::{convert::Infallible, future::Future};
+use std::{
+    convert::Infallible,
+    future::Future,
+    sync::Arc,
+    task::{Context, Poll},
+};
 
+use futures_util::{FutureExt, future::BoxFuture};
 use http::{HeaderMap, Request, Response, header};
 use tonic::body::Body;
-use tower::{Layer, ServiceExt, layer::layer_fn, service_fn, util::BoxCloneSyncService};
+use tower::{Layer, Service, ServiceExt, layer::layer_fn};
 
 /// The service whose RPCs need a bearer token; health and reflection do not.
 pub const SESSION_SERVICE: &str = "zitadel.session.v2.SessionService";
 
 /// Every layer of the stack takes and gives this: a request with tonic's body, a response that
-/// is always rendered (refusals are responses, never errors).
-pub type Inner = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
+/// is always rendered (refusals are responses, never errors). A clone is one reference count:
+/// each layer calls the one inside it without copying the stack below.
+#[derive(Clone)]
+pub struct Inner(Arc<dyn Fn(Request<Body>) -> BoxFuture<'static, Response<Body>> + Send + Sync>);
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Inner")
+    }
+}
+
+impl Inner {
+    /// A tower service that is always ready and never fails (tonic's routes, tonic-web, CORS).
+    pub fn new<S>(service: S) -> Self
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + Sync + 'static,
+        S::Future: Send + 'static,
+    {
+        Self(Arc::new(move |request| {
+            let call = service.clone().oneshot(request);
+            Box::pin(async move { call.await.unwrap_or_else(|never| match never {}) })
+        }))
+    }
+
+    fn call_now(&self, request: Request<Body>) -> BoxFuture<'static, Response<Body>> {
+        (self.0)(request)
+    }
+}
+
+impl Service<Request<Body>> for Inner {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = futures_util::future::Map<
+        BoxFuture<'static, Response<Body>>,
+        fn(Response<Body>) -> Result<Response<Body>, Infallible>,
+    >;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        self.call_now(request).map(Ok as fn(Response<Body>) -> Result<Response<Body>, Infallible>)
+    }
+}
 
 /// A layer from an async function of the request and the service inside it.
 pub fn middleware<F, Fut>(f: F) -> impl Layer<Inner, Service = Inner> + Clone
@@ -39,16 +88,13 @@ where
 {
     layer_fn(move |inner: Inner| {
         let f = f.clone();
-        Inner::new(service_fn(move |request| {
-            let answer = f(request, inner.clone());
-            async move { Ok::<_, Infallible>(answer.await) }
-        }))
+        Inner(Arc::new(move |request| Box::pin(f(request, inner.clone()))))
     })
 }
 
 /// Calls `inner` once (it is always ready: every layer answers refusals as responses).
 pub async fn forward(inner: Inner, request: Request<Body>) -> Response<Body> {
-    inner.oneshot(request).await.unwrap_or_else(|never| match never {})
+    inner.call_now(request).await
 }
 
 /// How a request arrived, decided once from its content type and path.
@@ -79,23 +125,30 @@ impl Protocol {
     /// From the content type and the path alone: cheap enough for the outermost layers.
     pub fn of(headers: &HeaderMap, path: &str) -> Self {
         let media = media_type(headers);
-        match media.as_deref() {
-            // gRPC-Web first: its content types share the `application/grpc` prefix.
-            Some(m) if m.starts_with("application/grpc-web-text") => Self::GrpcWeb { text: true },
-            Some(m) if m.starts_with("application/grpc-web") => Self::GrpcWeb { text: false },
-            Some(m) if m == "application/grpc" || m.starts_with("application/grpc+") => Self::Grpc,
+        let is = |prefix: &str| {
+            media.is_some_and(|m| m.len() >= prefix.len() && m[..prefix.len()].eq_ignore_ascii_case(prefix))
+        };
+        // gRPC-Web first: its content types share the `application/grpc` prefix.
+        if is("application/grpc-web-text") {
+            Self::GrpcWeb { text: true }
+        } else if is("application/grpc-web") {
+            Self::GrpcWeb { text: false }
+        } else if media.is_some_and(|m| m.eq_ignore_ascii_case("application/grpc")) || is("application/grpc+") {
+            Self::Grpc
+        } else if rpc_path(path).is_some() {
             // Connect unary is a POST to an RPC path; other methods and content types there are
             // refused in Connect's terms.
-            _ if rpc_path(path).is_some() => Self::Connect { json: media.as_deref() != Some("application/proto") },
-            _ => Self::Rest,
+            Self::Connect { json: !media.is_some_and(|m| m.eq_ignore_ascii_case("application/proto")) }
+        } else {
+            Self::Rest
         }
     }
 }
 
-/// Content type without parameters, lowercased.
-pub fn media_type(headers: &HeaderMap) -> Option<String> {
+/// Content type without parameters (compare it ignoring ASCII case).
+pub fn media_type(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
-    Some(value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
+    Some(value.split(';').next().unwrap_or_default().trim())
 }
 
 /// `/<package.Service>/<Method>`: the shape of gRPC and Connect paths.

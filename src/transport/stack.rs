@@ -34,6 +34,7 @@ pub fn front_door(
     let core = grpc::details().layer(Inner::new(routes.prepare()));
     let native = grpc::unary_framing().layer(core.clone());
     let web = grpc_web::service(native.clone());
+    let body_limit = settings.body_limit;
     let dispatch = Inner::new(tower::service_fn(move |request: Request<Body>| {
         let (native, web, core) = (native.clone(), web.clone(), core.clone());
         async move {
@@ -41,7 +42,9 @@ pub fn front_door(
             Ok(match protocol {
                 Some(Protocol::Grpc) => forward(native, request).await,
                 Some(Protocol::GrpcWeb { .. }) => forward(web, request).await,
-                Some(Protocol::Connect { .. } | Protocol::Rest) | None => transcode::serve(request, core).await,
+                Some(Protocol::Connect { .. } | Protocol::Rest) | None => {
+                    transcode::serve(request, core, body_limit).await
+                }
             })
         }
     }));

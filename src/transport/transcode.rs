@@ -16,14 +16,15 @@ use crate::service::status::internal;
 /// The content codings a Connect request body may arrive in.
 const ACCEPTED: &str = "gzip, identity";
 
-/// Serves one Connect or REST call through `grpc`.
-pub async fn serve(request: Request<Body>, grpc: Inner) -> Response<Body> {
-    let Some(target) = request.extensions().get::<Target>().cloned() else {
+/// Serves one Connect or REST call through `grpc`; a compressed body may expand to `body_limit`.
+pub async fn serve(mut request: Request<Body>, grpc: Inner, body_limit: usize) -> Response<Body> {
+    // The gRPC call does not need it; taken, not copied.
+    let Some(target) = request.extensions_mut().remove::<Target>() else {
         return refuse::render(Protocol::Rest, &internal("a request reached the transcoder unclassified"), None);
     };
     let protocol = target.protocol;
     let gzip_answer = matches!(protocol, Protocol::Connect { .. }) && accepts_gzip(request.headers());
-    let mut response = match call(&target, request, grpc).await {
+    let mut response = match call(&target, request, grpc, body_limit).await {
         Ok(response) => response,
         Err(status) => refuse::render(protocol, &status, None),
     };
@@ -34,13 +35,18 @@ pub async fn serve(request: Request<Body>, grpc: Inner) -> Response<Body> {
     response
 }
 
-async fn call(target: &Target, request: Request<Body>, grpc: Inner) -> Result<Response<Body>, Status> {
+async fn call(
+    target: &Target,
+    request: Request<Body>,
+    grpc: Inner,
+    body_limit: usize,
+) -> Result<Response<Body>, Status> {
     let (parts, body) = request.into_parts();
     let body = body.collect().await?.to_bytes();
     let method = target.method.as_ref().ok_or_else(|| internal("a call without a method"))?;
     let message = match (target.protocol, &target.rest) {
         (Protocol::Connect { json }, _) => {
-            let body = decoded_body(&parts.headers, body)?;
+            let body = decoded_body(&parts.headers, body, body_limit)?;
             if json { json::connect_request(&method.input(), &body)? } else { body }
         }
         (_, Some(matched)) => json::rest_request(&matched.route, &matched.variables, parts.uri.query(), &body)?,
@@ -90,16 +96,17 @@ async fn grpc_answer(response: Response<Body>) -> Result<Bytes, Status> {
         .map_err(|e| internal(format_args!("the gRPC server answered a malformed message: {}", e.message())))
 }
 
-/// A Connect body in the content coding `Content-Encoding` names: gzip or identity; anything
-/// else is UNIMPLEMENTED with `Accept-Encoding` naming what is accepted.
-pub fn decoded_body(headers: &HeaderMap, body: Bytes) -> Result<Bytes, Status> {
+/// A Connect body in the content coding `Content-Encoding` names: gzip (inflated to at most
+/// `limit` bytes, the body limit) or identity; anything else is UNIMPLEMENTED with
+/// `Accept-Encoding` naming what is accepted.
+pub fn decoded_body(headers: &HeaderMap, body: Bytes, limit: usize) -> Result<Bytes, Status> {
     let coding = headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("").trim().to_ascii_lowercase());
     match coding.as_deref() {
         None | Some("identity") => Ok(body),
         Some("gzip") => {
-            let mut out = Vec::with_capacity(body.len() * 4);
+            let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
             // The body guard bounded what arrived; bound what it expands to alike.
-            let limit = (body.len() as u64).saturating_mul(64).max(1 << 20);
+            let limit = limit as u64;
             GzDecoder::new(body.as_ref()).take(limit + 1).read_to_end(&mut out).map_err(|e| {
                 refuse::status(
                     Code::InvalidArgument,

@@ -353,3 +353,32 @@ async fn health_answers_on_every_protocol_and_reflection_lists_it(backend: Backe
         assert!(names.iter().any(|n| n == name), "{name} is listed: {names:?}");
     }
 }
+
+backend_test!(a_compressed_body_may_not_expand_past_the_body_limit);
+async fn a_compressed_body_may_not_expand_past_the_body_limit(backend: Backend) {
+    let Some(server) = TestServer::on_with(backend, |c| c.body_limit = 1024).await else { return };
+    let admin = server.actor("admin", &[SessionRead, SessionWrite]).await;
+    // 8 KiB of metadata compresses to a few dozen bytes: under the limit on the wire, far over it
+    // once inflated.
+    let request = json!({ "checks": user_check(&admin.id), "metadata": { "blob": BASE64.encode(vec![0u8; 8192]) } });
+    let message = Rpc::CreateSession.encode(request.clone());
+    assert!(gzip_frame(&message).len() < 1024, "the compressed request fits the limit");
+    let encoded = Headers::bearer(&admin.token).with("grpc-encoding", "gzip");
+    let outcome = server.clients.grpc_raw(&Rpc::CreateSession.path(), &encoded, gzip_frame(&message), None).await;
+    outcome.expect_error(Code::ResourceExhausted, "REQUEST-TooLarge");
+    for text in [false, true] {
+        let outcome =
+            server.clients.grpc_web(text, &Rpc::CreateSession.path(), &encoded, gzip_frame(&message), None).await;
+        outcome.expect_error(Code::ResourceExhausted, "REQUEST-TooLarge");
+    }
+    let json_body = serde_json::to_vec(&request).unwrap();
+    for (protocol, content_type, body) in
+        [(Protocol::ConnectJson, "application/json", json_body), (Protocol::ConnectProto, "application/proto", message)]
+    {
+        let headers = Headers::bearer(&admin.token).with("content-type", content_type).with("content-encoding", "gzip");
+        let raw = server.clients.exchange(false, Method::POST, &Rpc::CreateSession.path(), &headers, gzip(&body)).await;
+        json_outcome(protocol, raw).expect_error(Code::ResourceExhausted, "REQUEST-TooLarge");
+    }
+    let listed = server.call(Protocol::Rest, Rpc::ListSessions, json!({}), &admin.token).await;
+    assert!(listed.ok().get("sessions").is_none(), "nothing was created: {listed:?}");
+}
