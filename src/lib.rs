@@ -21,6 +21,7 @@ pub mod connections;
 pub mod domain;
 pub mod keyfile;
 pub mod limits;
+pub mod notify;
 pub mod proto;
 pub mod server;
 pub mod service;

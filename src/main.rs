@@ -13,6 +13,7 @@ use sessiond::{
         Timestamp,
         keyring::{Keyring, valid_key_id},
         limits::Limits,
+        otp::OtpMethod,
         password::PasswordHasher,
         user::{NewUser, UserState, Users, parse_permissions},
     },
@@ -50,6 +51,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = Config {
                 database: cli.database,
                 secrets_key_file: cli.secrets_key_file,
+                notify_webhook: args.notify_webhook,
+                notify_webhook_secret_file: args.notify_webhook_secret_file,
                 durability: args.sync,
                 body_limit: args.body_limit,
                 max_in_flight: args.max_in_flight,
@@ -163,9 +166,10 @@ fn read_password() -> anyhow::Result<String> {
 
 async fn users_command(users: &Users, command: UsersCommand) -> anyhow::Result<()> {
     match command {
-        UsersCommand::Add { login_name, display_name, org, password_stdin } => {
+        UsersCommand::Add { login_name, display_name, org, password_stdin, email, phone } => {
             let password = password_stdin.then(read_password).transpose()?;
-            let user = users.add_user(NewUser { login_name, display_name, org_id: org, password }).await?;
+            let new = NewUser { login_name, display_name, org_id: org, password, email, phone };
+            let user = users.add_user(new).await?;
             println!("{}", user.id);
         }
         UsersCommand::List => {
@@ -177,6 +181,10 @@ async fn users_command(users: &Users, command: UsersCommand) -> anyhow::Result<(
         UsersCommand::SetPassword { id, .. } => users.set_password(&id, read_password()?).await?,
         UsersCommand::Unlock { id } => users.unlock(&id).await?,
         UsersCommand::AddTotp { id, issuer } => println!("{}", users.add_totp(&id, &issuer).await?),
+        UsersCommand::SetEmail { id, email } => users.set_contact(&id, OtpMethod::Email, email).await?,
+        UsersCommand::SetPhone { id, phone } => users.set_contact(&id, OtpMethod::Sms, phone).await?,
+        UsersCommand::AddOtpEmail { id } => users.enable_otp(&id, OtpMethod::Email).await?,
+        UsersCommand::AddOtpSms { id } => users.enable_otp(&id, OtpMethod::Sms).await?,
         UsersCommand::Disable { id } => users.set_state(&id, UserState::Inactive).await?,
         UsersCommand::Enable { id } => users.set_state(&id, UserState::Active).await?,
     }

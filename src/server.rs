@@ -22,12 +22,15 @@ use crate::{
     connections::{self, Lifetimes, Verdict},
     domain::{
         Timestamp,
+        otp::{CodeSender, NoDelivery},
         password::PasswordHasher,
         secrets::Secrets,
         session::{LockoutPolicy, Sessions},
         user::Users,
     },
-    keyfile, proto,
+    keyfile,
+    notify::{Webhook, WebhookConfig},
+    proto,
     service::SessionHandler,
     store::{self, Store},
     transport::{Edge, EdgeConfig, SESSION_SERVICE, cors::CorsGate},
@@ -61,7 +64,14 @@ pub async fn serve(
             return Err(e);
         }
     };
-    let edge = build_edge(&config, Arc::clone(&store), secrets)?;
+    let code_sender = match code_sender(&config) {
+        Ok(sender) => sender,
+        Err(e) => {
+            store.close().await;
+            return Err(e);
+        }
+    };
+    let edge = build_edge(&config, Arc::clone(&store), secrets, code_sender)?;
     let service = CorsGate::new(edge, &config.cors_origins)?;
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -161,13 +171,27 @@ pub async fn serve(
 
 /// The protocol edge: the SessionService handler, which the edge calls for every session RPC
 /// whatever its wire format, and the tonic router for health and reflection.
-pub fn build_edge(config: &Config, store: Arc<dyn Store>, secrets: Secrets) -> anyhow::Result<Edge> {
+/// Where one-time codes go: the configured webhook, or nowhere (only returned codes).
+fn code_sender(config: &Config) -> anyhow::Result<Arc<dyn CodeSender>> {
+    let Some(url) = &config.notify_webhook else { return Ok(Arc::new(NoDelivery)) };
+    let webhook = WebhookConfig::load(url, config.notify_webhook_secret_file.as_deref(), &config.database)?;
+    Ok(Arc::new(Webhook::start(webhook)?))
+}
+
+pub fn build_edge(
+    config: &Config,
+    store: Arc<dyn Store>,
+    secrets: Secrets,
+    code_sender: Arc<dyn CodeSender>,
+) -> anyhow::Result<Edge> {
     let hasher = PasswordHasher::new(config.max_hash_wait);
     let lockout = LockoutPolicy {
         max_password_attempts: config.max_failed_attempts,
         max_otp_attempts: config.max_failed_otp_attempts,
     };
-    let sessions = Sessions::new(Arc::clone(&store), hasher.clone(), lockout, secrets).with_limits(config.limits);
+    let sessions = Sessions::new(Arc::clone(&store), hasher.clone(), lockout, secrets)
+        .with_limits(config.limits)
+        .with_code_delivery(code_sender, config.otp_code_lifetime);
     let users = Users::new(store, hasher);
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();

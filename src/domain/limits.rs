@@ -155,8 +155,14 @@ fn check_checks(checks: &Checks) -> Result<()> {
     if checks.password.as_ref().is_some_and(|p| p.len() > MAX_PASSWORD_LEN) {
         return Err(too_long("checks.password.password", MAX_PASSWORD_LEN));
     }
-    if checks.totp.as_ref().is_some_and(|c| c.len() > MAX_CODE_BYTES) {
-        return Err(too_long("checks.totp.code", MAX_CODE_BYTES));
+    for (field, code) in [
+        ("checks.totp.code", &checks.totp),
+        ("checks.otp_sms.code", &checks.otp_sms),
+        ("checks.otp_email.code", &checks.otp_email),
+    ] {
+        if code.as_ref().is_some_and(|c| c.len() > MAX_CODE_BYTES) {
+            return Err(too_long(field, MAX_CODE_BYTES));
+        }
     }
     Ok(())
 }
