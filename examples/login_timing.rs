@@ -109,14 +109,14 @@ async fn main() -> anyhow::Result<()> {
         })
         .await?
         .into_inner();
-    let get = |mut client: SessionClient, id: String| async move {
+    let get = |mut client: SessionClient, id: String, token: String| async move {
         let started = Instant::now();
-        client.get_session(GetSessionRequest { session_id: id, session_token: None }).await.map(drop)?;
+        client.get_session(GetSessionRequest { session_id: id, session_token: Some(token) }).await.map(drop)?;
         Ok::<_, tonic::Status>(started.elapsed())
     };
     let mut alone = Vec::new();
     for _ in 0..200 {
-        alone.push(get(client.clone(), session.session_id.clone()).await?);
+        alone.push(get(client.clone(), session.session_id.clone(), session.session_token.clone()).await?);
     }
     let checks: Vec<_> = (0..burst)
         .map(|i| {
@@ -138,7 +138,7 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     let mut during = Vec::new();
     while checks.iter().any(|c| !c.is_finished()) {
-        during.push(get(client.clone(), session.session_id.clone()).await?);
+        during.push(get(client.clone(), session.session_id.clone(), session.session_token.clone()).await?);
     }
     let mut answers: std::collections::BTreeMap<String, usize> = Default::default();
     let mut slowest = Duration::ZERO;
