@@ -326,3 +326,25 @@ async fn a_code_used_by_many_at_once_passes_once(backend: Backend) {
     let got = server.call(Protocol::Rest, Rpc::GetSession, json!({ "sessionId": id }), &ui.token).await;
     assert_eq!(got.ok()["session"]["sequence"], "2", "one change recorded: {got:?}");
 }
+
+backend_test!(over_long_codes_and_templates_are_refused);
+async fn over_long_codes_and_templates_are_refused(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
+    let ui = server.actor("login-ui", &ALL_PERMISSIONS).await;
+    let user = otp_user(&server, "bounded").await;
+    let session = server.create(Protocol::Grpc, &user, &ui.token).await;
+    for protocol in Protocol::ALL {
+        let long_code =
+            server.call(protocol, Rpc::SetSession, check(&session.id, "otpSms", &"1".repeat(17)), &ui.token).await;
+        long_code.expect_error(Code::InvalidArgument, "SESSION-InvalidCheck");
+        let template = |len: usize| json!({ "otpEmail": { "sendCode": { "urlTemplate": "x".repeat(len) } } });
+        let long =
+            server.call(protocol, Rpc::CreateSession, create_with_challenge(&user, template(2049)), &ui.token).await;
+        long.expect_error(Code::InvalidArgument, "SESSION-InvalidChallenge");
+        // At the bound the request gets as far as the delivery, which this server lacks.
+        let at_bound =
+            server.call(protocol, Rpc::CreateSession, create_with_challenge(&user, template(2048)), &ui.token).await;
+        at_bound.expect_error(Code::FailedPrecondition, "OTP-NoDelivery");
+    }
+    assert_eq!(server.users.user(&user).await.unwrap().otp_failed_attempts, 0, "nothing counted");
+}
