@@ -13,6 +13,10 @@ use crate::{domain::limits, store::Durability, telemetry::LogFormat};
     about = "Login sessions over ZITADEL's Session API v2 (gRPC, gRPC-Web, Connect, REST)"
 )]
 pub struct Cli {
+    /// A TOML file whose keys are these flags and `serve`'s (see README, "Configuration file"):
+    /// flags win over the environment, which wins over the file.
+    #[arg(long, global = true, env = "SESSIOND_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Database URL: `sqlite:PATH` (embedded, the default) or `postgres://...`.
     #[arg(long, global = true, env = "SESSIOND_DATABASE", default_value = "sqlite:sessiond.db")]
     pub database: String,
@@ -33,6 +37,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Create or upgrade the database schema, then exit.
     Migrate,
+    /// Print the configuration `serve` would run with (flags, environment, `--config` file and
+    /// defaults), secrets redacted, as TOML that `--config` reads back; takes `serve`'s flags.
+    Config(ServeArgs),
     /// Manage users.
     #[command(subcommand)]
     Users(UsersCommand),

@@ -17,6 +17,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod config_file;
 pub mod connections;
 pub mod domain;
 pub mod keyfile;

@@ -5,10 +5,10 @@
 use std::{io::BufRead, time::Duration};
 
 use anyhow::Context as _;
-use clap::Parser;
 use sessiond::{
     cli::{Cli, Command, RuntimeFlavor, SecretsCommand, TokensCommand, UsersCommand},
     config::Config,
+    config_file,
     domain::{
         Timestamp,
         keyring::{Keyring, valid_key_id},
@@ -21,7 +21,7 @@ use sessiond::{
 };
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = config_file::parse(std::env::args_os().collect())?;
     let _log_guard = telemetry::init(cli.log_format);
     runtime(&cli.command).context("cannot start the async runtime")?.block_on(run(cli))
 }
@@ -75,6 +75,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on {}", args.listen))?;
             server::run(listener, config, shutdown_signal()).await
+        }
+        Command::Config(_) => {
+            print!("{}", config_file::effective(std::env::args_os().collect())?);
+            Ok(())
         }
         Command::Migrate => {
             let store = store::open(&cli.database, Default::default()).await?;
