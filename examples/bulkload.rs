@@ -105,6 +105,7 @@ async fn main() -> anyhow::Result<()> {
                     user_agent: Default::default(),
                     expiration_date: Some(expiration_date),
                     terminated_at: None,
+                    otp_challenges: Default::default(),
                 };
                 let entry = HistoryEntry {
                     session_id: session.id.clone(),

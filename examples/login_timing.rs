@@ -60,7 +60,7 @@ async fn main() -> anyhow::Result<()> {
 
     let bearer: MetadataValue<_> = format!("Bearer {}", token.to_bearer()).parse()?;
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?.connect().await?;
-    let mut client: SessionClient = SessionServiceClient::with_interceptor(channel, Bearer(bearer));
+    let mut client: SessionClient = SessionServiceClient::with_interceptor(channel, Bearer(bearer.clone()));
     let kinds = [
         ("unknown login name", "nobody", "guess"),
         ("known, wrong password", "alice", "guess"),
@@ -109,18 +109,25 @@ async fn main() -> anyhow::Result<()> {
         })
         .await?
         .into_inner();
-    let get = |mut client: SessionClient, id: String| async move {
+    let get = |mut client: SessionClient, id: String, token: String| async move {
         let started = Instant::now();
-        client.get_session(GetSessionRequest { session_id: id, session_token: None }).await.map(drop)?;
+        client.get_session(GetSessionRequest { session_id: id, session_token: Some(token) }).await.map(drop)?;
         Ok::<_, tonic::Status>(started.elapsed())
     };
     let mut alone = Vec::new();
     for _ in 0..200 {
-        alone.push(get(client.clone(), session.session_id.clone()).await?);
+        alone.push(get(client.clone(), session.session_id.clone(), session.session_token.clone()).await?);
+    }
+    // Enough connections that no check waits for an HTTP/2 stream on the client's side (the
+    // server allows 200 per connection): every check of the burst reaches the server at once.
+    let mut burst_clients = Vec::new();
+    for _ in 0..burst.div_ceil(150) {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?.connect().await?;
+        burst_clients.push(SessionServiceClient::with_interceptor(channel, Bearer(bearer.clone())));
     }
     let checks: Vec<_> = (0..burst)
         .map(|i| {
-            let mut client = client.clone();
+            let mut client = burst_clients[i % burst_clients.len()].clone();
             tokio::spawn(async move {
                 let request = CreateSessionRequest {
                     checks: Some(Checks {
@@ -138,7 +145,7 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     let mut during = Vec::new();
     while checks.iter().any(|c| !c.is_finished()) {
-        during.push(get(client.clone(), session.session_id.clone()).await?);
+        during.push(get(client.clone(), session.session_id.clone(), session.session_token.clone()).await?);
     }
     let mut answers: std::collections::BTreeMap<String, usize> = Default::default();
     let mut slowest = Duration::ZERO;

@@ -31,6 +31,10 @@ impl From<SyncMode> for Durability {
     about = "Login sessions over ZITADEL's Session API v2 (gRPC, gRPC-Web, Connect, REST)"
 )]
 pub struct Cli {
+    /// A TOML file whose keys are these flags and `serve`'s (see README, "Configuration file"):
+    /// flags win over the environment, which wins over the file.
+    #[arg(long, global = true, env = "SESSIOND_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Database URL: `sqlite:PATH` (embedded, the default) or `postgres://...`.
     #[arg(long, global = true, env = "SESSIOND_DATABASE", default_value = "sqlite:sessiond.db")]
     pub database: String,
@@ -51,6 +55,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Create or upgrade the database schema, then exit.
     Migrate,
+    /// Print the configuration `serve` would run with (flags, environment, `--config` file and
+    /// defaults), secrets redacted, as TOML that `--config` reads back; takes `serve`'s flags.
+    Config(ServeArgs),
     /// Manage users.
     #[command(subcommand)]
     Users(UsersCommand),
@@ -103,6 +110,12 @@ pub struct ServeArgs {
     /// Seconds a kept-alive connection with no call in flight stays open.
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
     pub idle_timeout_secs: u64,
+    /// Deliver one-time codes by SMS and email as a signed JSON POST to this URL (see README).
+    #[arg(long, env = "SESSIOND_NOTIFY_WEBHOOK")]
+    pub notify_webhook: Option<String>,
+    /// The webhook's HMAC key (default on SQLite: `<database>.webhook-secret`, created 0600).
+    #[arg(long, env = "SESSIOND_NOTIFY_WEBHOOK_SECRET_FILE")]
+    pub notify_webhook_secret_file: Option<PathBuf>,
     /// Failed password checks (since the last success) that lock a user until `users unlock`.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(i32).range(1..))]
     pub max_failed_attempts: i32,
@@ -160,6 +173,12 @@ pub enum UsersCommand {
         /// Read the user's password from standard input (one line).
         #[arg(long)]
         password_stdin: bool,
+        /// The user's verified email address (one-time codes by email go there).
+        #[arg(long)]
+        email: Option<String>,
+        /// The user's verified phone number, E.164 (`+41...`; one-time codes by SMS go there).
+        #[arg(long)]
+        phone: Option<String>,
     },
     /// List users.
     List,
@@ -177,6 +196,14 @@ pub enum UsersCommand {
         #[arg(long, default_value = "sessiond")]
         issuer: String,
     },
+    /// Set (or with no address, clear) a user's verified email address.
+    SetEmail { id: String, email: Option<String> },
+    /// Set (or with no number, clear) a user's verified phone number (E.164, `+41...`).
+    SetPhone { id: String, phone: Option<String> },
+    /// Enable one-time codes by email for a user (who needs an email address).
+    AddOtpEmail { id: String },
+    /// Enable one-time codes by SMS for a user (who needs a phone number).
+    AddOtpSms { id: String },
     /// Forbid a user to sign in (their tokens stop working at once).
     Disable { id: String },
     /// Allow a disabled user again.

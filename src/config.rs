@@ -13,6 +13,13 @@ pub struct Config {
     /// The secrets key file; `None`: `<database file>.secrets-key` beside a SQLite database
     /// (created on its first start), an error on PostgreSQL.
     pub secrets_key_file: Option<PathBuf>,
+    /// Where one-time codes by SMS and email are delivered (a JSON POST, HMAC-signed); without
+    /// it, only codes returned to the caller (`return_code`) can be issued.
+    pub notify_webhook: Option<String>,
+    /// The webhook's signing key; without it on SQLite one is created beside the database.
+    pub notify_webhook_secret_file: Option<PathBuf>,
+    /// How long a one-time code sent by SMS or email stays valid.
+    pub otp_code_lifetime: Duration,
     /// Largest request body, in bytes.
     pub body_limit: usize,
     /// Calls served at once across all connections; more are shed with RESOURCE_EXHAUSTED.
@@ -56,6 +63,9 @@ impl Default for Config {
             database: "sqlite:sessiond.db".into(),
             durability: Durability::Normal,
             secrets_key_file: None,
+            notify_webhook: None,
+            notify_webhook_secret_file: None,
+            otp_code_lifetime: crate::domain::otp::DEFAULT_CODE_LIFETIME,
             body_limit: 4 * 1024 * 1024,
             max_in_flight: 1024,
             cors_origins: Vec::new(),

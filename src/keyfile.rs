@@ -99,23 +99,35 @@ fn create(path: &Path) -> anyhow::Result<Keyring> {
         "# sessiond secrets key: the first key seals, every key opens (see README, \"Secrets at rest\").\n\
          # Back this file up together with the database: without it the sealed secrets are lost.\n{line}\n"
     ));
+    if !create_private(path, text.as_bytes())
+        .with_context(|| format!("cannot create the secrets key file {}", path.display()))?
+    {
+        return read(path);
+    }
+    tracing::info!(file = %path.display(), "created a secrets key file; back it up together with the database");
+    Keyring::parse(&text).context("the generated key file does not parse")
+}
+
+/// Creates the file `path` holding `bytes`, readable by its owner only from its first byte and
+/// complete or absent: written into a 0600 temporary file beside it, synced, then linked into
+/// place. `false` when another process created it meanwhile (it is left as it is).
+pub(crate) fn create_private(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".tmp-{:08x}", rand::random::<u32>()));
     let tmp = PathBuf::from(tmp);
-    let written = write_new(&tmp, text.as_bytes());
+    let written = write_new(&tmp, bytes);
     let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
     let _ = std::fs::remove_file(&tmp);
     match linked {
         Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return read(path),
-        Err(e) => return Err(e).with_context(|| format!("cannot create the secrets key file {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+        Err(e) => return Err(e),
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         // The new name is durable only once its directory is.
         let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
     }
-    tracing::info!(file = %path.display(), "created a secrets key file; back it up together with the database");
-    Keyring::parse(&text).context("the generated key file does not parse")
+    Ok(true)
 }
 
 fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -21,10 +21,12 @@
 
 pub mod cli;
 pub mod config;
+pub mod config_file;
 pub mod connections;
 pub mod domain;
 pub mod keyfile;
 pub mod limits;
+pub mod notify;
 pub mod proto;
 pub mod server;
 pub mod service;

@@ -5,14 +5,15 @@
 use std::{io::BufRead, time::Duration};
 
 use anyhow::Context as _;
-use clap::Parser;
 use sessiond::{
     cli::{Cli, Command, RuntimeFlavor, SecretsCommand, TokensCommand, UsersCommand},
     config::Config,
+    config_file,
     domain::{
         Timestamp,
         keyring::{Keyring, valid_key_id},
         limits::Limits,
+        otp::OtpMethod,
         password::PasswordHasher,
         user::{NewUser, UserState, Users, parse_permissions},
     },
@@ -20,7 +21,7 @@ use sessiond::{
 };
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = config_file::parse(std::env::args_os().collect())?;
     let _log_guard = telemetry::init(cli.log_format);
     runtime(&cli.command).context("cannot start the async runtime")?.block_on(run(cli))
 }
@@ -50,6 +51,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = Config {
                 database: cli.database,
                 secrets_key_file: cli.secrets_key_file,
+                notify_webhook: args.notify_webhook,
+                notify_webhook_secret_file: args.notify_webhook_secret_file,
                 durability: args.sync.into(),
                 body_limit: args.body_limit,
                 max_in_flight: args.max_in_flight,
@@ -72,6 +75,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on {}", args.listen))?;
             server::run(listener, config, shutdown_signal()).await
+        }
+        Command::Config(_) => {
+            print!("{}", config_file::effective(std::env::args_os().collect())?);
+            Ok(())
         }
         Command::Migrate => {
             let store = store::open(&cli.database, Default::default()).await?;
@@ -163,9 +170,10 @@ fn read_password() -> anyhow::Result<String> {
 
 async fn users_command(users: &Users, command: UsersCommand) -> anyhow::Result<()> {
     match command {
-        UsersCommand::Add { login_name, display_name, org, password_stdin } => {
+        UsersCommand::Add { login_name, display_name, org, password_stdin, email, phone } => {
             let password = password_stdin.then(read_password).transpose()?;
-            let user = users.add_user(NewUser { login_name, display_name, org_id: org, password }).await?;
+            let new = NewUser { login_name, display_name, org_id: org, password, email, phone };
+            let user = users.add_user(new).await?;
             println!("{}", user.id);
         }
         UsersCommand::List => {
@@ -177,6 +185,10 @@ async fn users_command(users: &Users, command: UsersCommand) -> anyhow::Result<(
         UsersCommand::SetPassword { id, .. } => users.set_password(&id, read_password()?).await?,
         UsersCommand::Unlock { id } => users.unlock(&id).await?,
         UsersCommand::AddTotp { id, issuer } => println!("{}", users.add_totp(&id, &issuer).await?),
+        UsersCommand::SetEmail { id, email } => users.set_contact(&id, OtpMethod::Email, email).await?,
+        UsersCommand::SetPhone { id, phone } => users.set_contact(&id, OtpMethod::Sms, phone).await?,
+        UsersCommand::AddOtpEmail { id } => users.enable_otp(&id, OtpMethod::Email).await?,
+        UsersCommand::AddOtpSms { id } => users.enable_otp(&id, OtpMethod::Sms).await?,
         UsersCommand::Disable { id } => users.set_state(&id, UserState::Inactive).await?,
         UsersCommand::Enable { id } => users.set_state(&id, UserState::Active).await?,
     }

@@ -24,12 +24,14 @@ use crate::{
     connections::{self, Lifetimes, Verdict},
     domain::{
         Timestamp,
+        otp::{CodeSender, NoDelivery},
         password::PasswordHasher,
         secrets::Secrets,
         session::{LockoutPolicy, Sessions},
         user::Users,
     },
     keyfile,
+    notify::{Webhook, WebhookConfig},
     proto::{self, session::session_service_server::SessionServiceServer},
     service::{SessionHandler, auth::Authenticated},
     store::{self, Store},
@@ -64,7 +66,14 @@ pub async fn serve(
             return Err(e);
         }
     };
-    let front_door = build_front_door(&config, Arc::clone(&store), secrets)?;
+    let code_sender = match code_sender(&config) {
+        Ok(sender) => sender,
+        Err(e) => {
+            store.close().await;
+            return Err(e);
+        }
+    };
+    let front_door = build_front_door(&config, Arc::clone(&store), secrets, code_sender)?;
     // hyper's body becomes tonic's at the door; every layer inside speaks `tonic::body::Body`.
     let service = front_door.map_request(|request: http::Request<hyper::body::Incoming>| request.map(Body::new));
 
@@ -163,19 +172,29 @@ pub async fn serve(
     Ok(())
 }
 
+/// Where one-time codes go: the configured webhook, or nowhere (only returned codes).
+fn code_sender(config: &Config) -> anyhow::Result<Arc<dyn CodeSender>> {
+    let Some(url) = &config.notify_webhook else { return Ok(Arc::new(NoDelivery)) };
+    let webhook = WebhookConfig::load(url, config.notify_webhook_secret_file.as_deref(), &config.database)?;
+    Ok(Arc::new(Webhook::start(webhook)?))
+}
+
 /// The front door around tonic's routes: the generated SessionService server (behind the token
 /// lookup, with gzip both ways), health and reflection.
 pub fn build_front_door(
     config: &Config,
     store: Arc<dyn Store>,
     secrets: Secrets,
+    code_sender: Arc<dyn CodeSender>,
 ) -> anyhow::Result<SetSensitiveRequestHeaders<transport::Inner>> {
     let hasher = PasswordHasher::new(config.max_hash_wait);
     let lockout = LockoutPolicy {
         max_password_attempts: config.max_failed_attempts,
         max_otp_attempts: config.max_failed_otp_attempts,
     };
-    let sessions = Sessions::new(Arc::clone(&store), hasher.clone(), lockout, secrets).with_limits(config.limits);
+    let sessions = Sessions::new(Arc::clone(&store), hasher.clone(), lockout, secrets)
+        .with_limits(config.limits)
+        .with_code_delivery(code_sender, config.otp_code_lifetime);
     let users = Users::new(store, hasher);
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();

@@ -12,6 +12,7 @@ use sessiond::{
     domain::{
         Permissions, Timestamp,
         keyring::SealedSecret,
+        otp::OtpChallenge,
         secrets::KeyCheck,
         session::{Change, Factors, HistoryEntry, Session, SessionQuery, TimeComparison, UserAgent, UserFactor},
         token::SecretHash,
@@ -96,6 +97,10 @@ fn user(id: &str, login_name: &str) -> User {
         locked: false,
         otp_failed_attempts: 0,
         otp_locked: false,
+        email: None,
+        phone: None,
+        otp_email: false,
+        otp_sms: false,
         totp: None,
         created_at: Timestamp(1_000),
     }
@@ -127,6 +132,7 @@ fn session(id: &str, creation: i64) -> Session {
         user_agent: UserAgent::default(),
         expiration_date: None,
         terminated_at: None,
+        otp_challenges: Default::default(),
     }
 }
 
@@ -402,7 +408,11 @@ fn rich_session() -> Session {
         }),
         password: Some(Timestamp(1_001)),
         totp: None,
+        otp_sms: Some(Timestamp(1_002)),
+        otp_email: None,
     };
+    // An open one-time-code challenge round-trips too (only its hash is stored).
+    s.otp_challenges.email = Some(OtpChallenge::issue(Timestamp(1_000), std::time::Duration::from_secs(300)).1);
     s.metadata = BTreeMap::from([("k".into(), vec![0, 159, 146, 150]), ("empty-ish".into(), vec![32])]);
     s.user_agent = UserAgent {
         fingerprint_id: Some("fp".into()),

@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, time::Duration};
 use super::{
     Error, Result, Timestamp,
     password::MAX_PASSWORD_LEN,
-    session::{Checks, CreateSession, ListSessions, SessionQuery, SetSession, UserAgent, UserCheck},
+    session::{ChallengeRequest, Checks, CreateSession, ListSessions, SessionQuery, SetSession, UserAgent, UserCheck},
 };
 
 /// Ids (session, user, creator, fingerprint) and login names, in characters: ZITADEL's rule.
@@ -36,8 +36,10 @@ pub const MAX_IDS_PER_QUERY: usize = 1000;
 /// Deepest ListSessions offset: the database walks every skipped row. Deeper pages narrow the
 /// query instead (a `creation_date_query` from the last session seen).
 pub const MAX_OFFSET: u64 = 10_000;
-/// Longest one-time code a check may carry (TOTP codes have 6 digits).
+/// Longest one-time code a check may carry (TOTP codes have 6 digits, SMS and email codes 8).
 pub const MAX_CODE_BYTES: usize = 16;
+/// Longest link template an email code request may carry.
+pub const MAX_URL_TEMPLATE_BYTES: usize = 2048;
 /// Longest `lifetime`, unless `--max-lifetime-secs` says otherwise: 400 days, the cap browsers
 /// put on cookie lifetimes.
 pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(400 * 24 * 3600);
@@ -71,7 +73,8 @@ impl Limits {
             request.metadata.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.clone(), v.clone())).collect();
         self.check_metadata_total(&BTreeMap::new(), &set)?;
         check_user_agent(&request.user_agent)?;
-        check_checks(&request.checks)
+        check_checks(&request.checks)?;
+        check_challenges(&request.challenges)
     }
 
     /// Everything a SetSession request carries; the metadata total is checked where it merges.
@@ -79,7 +82,8 @@ impl Limits {
         check_session_id(&request.session_id)?;
         self.check_lifetime(request.lifetime, Timestamp::now())?;
         check_metadata_request(&request.metadata)?;
-        check_checks(&request.checks)
+        check_checks(&request.checks)?;
+        check_challenges(&request.challenges)
     }
 
     /// A positive lifetime, at most the configured one, ending at a time RFC 3339 can write.
@@ -155,8 +159,28 @@ fn check_checks(checks: &Checks) -> Result<()> {
     if checks.password.as_ref().is_some_and(|p| p.len() > MAX_PASSWORD_LEN) {
         return Err(too_long("checks.password.password", MAX_PASSWORD_LEN));
     }
-    if checks.totp.as_ref().is_some_and(|c| c.len() > MAX_CODE_BYTES) {
-        return Err(too_long("checks.totp.code", MAX_CODE_BYTES));
+    for (field, code) in [
+        ("checks.totp.code", &checks.totp),
+        ("checks.otp_sms.code", &checks.otp_sms),
+        ("checks.otp_email.code", &checks.otp_email),
+    ] {
+        if code.as_ref().is_some_and(|c| c.len() > MAX_CODE_BYTES) {
+            return Err(too_long(field, MAX_CODE_BYTES));
+        }
+    }
+    Ok(())
+}
+
+/// The challenges' own inputs: the email link template is passed on to the delivery, bounded.
+fn check_challenges(challenges: &ChallengeRequest) -> Result<()> {
+    let template = challenges.otp_email.as_ref().and_then(|e| e.url_template.as_ref());
+    if template.is_some_and(|t| t.len() > MAX_URL_TEMPLATE_BYTES || t.chars().any(char::is_control)) {
+        return Err(Error::invalid_argument(
+            "SESSION-InvalidChallenge",
+            format!(
+                "challenges.otp_email.send_code.url_template may be at most {MAX_URL_TEMPLATE_BYTES} bytes, without control characters"
+            ),
+        ));
     }
     Ok(())
 }

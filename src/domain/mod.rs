@@ -2,9 +2,11 @@
 //! SQL: the service layer hands it typed inputs, it answers typed results or `Error`s.
 
 pub mod authz;
+mod challenges;
 pub mod error;
 pub mod keyring;
 pub mod limits;
+pub mod otp;
 pub mod password;
 pub mod port;
 pub mod secrets;

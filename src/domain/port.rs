@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use super::{
     Timestamp,
     keyring::SealedSecret,
+    otp::OtpMethod,
     secrets::{ClearTotpSecret, KeyCheck},
     session::{Change, HistoryEntry, Session, SessionQuery},
     user::{ApiTokenRecord, Claim, LockoutCounter, TotpEnrolment, User, UserState},
@@ -114,6 +115,12 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Both lockout counters and both locks cleared.
     async fn unlock_user(&self, id: &str) -> StoreResult<bool>;
     async fn set_totp(&self, id: &str, enrolment: &TotpEnrolment) -> StoreResult<bool>;
+    /// Sets (or clears) where codes of `method` go: the phone for SMS, the email address for email.
+    /// Clearing it disables the method.
+    async fn set_contact(&self, id: &str, method: OtpMethod, value: Option<&str>) -> StoreResult<bool>;
+    /// Enables one-time codes of `method`; `false` when no such user exists or it has nowhere to
+    /// send them (no phone, no email).
+    async fn enable_otp(&self, id: &str, method: OtpMethod) -> StoreResult<bool>;
     /// Claims one attempt on `counter` before a credential is verified, in one conditional write:
     /// admitted only while the user is locked by neither counter and `counter` is below `max`; the
     /// claim that reaches `max` locks the user. A claim counts as a failure until

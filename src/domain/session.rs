@@ -10,6 +10,7 @@ use super::port::{SessionFilter, Store, StoreError, Termination, TerminationChec
 use super::{
     Caller, Error, ErrorClass, Permission, Result, Timestamp, authz,
     limits::{self, Limits},
+    otp::{self, CodeSender, NoDelivery, OtpChallenges, OtpMethod},
     password::PasswordHasher,
     secrets::Secrets,
     token::{Secret, SecretHash, new_session_id},
@@ -42,6 +43,20 @@ pub struct Factors {
     pub password: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub totp: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otp_sms: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otp_email: Option<Timestamp>,
+}
+
+impl Factors {
+    /// The factor a one-time-code method sets.
+    pub fn otp_mut(&mut self, method: OtpMethod) -> &mut Option<Timestamp> {
+        match method {
+            OtpMethod::Sms => &mut self.otp_sms,
+            OtpMethod::Email => &mut self.otp_email,
+        }
+    }
 }
 
 /// The user agent a request described (never taken from HTTP headers).
@@ -72,6 +87,8 @@ pub struct Session {
     pub user_agent: UserAgent,
     pub expiration_date: Option<Timestamp>,
     pub terminated_at: Option<Timestamp>,
+    /// One-time codes issued and not yet used (never shown to clients).
+    pub otp_challenges: OtpChallenges,
 }
 
 impl Session {
@@ -115,6 +132,8 @@ pub enum Change {
     UserChecked { user_id: String },
     PasswordChecked,
     TotpChecked,
+    OtpChallenged { method: OtpMethod },
+    OtpChecked { method: OtpMethod },
     MetadataSet { key: String },
     MetadataRemoved { key: String },
     LifetimeSet { expiration_date: Timestamp },
@@ -145,15 +164,65 @@ pub struct Checks {
     pub user: Option<UserCheck>,
     pub password: Option<String>,
     pub totp: Option<String>,
+    pub otp_sms: Option<String>,
+    pub otp_email: Option<String>,
+}
+
+impl Checks {
+    /// The one-time-code checks, by method.
+    pub fn otp(&self) -> [(OtpMethod, Option<&String>); 2] {
+        [(OtpMethod::Sms, self.otp_sms.as_ref()), (OtpMethod::Email, self.otp_email.as_ref())]
+    }
 }
 
 impl std::fmt::Debug for Checks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
         f.debug_struct("Checks")
             .field("user", &self.user)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("totp", &self.totp.as_ref().map(|_| "<redacted>"))
+            .field("password", &redacted(&self.password))
+            .field("totp", &redacted(&self.totp))
+            .field("otp_sms", &redacted(&self.otp_sms))
+            .field("otp_email", &redacted(&self.otp_email))
             .finish()
+    }
+}
+
+/// How a requested one-time code reaches the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtpRequest {
+    /// Return the code in the response (the UI delivers it) instead of sending it.
+    pub return_code: bool,
+    /// For email: the link template the UI asked for, passed on to the delivery.
+    pub url_template: Option<String>,
+}
+
+/// The challenges a Create or Set call asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChallengeRequest {
+    pub otp_sms: Option<OtpRequest>,
+    pub otp_email: Option<OtpRequest>,
+}
+
+impl ChallengeRequest {
+    pub fn otp(&self) -> [(OtpMethod, Option<&OtpRequest>); 2] {
+        [(OtpMethod::Sms, self.otp_sms.as_ref()), (OtpMethod::Email, self.otp_email.as_ref())]
+    }
+}
+
+/// Codes returned to the caller (`return_code`), by method.
+#[derive(Debug, Clone, Default)]
+pub struct ReturnedCodes {
+    pub otp_sms: Option<Secret>,
+    pub otp_email: Option<Secret>,
+}
+
+impl ReturnedCodes {
+    pub(super) fn slot(&mut self, method: OtpMethod) -> &mut Option<Secret> {
+        match method {
+            OtpMethod::Sms => &mut self.otp_sms,
+            OtpMethod::Email => &mut self.otp_email,
+        }
     }
 }
 
@@ -161,6 +230,7 @@ impl std::fmt::Debug for Checks {
 #[derive(Debug, Clone, Default)]
 pub struct CreateSession {
     pub checks: Checks,
+    pub challenges: ChallengeRequest,
     pub metadata: BTreeMap<String, Vec<u8>>,
     pub user_agent: UserAgent,
     pub lifetime: Option<Duration>,
@@ -173,6 +243,7 @@ pub struct SetSession {
     /// The session token presented (redacted in `Debug`).
     pub token: Option<Secret>,
     pub checks: Checks,
+    pub challenges: ChallengeRequest,
     pub metadata: BTreeMap<String, Vec<u8>>,
     pub lifetime: Option<Duration>,
 }
@@ -184,6 +255,8 @@ pub struct Issued {
     pub details: Details,
     /// `None` when the call changed nothing.
     pub token: Option<Secret>,
+    /// One-time codes the caller asked to get back.
+    pub codes: ReturnedCodes,
 }
 
 /// How a timestamp filter compares.
@@ -250,17 +323,34 @@ impl LockoutPolicy {
 /// Sessions, over a store.
 #[derive(Debug, Clone)]
 pub struct Sessions {
-    store: Arc<dyn Store>,
+    pub(super) store: Arc<dyn Store>,
     hasher: PasswordHasher,
     lockout: LockoutPolicy,
     limits: Limits,
     /// Opens the sealed TOTP seeds.
     secrets: Secrets,
+    /// Delivers one-time codes by SMS and email.
+    pub(super) code_sender: Arc<dyn CodeSender>,
+    /// How long a one-time code stays valid.
+    pub(super) code_lifetime: Duration,
 }
 
 impl Sessions {
     pub fn new(store: Arc<dyn Store>, hasher: PasswordHasher, lockout: LockoutPolicy, secrets: Secrets) -> Self {
-        Self { store, hasher, lockout, limits: Limits::default(), secrets }
+        Self {
+            store,
+            hasher,
+            lockout,
+            limits: Limits::default(),
+            secrets,
+            code_sender: Arc::new(NoDelivery),
+            code_lifetime: otp::DEFAULT_CODE_LIFETIME,
+        }
+    }
+
+    /// The same, delivering one-time codes through `sender`, valid for `lifetime`.
+    pub fn with_code_delivery(self, sender: Arc<dyn CodeSender>, lifetime: Duration) -> Self {
+        Self { code_sender: sender, code_lifetime: lifetime, ..self }
     }
 
     /// The same, holding requests to `limits` instead of the defaults.
@@ -286,6 +376,7 @@ impl Sessions {
             user_agent: request.user_agent,
             expiration_date: None,
             terminated_at: None,
+            otp_challenges: OtpChallenges::default(),
         };
         let mut changes = vec![Change::Created];
         let metadata = self.merge_metadata(&session.metadata, request.metadata)?;
@@ -294,6 +385,7 @@ impl Sessions {
         if let Some(lifetime) = request.lifetime {
             apply_lifetime(&mut session, lifetime, now, &mut changes);
         }
+        let issued = self.issue_challenges(&mut session, &request.challenges, now, &mut changes).await?;
         let entry = HistoryEntry {
             session_id: session.id.clone(),
             sequence: 1,
@@ -302,7 +394,8 @@ impl Sessions {
             changes,
         };
         self.store.create_session(&session, &entry).await?;
-        Ok(Issued { session_id: session.id.clone(), details: session.details(), token: Some(token) })
+        let codes = issued.deliver();
+        Ok(Issued { session_id: session.id.clone(), details: session.details(), token: Some(token), codes })
     }
 
     pub async fn get(&self, caller: &Caller, session_id: &str, token: Option<&str>) -> Result<Session> {
@@ -331,17 +424,17 @@ impl Sessions {
         if let Some(lifetime) = request.lifetime {
             apply_lifetime(&mut next, lifetime, now, &mut changes);
         }
+        let issued = self.issue_challenges(&mut next, &request.challenges, now, &mut changes).await?;
         if changes.is_empty() {
-            return Ok(Issued { session_id: current.id.clone(), details: current.details(), token: None });
+            let (session_id, details) = (current.id.clone(), current.details());
+            return Ok(Issued { session_id, details, token: None, codes: ReturnedCodes::default() });
         }
         let token = Secret::generate();
         next.token_hash = token.hash();
         changes.push(Change::TokenRotated);
-        self.commit(&current, next, now, caller, changes).await.map(|s| Issued {
-            session_id: s.id.clone(),
-            details: s.details(),
-            token: Some(token),
-        })
+        let written = self.commit(&current, next, now, caller, changes).await?;
+        let codes = issued.deliver();
+        Ok(Issued { session_id: written.id.clone(), details: written.details(), token: Some(token), codes })
     }
 
     pub async fn delete(&self, caller: &Caller, session_id: &str, token: Option<&str>) -> Result<Details> {
@@ -503,11 +596,11 @@ impl Sessions {
             session.factors.totp = Some(now);
             changes.push(Change::TotpChecked);
         }
-        Ok(())
+        self.check_otps(session, checks, now, changes).await
     }
 
     /// The session's user, freshly read, for a factor check that needs one.
-    async fn session_user(&self, session: &Session, check: &str) -> Result<User> {
+    pub(super) async fn session_user(&self, session: &Session, check: &str) -> Result<User> {
         let id = session.user_id().ok_or_else(|| {
             Error::failed_precondition(
                 "SESSION-UserMissing",
@@ -563,7 +656,7 @@ impl Sessions {
     ///
     /// It runs as a task of its own, so that a caller who hangs up mid-check cannot leave a claim
     /// unsettled after a success.
-    async fn guarded(
+    pub(super) async fn guarded(
         &self,
         user: &User,
         counter: LockoutCounter,
@@ -597,7 +690,7 @@ fn ensure_active(user: &User) -> Result<()> {
 
 /// A factor check may start: the user is active and not locked (a locked user's refusal carries
 /// the counter's failed attempts).
-fn ensure_may_check(user: &User, counter: LockoutCounter) -> Result<()> {
+pub(super) fn ensure_may_check(user: &User, counter: LockoutCounter) -> Result<()> {
     if user.state != UserState::Active {
         return Err(Error::failed_precondition("USER-Inactive", "the user is not active"));
     }

@@ -9,6 +9,7 @@ use super::port::Store;
 use super::{
     Caller, Error, Permission, Permissions, Result, Timestamp,
     keyring::{Purpose, SealedSecret},
+    otp::OtpMethod,
     password::PasswordHasher,
     secrets::Secrets,
     token::{ApiToken, SecretHash, new_id},
@@ -67,6 +68,14 @@ pub struct User {
     pub otp_locked: bool,
     pub totp: Option<TotpEnrolment>,
     pub created_at: Timestamp,
+    /// The verified email address one-time codes by email go to.
+    pub email: Option<String>,
+    /// The verified phone number one-time codes by SMS go to.
+    pub phone: Option<String>,
+    /// One-time codes by email are enabled (`users add-otp-email`).
+    pub otp_email: bool,
+    /// One-time codes by SMS are enabled (`users add-otp-sms`).
+    pub otp_sms: bool,
 }
 
 impl std::fmt::Debug for User {
@@ -134,6 +143,10 @@ pub struct NewUser {
     pub display_name: Option<String>,
     pub org_id: Option<String>,
     pub password: Option<String>,
+    /// A verified email address (one-time codes by email go there).
+    pub email: Option<String>,
+    /// A verified phone number (one-time codes by SMS go there).
+    pub phone: Option<String>,
 }
 
 /// The organization a user belongs to when none is given.
@@ -176,6 +189,9 @@ impl Users {
     }
 
     pub async fn add_user(&self, new: NewUser) -> Result<User> {
+        for (method, value) in [(OtpMethod::Email, &new.email), (OtpMethod::Sms, &new.phone)] {
+            value.as_deref().map_or(Ok(()), |v| check_contact(method, v))?;
+        }
         let login_name = new.login_name.trim().to_owned();
         // Only what a user check may name later (see `limits`).
         super::limits::check_login_name(&login_name)?;
@@ -194,6 +210,10 @@ impl Users {
             locked: false,
             otp_failed_attempts: 0,
             otp_locked: false,
+            email: new.email,
+            phone: new.phone,
+            otp_email: false,
+            otp_sms: false,
             totp: None,
             created_at: Timestamp::now(),
         };
@@ -225,6 +245,29 @@ impl Users {
     /// Clears both lockout counters and both locks.
     pub async fn unlock(&self, id: &str) -> Result<()> {
         found(id, self.store.unlock_user(id).await?)
+    }
+
+    /// Sets (or, with `None`, clears and disables) where the user's codes of `method` go: the
+    /// phone number for SMS, the email address for email. The CLI's operator vouches that it is
+    /// the user's, verified.
+    pub async fn set_contact(&self, id: &str, method: OtpMethod, value: Option<String>) -> Result<()> {
+        if let Some(value) = &value {
+            check_contact(method, value)?;
+        }
+        found(id, self.store.set_contact(id, method, value.as_deref()).await?)
+    }
+
+    /// Enables one-time codes of `method` for the user, who needs a phone (SMS) or email first.
+    pub async fn enable_otp(&self, id: &str, method: OtpMethod) -> Result<()> {
+        if self.store.enable_otp(id, method).await? {
+            return Ok(());
+        }
+        self.user(id).await?;
+        let (id_, what, how) = match method {
+            OtpMethod::Sms => ("USER-NoPhone", "a phone number", "users set-phone"),
+            OtpMethod::Email => ("USER-NoEmail", "an email address", "users set-email"),
+        };
+        Err(Error::failed_precondition(id_, format!("the user has no {what}: set one first ({how})")))
     }
 
     /// Enrols a new TOTP secret (replacing any old one), sealed for this user, and returns the
@@ -274,6 +317,33 @@ impl Users {
             Err(Error::not_found("TOKEN-NotFound", format!("no token with id `{token_id}`")))
         }
     }
+}
+
+/// A phone number in E.164 form (`+` and 8 to 15 digits), or an email address with one `@`,
+/// at most 254 bytes, without spaces or control characters.
+fn check_contact(method: OtpMethod, value: &str) -> Result<()> {
+    let valid = match method {
+        OtpMethod::Sms => value
+            .strip_prefix('+')
+            .is_some_and(|digits| (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())),
+        OtpMethod::Email => {
+            value.len() <= 254
+                && value.split('@').count() == 2
+                && value.split('@').all(|part| !part.is_empty())
+                && !value.chars().any(|c| c.is_whitespace() || c.is_control())
+        }
+    };
+    if valid {
+        return Ok(());
+    }
+    Err(match method {
+        OtpMethod::Sms => {
+            Error::invalid_argument("USER-InvalidPhone", "a phone number is + and 8 to 15 digits (E.164)")
+        }
+        OtpMethod::Email => {
+            Error::invalid_argument("USER-InvalidEmail", "an email address is local@domain, at most 254 bytes")
+        }
+    })
 }
 
 /// `Ok` when a targeted write found its user.

@@ -6,7 +6,8 @@ use crate::{
     domain::{
         Error, Result, Timestamp, limits,
         session::{
-            Checks, Details, Factors, ListSessions, Session, SessionQuery, TimeComparison, UserAgent, UserCheck,
+            ChallengeRequest, Checks, Details, Factors, ListSessions, OtpRequest, ReturnedCodes, Session, SessionQuery,
+            TimeComparison, UserAgent, UserCheck,
         },
     },
     proto::{
@@ -64,8 +65,6 @@ pub fn checks(c: Option<pb::Checks>) -> Result<Checks> {
     let unbuilt = [
         ("webAuthN", c.web_auth_n.is_some()),
         ("idpIntent", c.idp_intent.is_some()),
-        ("otpSms", c.otp_sms.is_some()),
-        ("otpEmail", c.otp_email.is_some()),
         ("recoveryCode", c.recovery_code.is_some()),
     ];
     if let Some((name, _)) = unbuilt.iter().find(|(_, present)| *present) {
@@ -94,27 +93,50 @@ pub fn checks(c: Option<pb::Checks>) -> Result<Checks> {
         }
         p => p.map(|p| p.password),
     };
-    let totp = match c.totp {
-        Some(t) if t.code.is_empty() => {
-            return Err(Error::invalid_argument("SESSION-InvalidCheck", "the totp check needs a code"));
+    let code = |name: &str, code: Option<String>| match code {
+        Some(code) if code.is_empty() => {
+            Err(Error::invalid_argument("SESSION-InvalidCheck", format!("the {name} check needs a code")))
         }
-        t => t.map(|t| t.code),
+        code => Ok(code),
     };
-    Ok(Checks { user, password, totp })
+    Ok(Checks {
+        user,
+        password,
+        totp: code("totp", c.totp.map(|t| t.code))?,
+        otp_sms: code("otpSms", c.otp_sms.map(|t| t.code))?,
+        otp_email: code("otpEmail", c.otp_email.map(|t| t.code))?,
+    })
 }
 
-/// Challenges are not built: any requested one is refused by name.
-pub fn refuse_challenges(c: Option<&pb::RequestChallenges>) -> Result<()> {
-    let Some(c) = c else { return Ok(()) };
-    let requested =
-        [("webAuthN", c.web_auth_n.is_some()), ("otpSms", c.otp_sms.is_some()), ("otpEmail", c.otp_email.is_some())];
-    match requested.iter().find(|(_, present)| *present) {
-        Some((name, _)) => Err(Error::unimplemented(
+/// The challenges a request asks for; one that is not built (webAuthN) is refused by name.
+pub fn challenges(c: Option<pb::RequestChallenges>) -> Result<ChallengeRequest> {
+    use pb::request_challenges::otp_email::DeliveryType;
+    let Some(c) = c else { return Ok(ChallengeRequest::default()) };
+    if c.web_auth_n.is_some() {
+        return Err(Error::unimplemented(
             "CHALLENGE-Unimplemented",
-            format!("the {name} challenge is not supported by this server"),
-        )),
-        None => Ok(()),
+            "the webAuthN challenge is not supported by this server",
+        ));
     }
+    Ok(ChallengeRequest {
+        otp_sms: c.otp_sms.map(|sms| OtpRequest { return_code: sms.return_code, url_template: None }),
+        // No delivery type means "send it", as ZITADEL reads it.
+        otp_email: c.otp_email.map(|email| match email.delivery_type {
+            Some(DeliveryType::ReturnCode(_)) => OtpRequest { return_code: true, url_template: None },
+            Some(DeliveryType::SendCode(send)) => OtpRequest { return_code: false, url_template: send.url_template },
+            None => OtpRequest { return_code: false, url_template: None },
+        }),
+    })
+}
+
+/// The challenges part of a Create or Set answer: the codes the caller asked to get back.
+pub fn returned_challenges(codes: ReturnedCodes) -> Option<pb::Challenges> {
+    let ReturnedCodes { otp_sms, otp_email } = codes;
+    (otp_sms.is_some() || otp_email.is_some()).then(|| pb::Challenges {
+        web_auth_n: None,
+        otp_sms: otp_sms.map(|c| c.expose().to_owned()),
+        otp_email: otp_email.map(|c| c.expose().to_owned()),
+    })
 }
 
 pub fn metadata(m: std::collections::HashMap<String, Vec<u8>>) -> BTreeMap<String, Vec<u8>> {
@@ -156,6 +178,8 @@ fn factors(f: &Factors) -> pb::Factors {
         }),
         password: f.password.map(|t| pb::PasswordFactor { verified_at: Some(timestamp(t)) }),
         totp: f.totp.map(|t| pb::TotpFactor { verified_at: Some(timestamp(t)) }),
+        otp_sms: f.otp_sms.map(|t| pb::OtpFactor { verified_at: Some(timestamp(t)) }),
+        otp_email: f.otp_email.map(|t| pb::OtpFactor { verified_at: Some(timestamp(t)) }),
         ..Default::default()
     }
 }

@@ -55,8 +55,9 @@ impl SessionService for SessionHandler {
     ) -> Result<Response<pb::CreateSessionResponse>, Status> {
         let caller = caller(&request)?;
         let r = request.into_inner();
-        convert::refuse_challenges(r.challenges.as_ref())?;
+        let challenges = convert::challenges(r.challenges)?;
         let input = CreateSession {
+            challenges,
             checks: convert::checks(r.checks)?,
             metadata: convert::metadata(r.metadata),
             user_agent: convert::user_agent(r.user_agent),
@@ -67,7 +68,7 @@ impl SessionService for SessionHandler {
             details: Some(convert::details(&issued.details)),
             session_id: issued.session_id,
             session_token: issued.token.map(|t| t.expose().to_owned()).unwrap_or_default(),
-            challenges: None,
+            challenges: convert::returned_challenges(issued.codes),
         }))
     }
 
@@ -88,8 +89,9 @@ impl SessionService for SessionHandler {
     ) -> Result<Response<pb::SetSessionResponse>, Status> {
         let caller = caller(&request)?;
         let r = request.into_inner();
-        convert::refuse_challenges(r.challenges.as_ref())?;
+        let challenges = convert::challenges(r.challenges)?;
         let input = SetSession {
+            challenges,
             session_id: r.session_id,
             token: present(Some(r.session_token)).map(Secret::new),
             checks: convert::checks(r.checks)?,
@@ -100,7 +102,7 @@ impl SessionService for SessionHandler {
         Ok(Response::new(pb::SetSessionResponse {
             details: Some(convert::details(&issued.details)),
             session_token: issued.token.map(|t| t.expose().to_owned()).unwrap_or_default(),
-            challenges: None,
+            challenges: convert::returned_challenges(issued.codes),
         }))
     }
 

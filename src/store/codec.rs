@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{StoreError, StoreResult};
 use crate::domain::{
     Timestamp,
+    otp::{OtpChallenges, OtpMethod},
     session::{Change, Factors, HistoryEntry, Session, TimeComparison, UserAgent},
     user::LockoutCounter,
 };
@@ -22,6 +23,9 @@ struct SessionDocument {
     metadata: BTreeMap<String, String>,
     #[serde(default)]
     user_agent: UserAgent,
+    /// One-time codes issued and not used yet (salted hashes, never the codes).
+    #[serde(default, skip_serializing_if = "OtpChallenges::is_empty")]
+    otp_challenges: OtpChallenges,
 }
 
 pub(crate) fn encode_state(session: &Session) -> String {
@@ -29,13 +33,13 @@ pub(crate) fn encode_state(session: &Session) -> String {
         factors: session.factors.clone(),
         metadata: session.metadata.iter().map(|(k, v)| (k.clone(), STANDARD.encode(v))).collect(),
         user_agent: session.user_agent.clone(),
+        otp_challenges: session.otp_challenges.clone(),
     };
     serde_json::to_string(&document).expect("session documents always serialize")
 }
 
-pub(crate) type DecodedState = (Factors, BTreeMap<String, Vec<u8>>, UserAgent);
-
-pub(crate) fn decode_state(json: &str) -> StoreResult<DecodedState> {
+/// Fills the parts of `session` that the `state` document holds.
+pub(crate) fn decode_state_into(session: &mut Session, json: &str) -> StoreResult<()> {
     let document: SessionDocument =
         serde_json::from_str(json).map_err(|e| StoreError::Internal(format!("corrupt session document: {e}")))?;
     let metadata = document
@@ -44,7 +48,11 @@ pub(crate) fn decode_state(json: &str) -> StoreResult<DecodedState> {
         .map(|(k, v)| STANDARD.decode(v).map(|v| (k, v)))
         .collect::<Result<_, _>>()
         .map_err(|e| StoreError::Internal(format!("corrupt session metadata: {e}")))?;
-    Ok((document.factors, metadata, document.user_agent))
+    session.factors = document.factors;
+    session.metadata = metadata;
+    session.user_agent = document.user_agent;
+    session.otp_challenges = document.otp_challenges;
+    Ok(())
 }
 
 pub(crate) fn encode_changes(changes: &[Change]) -> String {
@@ -83,5 +91,13 @@ pub(crate) fn lockout_columns(counter: LockoutCounter) -> (&'static str, &'stati
     match counter {
         LockoutCounter::Password => ("failed_attempts", "locked"),
         LockoutCounter::OneTimeCode => ("otp_failed_attempts", "otp_locked"),
+    }
+}
+
+/// The `users` columns of a one-time-code method: (where codes go, whether it is enabled).
+pub(crate) fn otp_columns(method: OtpMethod) -> (&'static str, &'static str) {
+    match method {
+        OtpMethod::Sms => ("phone", "otp_sms"),
+        OtpMethod::Email => ("email", "otp_email"),
     }
 }

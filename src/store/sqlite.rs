@@ -25,12 +25,13 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     Durability, SessionFilter, Store, StoreError, StoreResult, Termination, TerminationCheck, TerminationStep,
-    codec::{comparison, decode_state, encode_changes, encode_state, history_entry, lockout_columns},
+    codec::{comparison, decode_state_into, encode_changes, encode_state, history_entry, lockout_columns, otp_columns},
     terminated, termination_step,
 };
 use crate::domain::{
     Permissions, Timestamp,
     keyring::SealedSecret,
+    otp::OtpMethod,
     secrets::{ClearTotpSecret, KeyCheck},
     session::{HistoryEntry, Session, SessionQuery, TimeComparison},
     token::SecretHash,
@@ -42,6 +43,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_lockouts_history_retention.sql"),
     include_str!("../../migrations/sqlite/0003_sealed_secrets.sql"),
+    include_str!("../../migrations/sqlite/0004_otp_email_sms.sql"),
 ];
 /// Most jobs committed in one transaction.
 const MAX_BATCH: usize = 256;
@@ -325,7 +327,7 @@ fn opt_ts(v: Option<i64>) -> Option<Timestamp> {
 }
 
 const USER_COLUMNS: &str = "id, login_name, display_name, org_id, state, password_hash, failed_attempts, locked, \
-     totp_sealed, totp_last_step, created_at, otp_failed_attempts, otp_locked";
+     totp_sealed, totp_last_step, created_at, otp_failed_attempts, otp_locked, email, phone, otp_email, otp_sms";
 
 fn user_from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<User> {
     let state: String = row.get(at + 4)?;
@@ -346,6 +348,10 @@ fn user_from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<User> {
         created_at: Timestamp(row.get(at + 10)?),
         otp_failed_attempts: row.get(at + 11)?,
         otp_locked: row.get(at + 12)?,
+        email: row.get(at + 13)?,
+        phone: row.get(at + 14)?,
+        otp_email: row.get(at + 15)?,
+        otp_sms: row.get(at + 16)?,
     })
 }
 
@@ -354,7 +360,8 @@ const TOKEN_COLUMNS: &str = "t.id, t.user_id, t.secret_hash, t.permissions, t.ex
 /// A token and its user in one query (on every call: authentication).
 const TOKEN_WITH_USER: &str = "SELECT t.id, t.user_id, t.secret_hash, t.permissions, t.expires_at, t.revoked_at, \
      t.created_at, u.id, u.login_name, u.display_name, u.org_id, u.state, u.password_hash, u.failed_attempts, \
-     u.locked, u.totp_sealed, u.totp_last_step, u.created_at, u.otp_failed_attempts, u.otp_locked \
+     u.locked, u.totp_sealed, u.totp_last_step, u.created_at, u.otp_failed_attempts, u.otp_locked, \
+     u.email, u.phone, u.otp_email, u.otp_sms \
      FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.id = ?1";
 
 fn token_from_row(row: &Row<'_>) -> rusqlite::Result<ApiTokenRecord> {
@@ -398,6 +405,7 @@ fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRow> {
             user_agent: Default::default(),
             expiration_date: opt_ts(row.get(7)?),
             terminated_at: opt_ts(row.get(8)?),
+            otp_challenges: Default::default(),
         },
         state: row.get(9)?,
     })
@@ -406,7 +414,7 @@ fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRow> {
 impl SessionRow {
     fn decode(self) -> StoreResult<Session> {
         let mut session = self.session;
-        (session.factors, session.metadata, session.user_agent) = decode_state(&self.state)?;
+        decode_state_into(&mut session, &self.state)?;
         Ok(session)
     }
 }
@@ -507,7 +515,8 @@ impl Store for SqliteStore {
         self.write(move |conn| {
             conn.execute(
                 &format!(
-                    "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+                    "INSERT INTO users ({USER_COLUMNS}) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
                 ),
                 params![
                     user.id,
@@ -522,7 +531,11 @@ impl Store for SqliteStore {
                     user.totp.as_ref().and_then(|t| t.last_used_step),
                     user.created_at.0,
                     user.otp_failed_attempts,
-                    user.otp_locked
+                    user.otp_locked,
+                    user.email,
+                    user.phone,
+                    user.otp_email,
+                    user.otp_sms
                 ],
             )
             .map_err(|e| match translate(e) {
@@ -593,6 +606,18 @@ impl Store for SqliteStore {
             Ok(n == 1)
         })
         .await
+    }
+
+    async fn set_contact(&self, id: &str, method: OtpMethod, value: Option<&str>) -> StoreResult<bool> {
+        let (contact, enabled) = otp_columns(method);
+        let sql = format!("UPDATE users SET {contact} = ?2, {enabled} = ({enabled} AND ?2 IS NOT NULL) WHERE id = ?1");
+        self.change_user(id, &sql, vec![value.map_or(Value::Null, |v| Value::Text(v.to_owned()))]).await
+    }
+
+    async fn enable_otp(&self, id: &str, method: OtpMethod) -> StoreResult<bool> {
+        let (contact, enabled) = otp_columns(method);
+        let sql = format!("UPDATE users SET {enabled} = 1 WHERE id = ?1 AND {contact} IS NOT NULL");
+        self.change_user(id, &sql, Vec::new()).await
     }
 
     async fn claim_attempt(&self, user_id: &str, counter: LockoutCounter, max: i32) -> StoreResult<Option<Claim>> {
@@ -850,8 +875,8 @@ impl Store for SqliteStore {
         if next.token_hash != current.token_hash {
             columns.push(("token_hash", Value::Blob(next.token_hash.0.to_vec())));
         }
-        if (&next.factors, &next.metadata, &next.user_agent)
-            != (&current.factors, &current.metadata, &current.user_agent)
+        if (&next.factors, &next.metadata, &next.user_agent, &next.otp_challenges)
+            != (&current.factors, &current.metadata, &current.user_agent, &current.otp_challenges)
         {
             columns.push(("state", Value::Text(encode_state(next))));
         }

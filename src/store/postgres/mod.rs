@@ -27,11 +27,12 @@ use self::{
 };
 use super::{
     SessionFilter, Store, StoreError, StoreResult,
-    codec::{comparison, decode_state, encode_changes, encode_state, history_entry, lockout_columns},
+    codec::{comparison, decode_state_into, encode_changes, encode_state, history_entry, lockout_columns, otp_columns},
 };
 use crate::domain::{
     Permissions, Timestamp,
     keyring::SealedSecret,
+    otp::OtpMethod,
     secrets::{ClearTotpSecret, KeyCheck},
     session::{HistoryEntry, Session, SessionQuery, TimeComparison},
     token::SecretHash,
@@ -221,7 +222,7 @@ async fn wait_for_database(options: &PgConnectOptions, target: &str) -> anyhow::
 type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
 
 const USER_COLUMNS: &str = "id, login_name, display_name, org_id, state, password_hash, failed_attempts, locked, \
-     totp_sealed, totp_last_step, created_at, otp_failed_attempts, otp_locked";
+     totp_sealed, totp_last_step, created_at, otp_failed_attempts, otp_locked, email, phone, otp_email, otp_sms";
 
 fn user_from_row(row: &PgRow, at: usize) -> Result<User, sqlx::Error> {
     let state: String = row.try_get(at + 4)?;
@@ -240,6 +241,10 @@ fn user_from_row(row: &PgRow, at: usize) -> Result<User, sqlx::Error> {
         created_at: Timestamp(row.try_get(at + 10)?),
         otp_failed_attempts: row.try_get(at + 11)?,
         otp_locked: row.try_get(at + 12)?,
+        email: row.try_get(at + 13)?,
+        phone: row.try_get(at + 14)?,
+        otp_email: row.try_get(at + 15)?,
+        otp_sms: row.try_get(at + 16)?,
     })
 }
 
@@ -262,7 +267,8 @@ const TOKEN_COLUMNS: &str = "t.id, t.user_id, t.secret_hash, t.permissions, t.ex
 /// A token and its user in one query (on every call: authentication), written out once.
 const TOKEN_WITH_USER: &str = "SELECT t.id, t.user_id, t.secret_hash, t.permissions, t.expires_at, t.revoked_at, \
      t.created_at, u.id, u.login_name, u.display_name, u.org_id, u.state, u.password_hash, u.failed_attempts, \
-     u.locked, u.totp_sealed, u.totp_last_step, u.created_at, u.otp_failed_attempts, u.otp_locked \
+     u.locked, u.totp_sealed, u.totp_last_step, u.created_at, u.otp_failed_attempts, u.otp_locked, \
+     u.email, u.phone, u.otp_email, u.otp_sms \
      FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.id = $1";
 
 /// One session by id (on most calls).
@@ -289,8 +295,7 @@ fn session_from_row(row: &PgRow) -> Result<Session, Failure> {
     let hash: Vec<u8> = row.try_get(6)?;
     let sequence: i64 = row.try_get(5)?;
     let state: String = row.try_get(9)?;
-    let (factors, metadata, user_agent) = decode_state(&state)?;
-    Ok(Session {
+    let mut session = Session {
         id: row.try_get(0)?,
         resource_owner: row.try_get(1)?,
         creator_id: row.try_get(2)?,
@@ -298,12 +303,15 @@ fn session_from_row(row: &PgRow) -> Result<Session, Failure> {
         change_date: Timestamp(row.try_get(4)?),
         sequence: u64::try_from(sequence).unwrap_or_default(),
         token_hash: SecretHash::from_slice(&hash).unwrap_or(SecretHash([0; 32])),
-        factors,
-        metadata,
-        user_agent,
+        factors: Default::default(),
+        metadata: Default::default(),
+        user_agent: Default::default(),
         expiration_date: row.try_get::<Option<i64>, _>(7)?.map(Timestamp),
         terminated_at: row.try_get::<Option<i64>, _>(8)?.map(Timestamp),
-    })
+        otp_challenges: Default::default(),
+    };
+    decode_state_into(&mut session, &state)?;
+    Ok(session)
 }
 
 /// A session's columns in insert order, as parameters `$1`...`$12`.
@@ -385,14 +393,19 @@ impl Store for PostgresStore {
             Box::pin(async move {
                 let query = sqlx::query(
                     "INSERT INTO users (id, login_name, display_name, org_id, state, password_hash, failed_attempts, \
-                     locked, totp_sealed, totp_last_step, created_at, otp_failed_attempts, otp_locked) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                     locked, totp_sealed, totp_last_step, created_at, otp_failed_attempts, otp_locked, email, phone, \
+                     otp_email, otp_sms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
                 )
                 .bind(user.id.clone());
                 let result = bind_user_fields(query, &user)
                     .bind(user.created_at.0)
                     .bind(user.otp_failed_attempts)
                     .bind(user.otp_locked)
+                    .bind(user.email.clone())
+                    .bind(user.phone.clone())
+                    .bind(user.otp_email)
+                    .bind(user.otp_sms)
                     .execute(conn)
                     .await;
                 match result.map_err(Failure::from) {
@@ -482,6 +495,26 @@ impl Store for PostgresStore {
             })
         })
         .await
+    }
+
+    async fn set_contact(&self, id: &str, method: OtpMethod, value: Option<&str>) -> StoreResult<bool> {
+        let (contact, enabled) = otp_columns(method);
+        let sql =
+            format!("UPDATE users SET {contact} = $2, {enabled} = ({enabled} AND $2::TEXT IS NOT NULL) WHERE id = $1");
+        let (id, value) = (id.to_owned(), value.map(str::to_owned));
+        self.run(move |conn| {
+            let (id, value, sql) = (id.clone(), value.clone(), sql.clone());
+            Box::pin(
+                async move { Ok(sqlx::query(&sql).bind(id).bind(value).execute(conn).await?.rows_affected() == 1) },
+            )
+        })
+        .await
+    }
+
+    async fn enable_otp(&self, id: &str, method: OtpMethod) -> StoreResult<bool> {
+        let (contact, enabled) = otp_columns(method);
+        let sql = format!("UPDATE users SET {enabled} = TRUE WHERE id = $1 AND {contact} IS NOT NULL");
+        self.change_user(id, &sql, None).await
     }
 
     async fn claim_attempt(&self, user_id: &str, counter: LockoutCounter, max: i32) -> StoreResult<Option<Claim>> {
