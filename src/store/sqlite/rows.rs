@@ -1,0 +1,215 @@
+//! Rows and SQL shared by the SQLite store's jobs: column lists, row readers and writers, the
+//! session filter's SQL, and error translation.
+
+use super::*;
+
+pub(super) fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+    conn.execute_batch("SAVEPOINT job").map_err(translate)?;
+    let result = f(conn);
+    let end = if result.is_ok() { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+    conn.execute_batch(end).map_err(translate)?;
+    result
+}
+
+/// Driver errors stop here.
+pub(super) fn translate(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) => match f.code {
+            ErrorCode::ConstraintViolation => StoreError::AlreadyExists(e.to_string()),
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => StoreError::Unavailable(e.to_string()),
+            ErrorCode::CannotOpen | ErrorCode::DiskFull | ErrorCode::SystemIoFailure => {
+                StoreError::Unavailable(e.to_string())
+            }
+            _ => StoreError::Internal(e.to_string()),
+        },
+        _ => StoreError::Internal(e.to_string()),
+    }
+}
+
+pub(super) fn opt_ts(v: Option<i64>) -> Option<Timestamp> {
+    v.map(Timestamp)
+}
+
+pub(super) const USER_COLUMNS: &str = "id, login_name, display_name, org_id, state, password_hash, failed_attempts, locked, \
+     totp_sealed, totp_last_step, created_at, otp_failed_attempts, otp_locked, email, phone, otp_email, otp_sms";
+
+pub(super) fn user_from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<User> {
+    let state: String = row.get(at + 4)?;
+    let totp_sealed: Option<Vec<u8>> = row.get(at + 8)?;
+    Ok(User {
+        id: row.get(at)?,
+        login_name: row.get(at + 1)?,
+        display_name: row.get(at + 2)?,
+        org_id: row.get(at + 3)?,
+        state: UserState::parse(&state).unwrap_or(UserState::Inactive),
+        password_hash: row.get(at + 5)?,
+        failed_attempts: row.get(at + 6)?,
+        locked: row.get(at + 7)?,
+        totp: totp_sealed.map(|sealed| TotpEnrolment {
+            sealed: SealedSecret::from_bytes(sealed),
+            last_used_step: row.get(at + 9).ok().flatten(),
+        }),
+        created_at: Timestamp(row.get(at + 10)?),
+        otp_failed_attempts: row.get(at + 11)?,
+        otp_locked: row.get(at + 12)?,
+        email: row.get(at + 13)?,
+        phone: row.get(at + 14)?,
+        otp_email: row.get(at + 15)?,
+        otp_sms: row.get(at + 16)?,
+    })
+}
+
+pub(super) const TOKEN_COLUMNS: &str =
+    "t.id, t.user_id, t.secret_hash, t.permissions, t.expires_at, t.revoked_at, t.created_at";
+
+/// A token and its user in one query (on every call: authentication).
+pub(super) const TOKEN_WITH_USER: &str = "SELECT t.id, t.user_id, t.secret_hash, t.permissions, t.expires_at, t.revoked_at, \
+     t.created_at, u.id, u.login_name, u.display_name, u.org_id, u.state, u.password_hash, u.failed_attempts, \
+     u.locked, u.totp_sealed, u.totp_last_step, u.created_at, u.otp_failed_attempts, u.otp_locked, \
+     u.email, u.phone, u.otp_email, u.otp_sms \
+     FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.id = ?1";
+
+pub(super) fn token_from_row(row: &Row<'_>) -> rusqlite::Result<ApiTokenRecord> {
+    let hash: Vec<u8> = row.get(2)?;
+    Ok(ApiTokenRecord {
+        id: row.get(0)?,
+        user_id: row.get(1)?,
+        secret_hash: SecretHash::from_slice(&hash).unwrap_or(SecretHash([0; 32])),
+        permissions: Permissions::from_bits(row.get(3)?),
+        expires_at: opt_ts(row.get(4)?),
+        revoked_at: opt_ts(row.get(5)?),
+        created_at: Timestamp(row.get(6)?),
+    })
+}
+
+pub(super) const SESSION_COLUMNS: &str = "id, resource_owner, creator_id, creation_date, change_date, sequence, token_hash, expiration_date, terminated_at, state";
+/// `SESSION_COLUMNS` of one session, written out once (most calls run it).
+pub(super) const SESSION_BY_ID: &str = "SELECT id, resource_owner, creator_id, creation_date, change_date, sequence, token_hash, \
+     expiration_date, terminated_at, state FROM sessions WHERE id = ?1";
+
+/// A session row, its JSON document not decoded yet (decoding errors are ours, not the driver's).
+pub(super) struct SessionRow {
+    pub(super) session: Session,
+    pub(super) state: String,
+}
+
+pub(super) fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRow> {
+    let hash: Vec<u8> = row.get(6)?;
+    let sequence: i64 = row.get(5)?;
+    Ok(SessionRow {
+        session: Session {
+            id: row.get(0)?,
+            resource_owner: row.get(1)?,
+            creator_id: row.get(2)?,
+            creation_date: Timestamp(row.get(3)?),
+            change_date: Timestamp(row.get(4)?),
+            sequence: u64::try_from(sequence).unwrap_or_default(),
+            token_hash: SecretHash::from_slice(&hash).unwrap_or(SecretHash([0; 32])),
+            factors: Default::default(),
+            metadata: Default::default(),
+            user_agent: Default::default(),
+            expiration_date: opt_ts(row.get(7)?),
+            terminated_at: opt_ts(row.get(8)?),
+            otp_challenges: Default::default(),
+        },
+        state: row.get(9)?,
+    })
+}
+
+impl SessionRow {
+    pub(super) fn decode(self) -> StoreResult<Session> {
+        let mut session = self.session;
+        decode_state_into(&mut session, &self.state)?;
+        Ok(session)
+    }
+}
+
+pub(super) fn read_session(conn: &Connection, id: &str) -> StoreResult<Option<Session>> {
+    conn.prepare_cached(SESSION_BY_ID)
+        .and_then(|mut s| s.query_row([id], session_from_row).optional())
+        .map_err(translate)?
+        .map(SessionRow::decode)
+        .transpose()
+}
+
+pub(super) fn insert_history(conn: &Connection, entry: &HistoryEntry) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO session_history (session_id, sequence, at, actor, changes) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            entry.session_id,
+            i64::try_from(entry.sequence).unwrap_or(i64::MAX),
+            entry.at.0,
+            entry.actor,
+            encode_changes(&entry.changes)
+        ])
+    })
+    .map_err(translate)?;
+    Ok(())
+}
+
+pub(super) fn session_params(session: &Session) -> [Value; 12] {
+    [
+        Value::Text(session.id.clone()),
+        Value::Text(session.resource_owner.clone()),
+        Value::Text(session.creator_id.clone()),
+        session.user_id().map_or(Value::Null, |u| Value::Text(u.to_owned())),
+        session.user_agent.fingerprint_id.clone().map_or(Value::Null, Value::Text),
+        Value::Integer(session.creation_date.0),
+        Value::Integer(session.change_date.0),
+        Value::Integer(i64::try_from(session.sequence).unwrap_or(i64::MAX)),
+        Value::Blob(session.token_hash.0.to_vec()),
+        session.expiration_date.map_or(Value::Null, |t| Value::Integer(t.0)),
+        session.terminated_at.map_or(Value::Null, |t| Value::Integer(t.0)),
+        Value::Text(encode_state(session)),
+    ]
+}
+
+/// `WHERE` clause and parameters for a list filter.
+pub(super) fn filter_sql(filter: &SessionFilter) -> (String, Vec<Value>) {
+    let mut clauses =
+        vec!["terminated_at IS NULL".to_owned(), "(expiration_date IS NULL OR expiration_date > ?)".to_owned()];
+    let mut values = vec![Value::Integer(filter.live_at.0)];
+    if let Some(user) = &filter.visible_to_user {
+        clauses.push("user_id = ?".into());
+        values.push(Value::Text(user.clone()));
+    }
+    for query in &filter.queries {
+        match query {
+            SessionQuery::Ids(ids) => {
+                if ids.is_empty() {
+                    clauses.push("0".into());
+                } else {
+                    clauses.push(format!("id IN ({})", vec!["?"; ids.len()].join(", ")));
+                    values.extend(ids.iter().cloned().map(Value::Text));
+                }
+            }
+            SessionQuery::UserId(id) => {
+                clauses.push("user_id = ?".into());
+                values.push(Value::Text(id.clone()));
+            }
+            SessionQuery::CreationDate(cmp, at) => {
+                clauses.push(format!("creation_date {} ?", comparison(*cmp)));
+                values.push(Value::Integer(at.0));
+            }
+            SessionQuery::ExpirationDate(cmp, at) => {
+                // No expiration date means never expires: later than any given time.
+                let null_matches = matches!(cmp, TimeComparison::Greater | TimeComparison::GreaterOrEquals);
+                let null_clause = if null_matches { "expiration_date IS NULL OR " } else { "" };
+                clauses.push(format!("({null_clause}expiration_date {} ?)", comparison(*cmp)));
+                values.push(Value::Integer(at.0));
+            }
+            SessionQuery::Creator(id) => {
+                clauses.push("creator_id = ?".into());
+                values.push(Value::Text(id.clone()));
+            }
+            SessionQuery::UserAgentFingerprint(id) => {
+                clauses.push("fingerprint_id = ?".into());
+                values.push(Value::Text(id.clone()));
+            }
+        }
+    }
+    (clauses.join(" AND "), values)
+}

@@ -1,0 +1,170 @@
+//! The SQLite store's two threads: the writer that runs every job in group-committed
+//! transactions, and the checkpointer beside it; and opening and migrating the database.
+
+use super::*;
+
+/// Most jobs committed in one transaction.
+pub(super) const MAX_BATCH: usize = 256;
+/// Jobs queued for the writer before callers wait (backpressure).
+pub(super) const WRITE_QUEUE: usize = 4096;
+/// How often the background checkpointer moves the WAL's pages into the database file.
+pub(super) const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// Page cache of the one connection, in KiB: the hot B-tree pages of a large database stay in.
+pub(super) const CACHE_KIB: u32 = 16 * 1024;
+/// WAL frames (pages) past which the WAL should start over from its beginning.
+pub(super) const WAL_RESTART_FRAMES: i64 = 8192;
+/// A checkpoint pass this short leaves only a few frames behind it: the writer may copy those
+/// itself, cheaply, and so let the WAL start over.
+pub(super) const CAUGHT_UP: Duration = Duration::from_millis(3);
+/// WAL frames past which the writer copies what is left even when the passes do not catch up
+/// (writes outrunning the disk): a longer stall, but the WAL stays bounded.
+pub(super) const WAL_HARD_LIMIT_FRAMES: i64 = 4 * WAL_RESTART_FRAMES;
+/// Bytes the WAL file is cut back to after a checkpoint.
+pub(super) const WAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
+
+pub(super) fn closed() -> StoreError {
+    StoreError::Unavailable("the store is closed".into())
+}
+
+/// Busy handler: retry after 100 µs, for up to 5 s.
+pub(super) fn short_naps(attempt: i32) -> bool {
+    std::thread::sleep(Duration::from_micros(100));
+    attempt < 50_000
+}
+
+pub(super) fn open_writer(path: &Path, durability: Durability) -> StoreResult<Connection> {
+    let conn = Connection::open(path).map_err(translate)?;
+    let synchronous = match durability {
+        Durability::Normal => "NORMAL",
+        Durability::Full => "FULL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON; \
+         PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}; \
+         PRAGMA cache_size = -{CACHE_KIB}; PRAGMA secure_delete = FAST;"
+    ))
+    .map_err(translate)?;
+    // SQLite's default busy handler sleeps in steps of up to 25 ms: a writer waiting for the
+    // checkpointer's RESTART would overshoot by that much. Poll in short naps instead.
+    conn.busy_handler(Some(short_naps)).map_err(translate)?;
+    migrate(&conn)?;
+    Ok(conn)
+}
+
+pub(super) fn migrate(conn: &Connection) -> StoreResult<()> {
+    let applied: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(translate)?;
+    if applied > MIGRATIONS.len() {
+        return Err(StoreError::Internal(format!(
+            "the database has schema version {applied}, newer than this sessiond knows ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    for (version, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let version = version + 1;
+        conn.execute_batch(&format!("BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {version}; COMMIT;")).map_err(
+            |e| {
+                let _ = conn.execute_batch("ROLLBACK");
+                StoreError::Internal(format!("migration {version} failed: {e}"))
+            },
+        )?;
+        tracing::info!(version, "applied sqlite migration");
+    }
+    Ok(())
+}
+
+/// Checkpoints run on a thread of their own (the writer's automatic checkpoints are off): a
+/// checkpoint syncs the WAL and the database file, which takes milliseconds per thousand pages
+/// here, and the writer must not stall behind that while calls wait for it.
+///
+/// Only PASSIVE checkpoints run, which never block the writer. The WAL starts over from its
+/// beginning when a write transaction begins with every frame copied; under steady load the
+/// writer appends while each pass copies, so that never happens by itself. Once the WAL is long,
+/// passes therefore run back to back, each with less to copy than the last, until one is short
+/// enough that only a few frames were appended meanwhile. Then `wal_restart` asks the writer to
+/// copy those few itself between two transactions: its next transaction starts the WAL over.
+/// Should writes outrun the disk so that passes never get that short, the writer is asked anyway
+/// past `WAL_HARD_LIMIT_FRAMES`: a longer pause for it, a bounded WAL. (A RESTART checkpoint would do the same by holding the write lock through a copy and two
+/// syncs: the writer waited 50-100 ms behind each one.)
+pub(super) fn checkpoint_loop(path: &Path, stop: &std::sync::mpsc::Receiver<()>, wal_restart: &AtomicBool) {
+    let conn = match Connection::open(path).and_then(|c| c.execute_batch("PRAGMA busy_timeout = 5000;").map(|()| c)) {
+        Ok(conn) => conn,
+        Err(e) => {
+            tracing::error!(error = %e, "the sqlite checkpointer cannot open the database; the WAL will grow");
+            return;
+        }
+    };
+    let mut wait = CHECKPOINT_EVERY;
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(wait) {
+        let started = std::time::Instant::now();
+        // (busy, frames in the WAL, frames copied)
+        let frames = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1));
+        wait = match frames {
+            Ok(frames) if frames > WAL_RESTART_FRAMES => {
+                if started.elapsed() < CAUGHT_UP || frames > WAL_HARD_LIMIT_FRAMES {
+                    wal_restart.store(true, Ordering::Release);
+                    CAUGHT_UP
+                } else {
+                    Duration::ZERO
+                }
+            }
+            Ok(_) => CHECKPOINT_EVERY,
+            Err(e) => {
+                tracing::warn!(error = %e, "sqlite checkpoint failed");
+                CHECKPOINT_EVERY
+            }
+        };
+    }
+}
+
+pub(super) fn writer_loop(conn: Connection, mut jobs: mpsc::Receiver<Job>, path: PathBuf) {
+    let (stop_checkpoints, stop) = std::sync::mpsc::channel::<()>();
+    let wal_restart = Arc::new(AtomicBool::new(false));
+    let checkpointer_restart = Arc::clone(&wal_restart);
+    let checkpointer = std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(move || checkpoint_loop(&path, &stop, &checkpointer_restart));
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = jobs.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            // Nothing ran: every job answers with the reason the transaction could not begin.
+            let error = translate(e);
+            tracing::error!(error = %error, jobs = batch.len(), "sqlite could not begin a transaction");
+            for job in batch.drain(..) {
+                job(Err(error.clone()))(None);
+            }
+            continue;
+        }
+        let finishers: Vec<Finish> = batch.drain(..).map(|job| job(Ok(&conn))).collect();
+        let commit_error = conn.execute_batch("COMMIT").err().map(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            translate(e)
+        });
+        for finish in finishers {
+            finish(commit_error.clone());
+        }
+        if wal_restart.swap(false, Ordering::Acquire) {
+            // The checkpointer is nearly through a long WAL: copy the frames it has not, so
+            // that the next transaction starts the WAL over (see `checkpoint_loop`).
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!(error = %e, "sqlite checkpoint failed");
+            }
+        }
+    }
+    drop(stop_checkpoints);
+    match checkpointer {
+        Ok(thread) => {
+            let _ = thread.join();
+        }
+        Err(e) => tracing::error!(error = %e, "the sqlite checkpointer did not start"),
+    }
+    if let Err((_, e)) = conn.close() {
+        tracing::error!(error = %e, "closing the sqlite database failed");
+    }
+}
