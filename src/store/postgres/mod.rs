@@ -307,22 +307,24 @@ impl Store for PostgresStore {
         let (count, lock) = lockout_columns(counter);
         // One statement. The UPDATE's condition is re-checked on the locked row (READ COMMITTED
         // re-evaluates it after waiting for a concurrent claim), so claims count one by one across
-        // processes; the outer SELECT reports a refusal's count from the statement's snapshot.
+        // processes. A refusal's count is read again by a second statement: the outer SELECT
+        // sees the snapshot from before a concurrent claim it waited for, one short.
+        let current = format!("SELECT {count} FROM users WHERE id = $1");
         let sql = format!(
             "WITH claimed AS (UPDATE users SET {count} = {count} + 1, {lock} = ({count} + 1 >= $2) \
              WHERE id = $1 AND NOT locked AND NOT otp_locked AND {count} < $2 RETURNING {count}) \
              SELECT (SELECT {count} FROM claimed), {count} FROM users WHERE id = $1"
         );
         self.run(move |conn| {
-            let (user_id, sql) = (user_id.clone(), sql.clone());
+            let (user_id, sql, current) = (user_id.clone(), sql.clone(), current.clone());
             Box::pin(async move {
-                let row = sqlx::query(&sql).bind(user_id).bind(max).fetch_optional(conn).await?;
+                let row = sqlx::query(&sql).bind(user_id.clone()).bind(max).fetch_optional(&mut *conn).await?;
                 let Some(row) = row else { return Ok(None) };
-                let claimed: Option<i32> = row.try_get(0)?;
-                Ok(Some(match claimed {
-                    Some(attempt) => Claim::Admitted(attempt),
-                    None => Claim::Refused(row.try_get(1)?),
-                }))
+                if let Some(attempt) = row.try_get::<Option<i32>, _>(0)? {
+                    return Ok(Some(Claim::Admitted(attempt)));
+                }
+                let now: Option<i32> = sqlx::query_scalar(&current).bind(user_id).fetch_optional(&mut *conn).await?;
+                Ok(now.map(Claim::Refused))
             })
         })
         .await
