@@ -4,13 +4,14 @@
 # round by round), cross-check with h2load, and leave every table and JSON file in $OUT.
 #
 #   bench/run.sh                  # everything (first run also bulk-loads 1M sessions, ~2 min)
-#   bench/run.sh matrix sync      # only some: matrix runtime sync million latency h2load logging shapes
+#   bench/run.sh matrix sync      # only some: matrix runtime sync million latency h2load logging shapes overload
 #   BENCH_BASE=/path/to/baseline/target/release bench/run.sh ab   # same-run A/B against a baseline build
 #
 # Knobs (environment): BENCH_DIR (databases, default /tmp/sessiond-bench), BENCH_POOL (sessions
 # each server may delete, default 400000), BENCH_ROUNDS (5), BENCH_ROUND_SECS (2),
 # BENCH_CONCURRENCY (64), BENCH_RUNTIME (current-thread), BENCH_SERVER_CPU (0), BENCH_LOAD_CPU (1),
 # BENCH_PORT (7800: ports PORT .. PORT+54 on 127.0.0.1), BENCH_MILLION (1000000), BENCH_OUT,
+# BENCH_OVERLOAD_SECS (60: each open-loop step of the overload scenario),
 # BENCH_POSTGRES (server URL for the postgres scenario, default the local test server; it creates
 # and drops the database `sessiond_bench` there), BENCH_PG_POOL (sessions to delete there, 150000).
 # Every loop is bounded by rounds x seconds; every server listens on 127.0.0.1 only.
@@ -29,7 +30,7 @@ SERVER_CPU=${BENCH_SERVER_CPU:-0}
 LOAD_CPU=${BENCH_LOAD_CPU:-1}
 MILLION=${BENCH_MILLION:-1000000}
 OUT=${BENCH_OUT:-$ROOT/bench/results/$(date -u +%Y%m%dT%H%M%SZ)}
-SCENARIOS=${*:-matrix postgres runtime sync million latency h2load logging shapes}
+SCENARIOS=${*:-matrix postgres runtime sync million latency h2load logging shapes overload}
 PG_BASE=${BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432/test}
 PG_POOL=${BENCH_PG_POOL:-150000}
 export RUST_BACKTRACE=0 RUST_LOG=${RUST_LOG:-info}
@@ -349,6 +350,45 @@ for scenario in $SCENARIOS; do
             taskset -c "$SERVER_CPU" "$BIN/examples/sqlite_write_shapes" --database "$DIR/shapes.db" --shape $variant
         done | tee "$OUT/shapes.txt"
         rm -f "$DIR/shapes.db" "$DIR/shapes.db-wal" "$DIR/shapes.db-shm"
+        ;;
+    overload)
+        # Open loop past the peak (issue 12): GetSession over gRPC, the closed-loop peak first,
+        # then half of it (the latency baseline), 1.5x and 2x for BENCH_OVERLOAD_SECS each on
+        # 4,096 workers over 16 connections. What is admitted must keep its latency; the rest
+        # must be refused (RESOURCE_EXHAUSTED) for much less CPU than serving costs.
+        OVERLOAD_SECS=${BENCH_OVERLOAD_SECS:-60}
+        copy_db "$SMALL" "$DIR/work.db"
+        start_sessiond $GRPC_PORT "$DIR/work.db" --runtime "$RUNTIME"; S=$LAST_PID
+        log "overload: closed-loop peak"
+        loadgen "overload-peak" --title "GetSession over gRPC: closed-loop peak" \
+            --server "sessiond=127.0.0.1:$GRPC_PORT,pid=$S" --arm "sessiond:grpc:get" --rounds 3
+        PEAK=$(jq '.arms[0].rate | floor' "$OUT/overload-peak.json")
+        for factor in 0.5 1.5 2; do
+            offered=$(awk -v p="$PEAK" -v f="$factor" 'BEGIN { printf "%d", p * f }')
+            log "overload: ${factor}x the peak ($offered calls/s offered) for $OVERLOAD_SECS s"
+            loadgen "overload-$factor" --rate "$offered" --concurrency 4096 --connections 16 --rounds 1 \
+                --round-secs "$OVERLOAD_SECS" --warmup-secs 2 \
+                --title "GetSession over gRPC: open loop at ${factor}x the peak ($offered calls/s)" \
+                --server "sessiond=127.0.0.1:$GRPC_PORT,pid=$S" --arm "sessiond:grpc:get"
+        done
+        {
+            echo "| offered | calls/s offered | served calls/s | served / peak | p99 ms | p99 / half-load p99 | shed | other failures | server CPU us per served call | est. CPU us per shed call | peak RSS MiB |"
+            echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            for factor in 0.5 1.5 2; do
+                jq -r --arg f "$factor" --argjson peak "$PEAK" --argjson secs "$OVERLOAD_SECS" \
+                    --slurpfile half "$OUT/overload-0.5.json" '
+                    .arms[0] as $a | $half[0].arms[0] as $h
+                    | ($a.failures["grpc-status 8"] // 0) as $shed
+                    | (($a.failures | to_entries | map(select(.key != "grpc-status 8") | .value) | add) // 0) as $other
+                    | (($a.cpu_us_per_call // 0) * $a.ok) as $cpu
+                    | (if $shed > 0 then (($cpu - $a.ok * ($h.cpu_us_per_call // 0)) / $shed) else null end) as $per_shed
+                    | "| \($f)x | \(.rate | floor) | \($a.rate | floor) | \(($a.rate / $peak * 100 | round) / 100) | \($a.p99_ms) | \((($a.p99_ms / $h.p99_ms) * 100 | round) / 100) | \($shed) | \($other) | \($a.cpu_us_per_call) | \(if $per_shed == null then "-" else ($per_shed * 10 | round) / 10 end) | \($a.peak_rss_mib) |"' \
+                    "$OUT/overload-$factor.json"
+            done
+            echo
+            echo "peak (closed loop, c=$CONCURRENCY): $PEAK calls/s; shed calls are refused with RESOURCE_EXHAUSTED (grpc-status 8)"
+        } | tee "$OUT/overload.md"
+        cleanup
         ;;
     ab)
         # Same-run A/B: this build ("new") against a baseline build ("base": BENCH_BASE, the

@@ -96,9 +96,15 @@ pub struct ServeArgs {
     /// Allowed CORS origin (repeatable); without any, every origin is allowed.
     #[arg(long = "cors-origin")]
     pub cors_origins: Vec<String>,
-    /// Calls served at once; more are refused with RESOURCE_EXHAUSTED.
-    #[arg(long, default_value_t = 1024)]
-    pub max_in_flight: usize,
+    /// Calls served at once at most; more are refused with RESOURCE_EXHAUSTED. Below it the limit
+    /// adapts to the latency of calls (see --target-latency-ms).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_in_flight: u64,
+    /// Milliseconds a call may take before the in-flight limit takes it for queueing: each slower
+    /// call lowers the limit by a tenth, each faster one raises it by one (never below 32 or the
+    /// maximum, whichever is lower).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub target_latency_ms: u64,
     /// Connections open at once; past it a new connection is closed at once. Default: 10,000, or
     /// fewer when the open-files limit cannot hold them (it is raised to the hard limit first).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]

@@ -24,6 +24,8 @@ pub struct Config {
     pub body_limit: usize,
     /// Calls served at once across all connections; more are shed with RESOURCE_EXHAUSTED.
     pub max_in_flight: usize,
+    /// Latency past which the in-flight limit takes calls for queueing and lowers itself.
+    pub target_latency: Duration,
     /// Allowed CORS origins; empty allows every origin.
     pub cors_origins: Vec<String>,
     /// Failed password checks (since the last success) that lock a user.
@@ -68,6 +70,7 @@ impl Default for Config {
             otp_code_lifetime: crate::domain::otp::DEFAULT_CODE_LIFETIME,
             body_limit: 4 * 1024 * 1024,
             max_in_flight: 1024,
+            target_latency: Duration::from_millis(10),
             cors_origins: Vec::new(),
             max_failed_attempts: 5,
             max_failed_otp_attempts: 5,

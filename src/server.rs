@@ -222,7 +222,11 @@ pub fn build_front_door(
         .add_service(reflection_v1alpha);
     let settings = stack::Settings {
         body_limit: config.body_limit,
-        max_in_flight: config.max_in_flight,
+        admission: transport::limits::Admission {
+            max: config.max_in_flight,
+            floor: ADMISSION_FLOOR,
+            target: config.target_latency,
+        },
         body_read_timeout: config.body_read_timeout,
         cors_origins: config.cors_origins.clone(),
     };
@@ -247,6 +251,10 @@ impl Retention {
 /// History entries removed per store call: a long backlog is removed in steps, each short enough
 /// not to hold the database away from the calls.
 const HISTORY_SWEEP_BATCH: u32 = 2_000;
+
+/// Calls the in-flight limit always admits, however slow they are: enough to keep the store and
+/// the hashing slots busy while the limit has backed off.
+const ADMISSION_FLOOR: usize = 32;
 
 /// Removes the rows of sessions terminated or expired longer than `retention.sessions` ago, and
 /// history entries older than `retention.history`.

@@ -1,9 +1,15 @@
 //! One log line per call, written when its response body is done (sent or dropped): protocol,
 //! HTTP method, path, HTTP status, the gRPC code (from the rendered refusal, the response head or
-//! the trailers) and the latency. Headers are never logged, so tokens cannot leak here.
+//! the trailers) and the latency. Headers are never logged, so tokens cannot leak here. Calls shed
+//! for overload get no line each (writing it would cost more than refusing): one line a second
+//! counts them.
 
 use std::{
     pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     task::{Context, Poll},
     time::Instant,
 };
@@ -14,19 +20,55 @@ use http_body::{Frame, SizeHint};
 use tonic::{Code, Status, body::Body};
 use tower::Layer;
 
-use super::{Inner, Protocol, forward, middleware};
+use super::{Inner, Protocol, forward, limits::Shed, middleware};
 
 pub fn layer() -> impl Layer<Inner, Service = Inner> + Clone {
-    middleware(|request: Request<Body>, inner: Inner| async move {
-        let started = Instant::now();
-        let protocol = Protocol::of(request.headers(), request.uri().path());
-        let method = request.method().clone();
-        let path = request.uri().path().to_owned();
-        let response = forward(inner, request).await;
-        let code = response.extensions().get::<Code>().copied().or_else(|| code_in(response.headers()));
-        let line = Line { started, protocol, method, path, http: response.status().as_u16(), code };
-        response.map(|body| Body::new(Logged { inner: body, line }))
+    let shed = Arc::new(ShedTally::new());
+    middleware(move |request: Request<Body>, inner: Inner| {
+        let shed = Arc::clone(&shed);
+        async move { logged(request, inner, &shed).await }
     })
+}
+
+async fn logged(request: Request<Body>, inner: Inner, shed: &ShedTally) -> http::Response<Body> {
+    let started = Instant::now();
+    let protocol = Protocol::of(request.headers(), request.uri().path());
+    let method = request.method().clone();
+    // A clone of the parsed URI shares its bytes: no copy of the path per call.
+    let uri = request.uri().clone();
+    let response = forward(inner, request).await;
+    if response.extensions().get::<Shed>().is_some() {
+        shed.count();
+        return response;
+    }
+    let code = response.extensions().get::<Code>().copied().or_else(|| code_in(response.headers()));
+    let line = Line { started, protocol, method, uri, http: response.status().as_u16(), code };
+    response.map(|body| Body::new(Logged { inner: body, line }))
+}
+
+/// Calls shed since the last line about them, written at most once a second.
+#[derive(Debug)]
+struct ShedTally {
+    epoch: Instant,
+    unlogged: AtomicU64,
+    /// The second (since `epoch`) of the last line.
+    logged_at: AtomicU64,
+}
+
+impl ShedTally {
+    fn new() -> Self {
+        Self { epoch: Instant::now(), unlogged: AtomicU64::new(0), logged_at: AtomicU64::new(0) }
+    }
+
+    fn count(&self) {
+        self.unlogged.fetch_add(1, Ordering::Relaxed);
+        let now = self.epoch.elapsed().as_secs() + 1;
+        let last = self.logged_at.load(Ordering::Relaxed);
+        if now > last && self.logged_at.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            let shed = self.unlogged.swap(0, Ordering::Relaxed);
+            tracing::warn!(shed, "calls shed for overload (RESOURCE_EXHAUSTED) since the last such line");
+        }
+    }
 }
 
 fn code_in(fields: &HeaderMap) -> Option<Code> {
@@ -38,7 +80,7 @@ struct Line {
     started: Instant,
     protocol: Protocol,
     method: Method,
-    path: String,
+    uri: http::Uri,
     http: u16,
     code: Option<Code>,
 }
@@ -79,7 +121,7 @@ impl Drop for Logged {
         tracing::info!(
             protocol = line.protocol.name(),
             method = %line.method,
-            path = %line.path,
+            path = %line.uri.path(),
             http = line.http,
             code = line.code.map(|c| c as i32),
             latency_us = line.started.elapsed().as_micros() as u64,

@@ -17,9 +17,38 @@ use tower::{Layer, ServiceBuilder, ServiceExt};
 
 use super::{Inner, Protocol, classify::Target, forward, middleware, refuse};
 
-/// The in-flight limit: at most `max` calls across all connections; the next one is refused at
-/// once with RESOURCE_EXHAUSTED in its own protocol, before anything of it is read.
-pub fn shed(max: usize) -> impl Layer<Inner, Service = Inner> + Clone {
+/// How admission adapts: the limit starts at `floor`, grows by one per call answered within
+/// `target` while it is at least half used, and shrinks by a tenth per call that took longer
+/// (AIMD, as TCP does); it never leaves `floor..=max`.
+#[derive(Debug, Clone, Copy)]
+pub struct Admission {
+    /// The most calls admitted at once, whatever the latency (`--max-in-flight`).
+    pub max: usize,
+    /// Calls always admitted at once, however slow they are.
+    pub floor: usize,
+    /// Latency past which a call is taken as a sign of queueing (`--target-latency-ms`).
+    pub target: Duration,
+}
+
+impl Admission {
+    fn algorithm(self) -> tower_acc::Aimd {
+        let max = self.max.max(1);
+        let floor = self.floor.clamp(1, max);
+        tower_acc::Aimd::builder()
+            .min_limit(floor)
+            .initial_limit(floor)
+            .max_limit(max)
+            .backoff_ratio(0.9)
+            .timeout(self.target)
+            .build()
+    }
+}
+
+/// The in-flight limit: an adaptive number of calls across all connections (see `Admission`),
+/// so that what is admitted does not queue behind the store; the next one is refused at once
+/// with RESOURCE_EXHAUSTED in its own protocol, before anything of it is read. A refusal costs a
+/// canned response (and no access-log line of its own, see `access_log`).
+pub fn shed(admission: Admission) -> impl Layer<Inner, Service = Inner> + Clone {
     // Rendered once per protocol: refusing must cost a small fraction of serving.
     let overloaded =
         refuse::status(Code::ResourceExhausted, "SERVER-Overloaded", "the server is overloaded; retry later");
@@ -27,7 +56,10 @@ pub fn shed(max: usize) -> impl Layer<Inner, Service = Inner> + Clone {
         PROTOCOLS.iter().map(|protocol| (*protocol, refuse::Rendered::new(*protocol, &overloaded, None))).collect();
     tower::layer::layer_fn(move |inner: Inner| {
         let canned = Arc::clone(&canned);
-        let limited = ServiceBuilder::new().load_shed().concurrency_limit(max).service(inner);
+        let limited = ServiceBuilder::new()
+            .load_shed()
+            .layer(tower_acc::ConcurrencyLimitLayer::new(admission.algorithm()))
+            .service(inner);
         Inner::new(tower::service_fn(move |request: Request<Body>| {
             let limited = limited.clone();
             let canned = Arc::clone(&canned);
@@ -41,6 +73,7 @@ pub fn shed(max: usize) -> impl Layer<Inner, Service = Inner> + Clone {
                     Err(_overloaded) => {
                         let rendered = canned.iter().find(|(p, _)| *p == protocol).map(|(_, r)| r);
                         let mut response = rendered.expect("every protocol is rendered").response();
+                        response.extensions_mut().insert(Shed);
                         if unread_body {
                             response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
                         }
@@ -51,6 +84,10 @@ pub fn shed(max: usize) -> impl Layer<Inner, Service = Inner> + Clone {
         }))
     })
 }
+
+/// Marks a response as an overload refusal (the access log counts these instead of logging each).
+#[derive(Debug, Clone, Copy)]
+pub struct Shed;
 
 const PROTOCOLS: [Protocol; 6] = [
     Protocol::Grpc,
@@ -279,6 +316,52 @@ mod tests {
         let protocol = h2::Error::from(h2::Reason::PROTOCOL_ERROR);
         assert!(!client_went_away(&protocol));
         assert!(!client_went_away(&std::io::Error::new(std::io::ErrorKind::InvalidData, "bad chunk size")));
+    }
+
+    /// Fires `n` calls at once through `shed` and counts those it admitted.
+    async fn admitted_of(service: &Inner, n: usize) -> usize {
+        let calls = (0..n).map(|_| {
+            let request = Request::builder()
+                .uri("/zitadel.session.v2.SessionService/GetSession")
+                .header(header::CONTENT_TYPE, "application/grpc")
+                .body(Body::empty())
+                .unwrap();
+            forward(service.clone(), request)
+        });
+        let responses = futures_util::future::join_all(calls).await;
+        responses.iter().filter(|r| r.extensions().get::<Shed>().is_none()).count()
+    }
+
+    #[tokio::test]
+    async fn the_in_flight_limit_grows_while_calls_are_fast_and_backs_off_when_they_queue() {
+        let slow = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let inner = {
+            let slow = Arc::clone(&slow);
+            Inner::new(tower::service_fn(move |_request: Request<Body>| {
+                let pause = if slow.load(std::sync::atomic::Ordering::Relaxed) { 250 } else { 1 };
+                async move {
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                    Ok::<_, std::convert::Infallible>(http::Response::new(Body::empty()))
+                }
+            }))
+        };
+        let admission = Admission { max: 64, floor: 4, target: Duration::from_millis(100) };
+        let service = shed(admission).layer(inner);
+
+        // It starts at the floor: of 64 calls at once, 4 are served and the rest shed.
+        assert_eq!(admitted_of(&service, 64).await, 4);
+        // Calls answered within the target raise it, up to the maximum.
+        let mut admitted = 0;
+        for _ in 0..40 {
+            admitted = admitted_of(&service, 64).await;
+        }
+        assert!(admitted >= 48, "the limit grew while calls were fast: {admitted} of 64 admitted");
+        // Calls slower than the target (queueing) bring it back to the floor.
+        slow.store(true, std::sync::atomic::Ordering::Relaxed);
+        for _ in 0..4 {
+            admitted = admitted_of(&service, 64).await;
+        }
+        assert_eq!(admitted, 4, "the limit backed off to its floor once calls queued");
     }
 
     #[test]

@@ -16,8 +16,8 @@ use super::{
 pub struct Settings {
     /// Largest request body accepted, in bytes.
     pub body_limit: usize,
-    /// Calls served at once; beyond it calls are shed with RESOURCE_EXHAUSTED.
-    pub max_in_flight: usize,
+    /// Calls served at once (an adaptive limit); beyond it calls are shed with RESOURCE_EXHAUSTED.
+    pub admission: limits::Admission,
     /// How long a request body may take to arrive (a trickled body must not hold a slot forever).
     pub body_read_timeout: Duration,
     /// Allowed CORS origins; empty allows every origin.
@@ -52,7 +52,7 @@ pub fn front_door(
         .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
         .layer(access_log::layer())
         .layer(cors::layer(&settings.cors_origins)?)
-        .layer(limits::shed(settings.max_in_flight))
+        .layer(limits::shed(settings.admission))
         .layer(classify::layer()?)
         .layer(limits::body_guard(settings.body_limit, settings.body_read_timeout))
         .layer(limits::deadline())
