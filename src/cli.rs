@@ -145,7 +145,7 @@ pub struct ServeArgs {
     pub history_retention_secs: u64,
     /// Accept JWT access tokens of this OpenID Connect issuer beside API tokens (its discovery
     /// document and keys are fetched from it; see README, "Tokens from an OIDC provider").
-    #[arg(long, env = "SESSIOND_OIDC_ISSUER", requires = "oidc_audiences")]
+    #[arg(long, env = "SESSIOND_OIDC_ISSUER")]
     pub oidc_issuer: Option<String>,
     /// An audience a token's `aud` must name (repeatable, or comma-separated in the environment):
     /// required with `--oidc-issuer`.

@@ -79,6 +79,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }),
                 ..Config::default()
             };
+            if let Some(oidc) = &config.oidc {
+                oidc.check()?;
+            }
             let listener = tokio::net::TcpListener::bind(args.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", args.listen))?;

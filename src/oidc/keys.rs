@@ -4,7 +4,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -91,6 +94,8 @@ pub(super) struct KeySet {
     policy: FetchPolicy,
     cache: RwLock<Cache>,
     flight: Arc<Mutex<Flight>>,
+    /// Fetches finished, successful or not: a call that waited for one does not start another.
+    fetches: AtomicU64,
 }
 
 impl KeySet {
@@ -108,6 +113,7 @@ impl KeySet {
             policy,
             cache: RwLock::new(Cache::default()),
             flight: Arc::new(Mutex::new(Flight::default())),
+            fetches: AtomicU64::new(0),
         })
     }
 
@@ -127,10 +133,16 @@ impl KeySet {
             self.refresh_if_due();
             return Some(key);
         }
-        // Waits for a fetch in flight: a burst of unknown kids makes one fetch, not one each.
+        // Waits for a fetch in flight: a burst of unknown kids makes one fetch, not one each, and
+        // a call that waited for one (the start's, say) takes its result rather than trying again.
+        let fetches = self.fetches.load(Ordering::SeqCst);
         let mut flight = self.flight.lock().await;
         if let Some(key) = self.cached(kid) {
             return Some(key);
+        }
+        if self.fetches.load(Ordering::SeqCst) != fetches {
+            tracing::debug!(kid, "unknown signing key; the key set was fetched moments ago");
+            return None;
         }
         if flight.last_on_demand.is_some_and(|at| at.elapsed() < self.policy.min_interval) {
             tracing::debug!(kid, "unknown signing key; the key set was refreshed moments ago");
@@ -171,6 +183,7 @@ impl KeySet {
             Err(_) => Err(format!("no answer within {:?}", self.policy.timeout)),
         };
         let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        self.fetches.fetch_add(1, Ordering::SeqCst);
         match outcome {
             Ok(keys) => {
                 tracing::info!(issuer = %self.issuer, keys = keys.len(), took = ?started.elapsed(), "fetched the issuer's signing keys");

@@ -58,6 +58,26 @@ impl OidcConfig {
             max_key_age: Duration::from_secs(600),
         }
     }
+
+    /// A usable configuration: an http(s) issuer URL, at least one audience, claim names.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let url = url::Url::parse(&self.issuer)
+            .map_err(|e| anyhow::anyhow!("--oidc-issuer `{}` is not a URL: {e}", self.issuer))?;
+        anyhow::ensure!(
+            matches!(url.scheme(), "https" | "http") && url.host().is_some(),
+            "--oidc-issuer `{}` must be an https:// URL",
+            self.issuer
+        );
+        anyhow::ensure!(
+            !self.audiences.is_empty() && self.audiences.iter().all(|a| !a.is_empty()),
+            "--oidc-issuer needs --oidc-audience: the value a token's `aud` must name for sessiond"
+        );
+        anyhow::ensure!(
+            !self.user_claim.is_empty() && !self.permissions_claim.is_empty(),
+            "--oidc-user-claim and --oidc-permissions-claim must name a claim"
+        );
+        Ok(())
+    }
 }
 
 /// What a verified token says: whose it is and what it allows.
@@ -79,24 +99,10 @@ pub struct Verifier {
 impl Verifier {
     /// Checks the configuration; fetches nothing yet (see `start`).
     pub fn new(config: OidcConfig) -> anyhow::Result<Self> {
-        let url = url::Url::parse(&config.issuer)
-            .map_err(|e| anyhow::anyhow!("--oidc-issuer `{}` is not a URL: {e}", config.issuer))?;
-        anyhow::ensure!(
-            matches!(url.scheme(), "https" | "http") && url.host().is_some(),
-            "--oidc-issuer `{}` must be an https:// URL",
-            config.issuer
-        );
-        if url.scheme() == "http" {
+        config.check()?;
+        if config.issuer.starts_with("http://") {
             tracing::warn!(issuer = %config.issuer, "the OIDC issuer is reached over plain http: anyone on the path can substitute its keys");
         }
-        anyhow::ensure!(
-            !config.audiences.is_empty() && config.audiences.iter().all(|a| !a.is_empty()),
-            "--oidc-issuer needs --oidc-audience: the value a token's `aud` must name for sessiond"
-        );
-        anyhow::ensure!(
-            !config.user_claim.is_empty() && !config.permissions_claim.is_empty(),
-            "--oidc-user-claim and --oidc-permissions-claim must name a claim"
-        );
         let policy = FetchPolicy {
             timeout: config.fetch_timeout,
             min_interval: config.min_refresh_interval,
