@@ -120,7 +120,9 @@ async fn the_permissions_claim_decides_what_a_token_may_do() {
     let mut bare = claims(&issuer, &alice, "");
     bare.as_object_mut().unwrap().remove("scope");
     let bare = key.sign(&bare);
-    get(&server, Protocol::Rest, &bobs.id, &bare).await.expect_error(Code::PermissionDenied, "SESSION-PermissionDenied");
+    get(&server, Protocol::Rest, &bobs.id, &bare)
+        .await
+        .expect_error(Code::PermissionDenied, "SESSION-PermissionDenied");
 
     // Other claim names, and permissions as an array.
     let custom = server_trusting(Backend::Sqlite, &issuer, |oidc| {

@@ -158,10 +158,10 @@ impl Verifier {
         let user_id = claims
             .get(&self.config.user_claim)
             .and_then(Value::as_str)
-            .filter(|id| {
-                !id.is_empty() && id.chars().count() <= MAX_USER_ID_CHARS && !id.chars().any(char::is_control)
-            })
-            .ok_or_else(|| invalid(format!("the JWT's `{}` claim must name a sessiond user id", self.config.user_claim)))?
+            .filter(|id| !id.is_empty() && id.chars().count() <= MAX_USER_ID_CHARS && !id.chars().any(char::is_control))
+            .ok_or_else(|| {
+                invalid(format!("the JWT's `{}` claim must name a sessiond user id", self.config.user_claim))
+            })?
             .to_owned();
         let permissions = permissions(claims.get(&self.config.permissions_claim)).ok_or_else(|| {
             invalid(format!(
@@ -218,7 +218,11 @@ fn permissions(claim: Option<&Value>) -> Option<Permissions> {
     match claim {
         None | Some(Value::Null) => Some(Permissions::default()),
         Some(Value::String(s)) => Some(s.split_whitespace().filter_map(known).collect()),
-        Some(Value::Array(items)) => items.iter().map(|v| v.as_str().map(known)).collect::<Option<Vec<_>>>().map(|v| v.into_iter().flatten().collect()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(known))
+            .collect::<Option<Vec<_>>>()
+            .map(|v| v.into_iter().flatten().collect()),
         Some(_) => None,
     }
 }

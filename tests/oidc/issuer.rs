@@ -90,7 +90,10 @@ impl Drop for Issuer {
     }
 }
 
-async fn answer(state: Arc<State>, request: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn answer(
+    state: Arc<State>,
+    request: Request<hyper::body::Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = request.uri().path().to_owned();
     if path == "/jwks" {
         state.jwks_hits.fetch_add(1, Ordering::SeqCst);
@@ -165,7 +168,8 @@ impl SigningKey {
         let key = ed25519_dalek::SigningKey::from_bytes(&random_bytes());
         let der = key.to_pkcs8_der().expect("Ed25519 key as PKCS#8 DER");
         // jsonwebtoken derives public JWKs from PKCS#8 v1 only; ed25519-dalek writes v2.
-        let x = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, key.verifying_key().as_bytes());
+        let x =
+            base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, key.verifying_key().as_bytes());
         let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": x, "alg": "EdDSA"});
         Self::with_jwk(kid, Algorithm::EdDSA, EncodingKey::from_ed_der(der.as_bytes()), jwk)
     }
