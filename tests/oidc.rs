@@ -245,6 +245,42 @@ async fn a_rotated_key_is_fetched_once_and_a_retired_one_stops_working() {
 }
 
 #[tokio::test]
+async fn keys_past_their_age_are_refetched_in_the_background() {
+    let key = SigningKey::p256("ec-1");
+    let issuer = Issuer::start(&[&key]).await;
+    let server = server_trusting(Backend::Sqlite, &issuer, |oidc| oidc.max_key_age = Duration::ZERO).await.unwrap();
+    let alice = server.user("alice").await;
+    let writer = server.actor("writer", &[SessionWrite]).await;
+    let session = server.create(Protocol::Grpc, &alice, &writer.token).await;
+
+    // The issuer withdraws its only key: the cached copy answers the next call at once, and
+    // sends a refetch off in the background, after which the key no longer verifies.
+    let jwt = key.sign(&claims(&issuer, &alice, "session.read"));
+    get(&server, Protocol::Grpc, &session.id, &jwt).await.ok();
+    issuer.publish(&[]);
+    get(&server, Protocol::Grpc, &session.id, &jwt).await.ok();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let outcome = get(&server, Protocol::Rest, &session.id, &jwt).await;
+        if outcome.code == Code::Unauthenticated {
+            refused(&outcome, INVALID, "not one of the issuer's keys");
+            break;
+        }
+        outcome.ok();
+        assert!(Instant::now() < deadline, "the withdrawn key still verifies");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The start's fetch, one or two in the background (the first call may have found the start's
+    // keys cached and already due), and one for the kid that became unknown: a handful, not one
+    // per call.
+    for _ in 0..5 {
+        refused(&get(&server, Protocol::Grpc, &session.id, &jwt).await, INVALID, "not one of the issuer's keys");
+    }
+    let hits = issuer.jwks_hits();
+    assert!((2..=4).contains(&hits), "{hits} fetches");
+}
+
+#[tokio::test]
 async fn a_burst_of_unknown_kids_makes_at_most_one_fetch() {
     let key = SigningKey::ed25519("known");
     let issuer = Issuer::start(&[&key]).await;
@@ -327,13 +363,19 @@ async fn an_issuer_away_at_start_is_asked_again_when_a_token_needs_a_key() {
     let issuer = Issuer::start(&[&key]).await;
     issuer.set_mode(Mode::Unavailable);
     let server = server_trusting(Backend::Sqlite, &issuer, |_| {}).await.unwrap();
+    // The start's fetch was refused (503), and the server serves all the same.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while issuer.discovery_hits() == 0 {
+        assert!(Instant::now() < deadline, "sessiond never asked the issuer");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let alice = server.user("alice").await;
     let writer = server.actor("writer", &[SessionWrite]).await;
     let session = server.create(Protocol::Rest, &alice, &writer.token).await;
 
     issuer.set_mode(Mode::Up);
     get(&server, Protocol::Rest, &session.id, &key.sign(&claims(&issuer, &alice, "session.read"))).await.ok();
-    assert_eq!(issuer.jwks_hits(), 1);
+    assert_eq!((issuer.discovery_hits(), issuer.jwks_hits()), (2, 1), "asked again when a token needed a key");
 }
 
 #[test]

@@ -162,9 +162,14 @@ impl KeySet {
     /// withdrew stops working); one caller starts it, the others see the pushed-back due time.
     fn refresh_if_due(self: &Arc<Self>) {
         let now = Instant::now();
+        let due = |cache: &Cache| cache.refresh_due.is_some_and(|due| due <= now);
+        // The common case (not due) takes the read lock only.
+        if !due(&self.cache.read().unwrap_or_else(|e| e.into_inner())) {
+            return;
+        }
         {
             let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
-            if cache.refresh_due.is_none_or(|due| due > now) {
+            if !due(&cache) {
                 return;
             }
             cache.refresh_due = Some(now + self.policy.min_interval);

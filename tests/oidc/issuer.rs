@@ -34,6 +34,7 @@ struct State {
     published: Mutex<Vec<Value>>,
     mode: Mutex<Mode>,
     jwks_hits: AtomicUsize,
+    discovery_hits: AtomicUsize,
 }
 
 /// The issuer, serving until dropped.
@@ -54,6 +55,7 @@ impl Issuer {
             published: Mutex::new(keys.iter().map(|k| k.jwk.clone()).collect()),
             mode: Mutex::new(Mode::Up),
             jwks_hits: AtomicUsize::new(0),
+            discovery_hits: AtomicUsize::new(0),
         });
         let serving = Arc::clone(&state);
         let task = tokio::spawn(async move {
@@ -78,6 +80,11 @@ impl Issuer {
         *self.state.mode.lock().unwrap() = mode;
     }
 
+    /// How many times the discovery document was asked for.
+    pub(crate) fn discovery_hits(&self) -> usize {
+        self.state.discovery_hits.load(Ordering::SeqCst)
+    }
+
     /// How many times the JWKS was asked for.
     pub(crate) fn jwks_hits(&self) -> usize {
         self.state.jwks_hits.load(Ordering::SeqCst)
@@ -95,9 +102,11 @@ async fn answer(
     request: Request<hyper::body::Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = request.uri().path().to_owned();
-    if path == "/jwks" {
-        state.jwks_hits.fetch_add(1, Ordering::SeqCst);
-    }
+    match path.as_str() {
+        "/jwks" => state.jwks_hits.fetch_add(1, Ordering::SeqCst),
+        "/.well-known/openid-configuration" => state.discovery_hits.fetch_add(1, Ordering::SeqCst),
+        _ => 0,
+    };
     let mode = *state.mode.lock().unwrap();
     match mode {
         Mode::Up => {}
