@@ -223,6 +223,22 @@ async fn tokens_that_do_not_verify_are_unauthenticated() {
 }
 
 #[tokio::test]
+async fn keys_behind_a_discovery_document_of_another_issuer_are_never_trusted() {
+    let key = SigningKey::rsa("rsa-1");
+    let issuer = Issuer::start(&[&key]).await;
+    issuer.claim_issuer("https://idp.example");
+    let server = server_trusting(Backend::Sqlite, &issuer, |_| {}).await.unwrap();
+    let alice = server.user("alice").await;
+    let writer = server.actor("writer", &[SessionWrite]).await;
+    let session = server.create(Protocol::Grpc, &alice, &writer.token).await;
+    let jwt = key.sign(&claims(&issuer, &alice, "session.read"));
+    for protocol in [Protocol::Grpc, Protocol::Rest] {
+        refused(&get(&server, protocol, &session.id, &jwt).await, INVALID, "not one of the issuer's keys");
+    }
+    assert_eq!(issuer.jwks_hits(), 0, "the JWKS it names was never fetched");
+}
+
+#[tokio::test]
 async fn a_rotated_key_is_fetched_once_and_a_retired_one_stops_working() {
     let (old, new) = (SigningKey::rsa("2026-11"), SigningKey::ed25519("2026-12"));
     let issuer = Issuer::start(&[&old]).await;

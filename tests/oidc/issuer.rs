@@ -30,6 +30,8 @@ pub(crate) enum Mode {
 #[derive(Debug)]
 struct State {
     url: String,
+    /// The `issuer` the discovery document names (normally `url`).
+    claimed_issuer: Mutex<String>,
     /// The JWKs published (public halves).
     published: Mutex<Vec<Value>>,
     mode: Mutex<Mode>,
@@ -52,6 +54,7 @@ impl Issuer {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let state = Arc::new(State {
             url: url.clone(),
+            claimed_issuer: Mutex::new(url.clone()),
             published: Mutex::new(keys.iter().map(|k| k.jwk.clone()).collect()),
             mode: Mutex::new(Mode::Up),
             jwks_hits: AtomicUsize::new(0),
@@ -74,6 +77,11 @@ impl Issuer {
     /// Publishes exactly `keys` from now on (a rotation).
     pub(crate) fn publish(&self, keys: &[&SigningKey]) {
         *self.state.published.lock().unwrap() = keys.iter().map(|k| k.jwk.clone()).collect();
+    }
+
+    /// Makes the discovery document name another issuer (a document that is not this issuer's).
+    pub(crate) fn claim_issuer(&self, issuer: &str) {
+        *self.state.claimed_issuer.lock().unwrap() = issuer.to_owned();
     }
 
     pub(crate) fn set_mode(&self, mode: Mode) {
@@ -117,7 +125,7 @@ async fn answer(
         "/.well-known/openid-configuration" => json_response(
             200,
             json!({
-                "issuer": state.url,
+                "issuer": *state.claimed_issuer.lock().unwrap(),
                 "jwks_uri": format!("{}/jwks", state.url),
                 "id_token_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
             }),
