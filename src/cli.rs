@@ -149,6 +149,28 @@ pub struct ServeArgs {
     /// Seconds session history entries are kept before the sweeper removes them (default 90 days).
     #[arg(long, default_value_t = 90 * 86_400)]
     pub history_retention_secs: u64,
+    /// Accept JWT access tokens of this OpenID Connect issuer beside API tokens (its discovery
+    /// document and keys are fetched from it; see README, "Tokens from an OIDC provider").
+    #[arg(long, env = "SESSIOND_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    /// An audience a token's `aud` must name (repeatable, or comma-separated in the environment):
+    /// required with `--oidc-issuer`.
+    #[arg(long = "oidc-audience", env = "SESSIOND_OIDC_AUDIENCE", value_delimiter = ',')]
+    pub oidc_audiences: Vec<String>,
+    /// The claim naming the sessiond user id.
+    #[arg(long, env = "SESSIOND_OIDC_USER_CLAIM", default_value = crate::oidc::OidcConfig::DEFAULT_USER_CLAIM)]
+    pub oidc_user_claim: String,
+    /// The claim carrying permissions (`session.read` ...): a space-separated string or an array.
+    #[arg(long, env = "SESSIOND_OIDC_PERMISSIONS_CLAIM", default_value = crate::oidc::OidcConfig::DEFAULT_PERMISSIONS_CLAIM)]
+    pub oidc_permissions_claim: String,
+    /// Seconds of clock skew allowed on a token's `exp` and `nbf`.
+    #[arg(
+        long,
+        env = "SESSIOND_OIDC_LEEWAY_SECS",
+        default_value_t = crate::oidc::OidcConfig::DEFAULT_LEEWAY.as_secs(),
+        value_parser = clap::value_parser!(u64).range(0..=600)
+    )]
+    pub oidc_leeway_secs: u64,
     /// Async runtime: `multi-thread` (work-stealing workers) or `current-thread` (every connection
     /// on one thread: the cheaper choice when the process is pinned to one core).
     #[arg(long, value_enum, default_value_t = RuntimeFlavor::MultiThread)]

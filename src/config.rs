@@ -2,7 +2,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use crate::{domain::limits::Limits, store::Durability};
+use crate::{domain::limits::Limits, oidc::OidcConfig, store::Durability};
 
 /// Server settings. `Default` gives the documented defaults.
 #[derive(Debug, Clone)]
@@ -57,6 +57,8 @@ pub struct Config {
     pub max_connections: usize,
     /// The bounds on requests an operator may change (the longest lifetime, metadata per session).
     pub limits: Limits,
+    /// JWT access tokens of this OIDC provider are accepted beside API tokens (`--oidc-issuer`).
+    pub oidc: Option<OidcConfig>,
 }
 
 impl Default for Config {
@@ -86,6 +88,7 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(120),
             max_connections: 10_000,
             limits: Limits::default(),
+            oidc: None,
         }
     }
 }

@@ -12,6 +12,8 @@
 //! - [`domain`]: sessions, users, tokens and the authorization decisions; no I/O of its own. It
 //!   owns the store's port (`domain::port`: the trait over its plain records).
 //! - [`store`]: the port's SQLite (default) and PostgreSQL backends; depends on the domain only.
+//! - [`oidc`]: JWT access tokens of an OpenID Connect provider: its keys fetched and cached,
+//!   tokens verified into a user id and permissions (`service::auth` asks it).
 //! - [`server`]: the composition root, `run(listener, config, shutdown)`.
 //! - [`connections`]: how long a connection may stay open (first request, idle), per connection.
 //! - [`keyfile`]: the secrets key file: found, created beside a SQLite database, checked against it.
@@ -27,6 +29,7 @@ pub mod domain;
 pub mod keyfile;
 pub mod limits;
 pub mod notify;
+pub mod oidc;
 pub mod proto;
 pub mod server;
 pub mod service;

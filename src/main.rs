@@ -17,7 +17,9 @@ use sessiond::{
         password::PasswordHasher,
         user::{NewUser, UserState, Users, parse_permissions},
     },
-    keyfile, limits, server, store, telemetry,
+    keyfile, limits,
+    oidc::OidcConfig,
+    server, store, telemetry,
 };
 
 fn main() -> anyhow::Result<()> {
@@ -70,8 +72,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     max_lifetime: Duration::from_secs(args.max_lifetime_secs),
                     max_metadata_bytes: args.max_metadata_bytes,
                 },
+                oidc: args.oidc_issuer.map(|issuer| OidcConfig {
+                    user_claim: args.oidc_user_claim,
+                    permissions_claim: args.oidc_permissions_claim,
+                    leeway: Duration::from_secs(args.oidc_leeway_secs),
+                    ..OidcConfig::new(issuer, args.oidc_audiences)
+                }),
                 ..Config::default()
             };
+            if let Some(oidc) = &config.oidc {
+                oidc.check()?;
+            }
             let listener = tokio::net::TcpListener::bind(args.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -216,7 +216,8 @@ pub fn build_front_door(
         .send_compressed(CompressionEncoding::Gzip)
         // The body guard holds requests to the configured limit; the message may not pass it.
         .max_decoding_message_size(config.body_limit);
-    let routes = tonic::service::Routes::new(Authenticated::new(sessions, users))
+    let oidc = oidc_verifier(config)?;
+    let routes = tonic::service::Routes::new(Authenticated::new(sessions, users).with_oidc(oidc))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
@@ -231,6 +232,16 @@ pub fn build_front_door(
         cors_origins: config.cors_origins.clone(),
     };
     stack::front_door(routes, &settings)
+}
+
+/// With `--oidc-issuer`, the verifier of the issuer's JWTs, its keys being fetched (an issuer
+/// that is away is logged, and retried when a token needs a key).
+fn oidc_verifier(config: &Config) -> anyhow::Result<Option<Arc<crate::oidc::Verifier>>> {
+    let Some(oidc) = &config.oidc else { return Ok(None) };
+    let verifier = Arc::new(crate::oidc::Verifier::new(oidc.clone())?);
+    verifier.start();
+    tracing::info!(issuer = %oidc.issuer, audiences = ?oidc.audiences, "accepting the OIDC issuer's JWT access tokens");
+    Ok(Some(verifier))
 }
 
 /// How long what the sweeper removes is kept.

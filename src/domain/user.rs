@@ -188,6 +188,22 @@ impl Users {
         Ok(Caller { user_id: user.id, org_id: user.org_id, token_id: record.id, permissions: record.permissions })
     }
 
+    /// The caller for a user an outside issuer vouched for (a verified OIDC access token): the
+    /// user must exist and be active, as for API tokens; the permissions are the token's.
+    pub async fn authenticate_vouched(
+        &self,
+        user_id: &str,
+        permissions: Permissions,
+        token_id: String,
+    ) -> Result<Caller> {
+        match self.store.user_by_id(user_id).await? {
+            Some(user) if user.state == UserState::Active => {
+                Ok(Caller { user_id: user.id, org_id: user.org_id, token_id, permissions })
+            }
+            _ => Err(Error::unauthenticated("AUTH-UnknownUser", "the token's user is not an active sessiond user")),
+        }
+    }
+
     pub async fn add_user(&self, new: NewUser) -> Result<User> {
         for (method, value) in [(OtpMethod::Email, &new.email), (OtpMethod::Sms, &new.phone)] {
             value.as_deref().map_or(Ok(()), |v| check_contact(method, v))?;

@@ -1,9 +1,11 @@
 //! Authentication, the service's half: the bearer credential the transport put into the
-//! request's extensions is looked up (the token, its expiry, its user) before tonic decodes the
-//! request, and the caller it names takes its place. A call without one is UNAUTHENTICATED.
+//! request's extensions is looked up (the token, its expiry, its user), or verified as a JWT of
+//! the configured OIDC issuer, before tonic decodes the request, and the caller it names takes its
+//! place. A call without one is UNAUTHENTICATED.
 
 use std::{
     convert::Infallible,
+    sync::Arc,
     task::{Context, Poll},
 };
 
@@ -12,7 +14,10 @@ use http::{Request, Response};
 use tonic::{Status, body::Body, server::NamedService};
 use tower::{Service, ServiceExt};
 
-use crate::domain::user::Users;
+use crate::{
+    domain::{Caller, Result, user::Users},
+    oidc::{self, Verifier},
+};
 
 /// A bearer token as presented, which the transport parses out of `authorization`. It never
 /// appears in `Debug` output or logs.
@@ -40,11 +45,29 @@ impl std::fmt::Debug for Bearer {
 pub struct Authenticated<S> {
     inner: S,
     users: Users,
+    /// With `--oidc-issuer`: bearer values of JWT shape are verified as the issuer's tokens.
+    oidc: Option<Arc<Verifier>>,
 }
 
 impl<S> Authenticated<S> {
     pub fn new(inner: S, users: Users) -> Self {
-        Self { inner, users }
+        Self { inner, users, oidc: None }
+    }
+
+    /// Accepting the OIDC issuer's JWTs beside sessiond's own tokens.
+    pub fn with_oidc(self, verifier: Option<Arc<Verifier>>) -> Self {
+        Self { oidc: verifier, ..self }
+    }
+}
+
+/// The caller a bearer value names: a JWT of the configured issuer, or one of sessiond's tokens.
+async fn caller(users: &Users, oidc: Option<&Verifier>, bearer: &Bearer) -> Result<Caller> {
+    match oidc {
+        Some(verifier) if oidc::looks_like_jwt(bearer.expose()) => {
+            let verified = verifier.verify(bearer.expose()).await?;
+            users.authenticate_vouched(&verified.user_id, verified.permissions, format!("jwt:{}", verified.kid)).await
+        }
+        _ => users.authenticate(bearer.expose()).await,
     }
 }
 
@@ -67,7 +90,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
-        let (inner, users) = (self.inner.clone(), self.users.clone());
+        let (inner, users, oidc) = (self.inner.clone(), self.users.clone(), self.oidc.clone());
         Box::pin(async move {
             let Some(bearer) = request.extensions_mut().remove::<Bearer>() else {
                 let status: Status = crate::domain::Error::unauthenticated(
@@ -77,7 +100,7 @@ where
                 .into();
                 return Ok(status.into_http());
             };
-            match users.authenticate(bearer.expose()).await {
+            match caller(&users, oidc.as_deref(), &bearer).await {
                 Ok(caller) => {
                     request.extensions_mut().insert(caller);
                     inner.oneshot(request).await
