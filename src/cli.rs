@@ -101,7 +101,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_in_flight: u64,
     /// Milliseconds a call may take before the in-flight limit takes it for queueing: each slower
-    /// call lowers the limit by a tenth, each faster one raises it by one (never below 32 or the
+    /// call lowers the limit by a tenth, each faster one raises it by one (never below 256 or the
     /// maximum, whichever is lower).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub target_latency_ms: u64,

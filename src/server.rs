@@ -263,9 +263,10 @@ impl Retention {
 /// not to hold the database away from the calls.
 const HISTORY_SWEEP_BATCH: u32 = 2_000;
 
-/// Calls the in-flight limit always admits, however slow they are: enough to keep the store and
-/// the hashing slots busy while the limit has backed off.
-const ADMISSION_FLOOR: usize = 32;
+/// Calls the in-flight limit always admits, however slow they are: enough for every client's
+/// burst of ordinary size (and the hashing slots' queue) while the limit has backed off, and at
+/// the rate one core serves reads, about 10 ms of queue.
+const ADMISSION_FLOOR: usize = 256;
 
 /// Removes the rows of sessions terminated or expired longer than `retention.sessions` ago, and
 /// history entries older than `retention.history`.

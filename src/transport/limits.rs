@@ -17,9 +17,9 @@ use tower::{Layer, ServiceBuilder, ServiceExt};
 
 use super::{Inner, Protocol, classify::Target, forward, middleware, refuse};
 
-/// How admission adapts: the limit starts at `floor`, grows by one per call answered within
-/// `target` while it is at least half used, and shrinks by a tenth per call that took longer
-/// (AIMD, as TCP does); it never leaves `floor..=max`.
+/// How admission adapts: the limit starts open at `max`, shrinks by a tenth per call that took
+/// longer than `target` (queueing), and grows by one per call answered within it while it is at
+/// least half used (AIMD, as TCP does); it never leaves `floor..=max`.
 #[derive(Debug, Clone, Copy)]
 pub struct Admission {
     /// The most calls admitted at once, whatever the latency (`--max-in-flight`).
@@ -36,7 +36,7 @@ impl Admission {
         let floor = self.floor.clamp(1, max);
         tower_acc::Aimd::builder()
             .min_limit(floor)
-            .initial_limit(floor)
+            .initial_limit(max)
             .max_limit(max)
             .backoff_ratio(0.9)
             .timeout(self.target)
@@ -334,7 +334,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_in_flight_limit_grows_while_calls_are_fast_and_backs_off_when_they_queue() {
-        let slow = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let slow = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let inner = {
             let slow = Arc::clone(&slow);
             Inner::new(tower::service_fn(move |_request: Request<Body>| {
@@ -348,20 +348,18 @@ mod tests {
         let admission = Admission { max: 64, floor: 4, target: Duration::from_millis(100) };
         let service = shed(admission).layer(inner);
 
-        // It starts at the floor: of 64 calls at once, 4 are served and the rest shed.
-        assert_eq!(admitted_of(&service, 64).await, 4);
-        // Calls answered within the target raise it, up to the maximum.
+        // It starts open: a first burst is served whole.
+        assert_eq!(admitted_of(&service, 64).await, 64);
+        // Those calls were slower than the target (queueing): the limit backed off to its floor,
+        // and of the next 64 calls at once 4 are served and the rest shed.
+        assert_eq!(admitted_of(&service, 64).await, 4, "the limit backed off once calls queued");
+        // Calls answered within the target raise it again, up to the maximum.
+        slow.store(false, std::sync::atomic::Ordering::Relaxed);
         let mut admitted = 0;
         for _ in 0..40 {
             admitted = admitted_of(&service, 64).await;
         }
         assert!(admitted >= 48, "the limit grew while calls were fast: {admitted} of 64 admitted");
-        // Calls slower than the target (queueing) bring it back to the floor.
-        slow.store(true, std::sync::atomic::Ordering::Relaxed);
-        for _ in 0..4 {
-            admitted = admitted_of(&service, 64).await;
-        }
-        assert_eq!(admitted, 4, "the limit backed off to its floor once calls queued");
     }
 
     #[test]
