@@ -12,6 +12,7 @@ pub mod grpc;
 pub mod grpc_web;
 pub mod json;
 pub mod limits;
+pub mod openapi;
 pub mod refuse;
 pub mod routes;
 pub mod stack;

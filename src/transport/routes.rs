@@ -107,6 +107,11 @@ impl Routes {
         Ok(Self { routes, verbs })
     }
 
+    /// Every route, in the descriptors' order (the OpenAPI document lists them).
+    pub fn iter(&self) -> impl Iterator<Item = &Route> {
+        self.routes.iter().map(|r| r.as_ref())
+    }
+
     /// The route for `method` and `path` (the raw path, without query).
     pub fn find(&self, method: &Method, path: &str) -> Result<Matched, RouteError> {
         let Some(rest) = path.strip_prefix('/') else {
@@ -265,6 +270,41 @@ impl Route {
     /// Field paths bound by path variables.
     pub fn path_fields(&self) -> impl Iterator<Item = &str> {
         self.variables.iter().map(|v| v.field_path.as_str())
+    }
+
+    /// The template as OpenAPI writes a path, and its placeholders in order, each with the field
+    /// path it binds (`None` for a bare `*` or `**`, whose value the server ignores). A variable
+    /// spanning several segments becomes one placeholder: OpenAPI has no multi-segment form.
+    pub fn openapi_path(&self) -> (String, Vec<(String, Option<&str>)>) {
+        let mut path = String::new();
+        let mut placeholders = Vec::new();
+        let mut at = 0;
+        while at < self.segments.len() {
+            path.push('/');
+            if let Some(var) = self.variables.iter().find(|v| v.start == at) {
+                path.push_str(&format!("{{{}}}", var.field_path));
+                placeholders.push((var.field_path.clone(), Some(var.field_path.as_str())));
+                at += var.len.max(1);
+                continue;
+            }
+            match &self.segments[at] {
+                Segment::Literal(l) => path.push_str(l),
+                Segment::One | Segment::Many => {
+                    let name = format!("segment{at}");
+                    path.push_str(&format!("{{{name}}}"));
+                    placeholders.push((name, None));
+                }
+            }
+            at += 1;
+        }
+        if path.is_empty() {
+            path.push('/');
+        }
+        if let Some(verb) = &self.verb {
+            path.push(':');
+            path.push_str(verb);
+        }
+        (path, placeholders)
     }
 }
 
