@@ -1,7 +1,9 @@
 //! The `.proto` files' leading comments (kept in the descriptor set's source info), as the
 //! descriptions of the document's operations, schemas and properties.
 
-use prost_reflect::{EnumDescriptor, FieldDescriptor, FileDescriptor, MessageDescriptor, MethodDescriptor, ServiceDescriptor};
+use prost_reflect::{
+    EnumDescriptor, FieldDescriptor, FileDescriptor, MessageDescriptor, MethodDescriptor, ServiceDescriptor,
+};
 
 /// The leading comment of the element at `path` in `file`, trimmed, when there is one.
 fn leading(file: FileDescriptor, path: &[i32]) -> Option<String> {

@@ -73,7 +73,8 @@ pub fn document(pool: &DescriptorPool, routes: &Routes) -> anyhow::Result<Json> 
         let item = paths.entry(path).or_insert_with(|| json!({}));
         item[route.http_method.as_str().to_ascii_lowercase()] = operation;
     }
-    let status = pool.get_message_by_name(STATUS).ok_or_else(|| anyhow::anyhow!("{STATUS} is not in the descriptors"))?;
+    let status =
+        pool.get_message_by_name(STATUS).ok_or_else(|| anyhow::anyhow!("{STATUS} is not in the descriptors"))?;
     schemas.message(&status);
     let mut components = schemas.finish();
     // Every error answer carries both, whatever its code (a message may be empty, never absent).
@@ -81,7 +82,8 @@ pub fn document(pool: &DescriptorPool, routes: &Routes) -> anyhow::Result<Json> 
     components[STATUS]["description"] = json!(
         "Every error answer. `code` is the gRPC status code, `message` says what was wrong, and \
          `details` holds a `zitadel.v1.ErrorDetail` (`{\"@type\": \"type.googleapis.com/zitadel.v1.ErrorDetail\", \
-         \"id\": \"...\", \"message\": \"...\"}`) whose `id` names the error."
+         \"id\": \"...\", \"message\": \"...\"}`) whose `id` names the error, or a \
+         `zitadel.v1.CredentialsCheckError` after a failed check."
     );
     let tags: Vec<Json> = services
         .iter()
@@ -132,6 +134,11 @@ fn error_responses() -> Json {
     json!({
         "Error": {
             "description": "A `google.rpc.Status`; the HTTP status follows the gRPC code.",
+            "content": status
+        },
+        "Unimplemented": {
+            "description": "The request names a feature this server does not implement, such as a check or \
+                            challenge it has not built (gRPC code 12, `CHECK-Unimplemented`, `CHALLENGE-Unimplemented`).",
             "content": status
         },
         "Unauthenticated": {

@@ -72,9 +72,11 @@ pub(super) fn of(route: &Route, binding: usize, schemas: &mut Schemas) -> anyhow
         // An empty body is the empty message (or no value for a body field).
         operation["requestBody"] = json!({
             "required": false,
-            "description": "Path parameters win over the same fields given here.",
             "content": { "application/json": { "schema": schema } }
         });
+        if route.path_fields().next().is_some() {
+            operation["requestBody"]["description"] = json!("Path parameters win over the same fields given here.");
+        }
     }
     let success = json!({
         "description": format!("{} answered.", method.name()),
@@ -87,6 +89,7 @@ pub(super) fn of(route: &Route, binding: usize, schemas: &mut Schemas) -> anyhow
         "403": { "$ref": "#/components/responses/Error" },
         "404": { "$ref": "#/components/responses/Error" },
         "4XX": { "$ref": "#/components/responses/Error" },
+        "501": { "$ref": "#/components/responses/Unimplemented" },
         "5XX": { "$ref": "#/components/responses/Error" }
     });
     Ok((path, operation))
