@@ -141,6 +141,10 @@ async fn schemas_speak_proto3_json() {
     assert_eq!(metadata["additionalProperties"]["format"], "byte");
     assert!(schemas["zitadel.session.v2.Checks"]["properties"]["webAuthN"]["$ref"].is_string());
     assert_eq!(schemas["zitadel.session.v2.Checks"]["additionalProperties"], false, "unknown fields are refused");
+    // Two members of one oneof are refused by the server, so the schema refuses them too.
+    let check_user = component_validator(&document, "zitadel.session.v2.CheckUser");
+    assert!(check_user.is_valid(&json!({ "loginName": "alice" })));
+    assert!(!check_user.is_valid(&json!({ "loginName": "alice", "userId": "1" })));
 }
 
 fn regex_matches(pattern: &Value, text: &str) -> bool {
@@ -183,6 +187,9 @@ async fn errors_and_security_are_described_and_answers_conform() {
     assert_conforms(&document, "zitadel.session.v2.GetSessionResponse", &got);
     let missing = client.get(server.url("/v2/sessions/nope")).bearer_auth(&actor.token).send().await.unwrap();
     assert_eq!(missing.status(), 404);
+    // The handler's errors are JSON as the document says (they once kept the inner gRPC call's
+    // `application/grpc`, which schemathesis caught).
+    assert_eq!(missing.headers()["content-type"], "application/json");
     assert_conforms(&document, "google.rpc.Status", &missing.json().await.unwrap());
     let anonymous = client.get(server.url(&format!("/v2/sessions/{id}"))).send().await.unwrap();
     assert_eq!(anonymous.status(), 401);

@@ -1,6 +1,7 @@
 //! schemathesis (PyPI) against a live server, driven by the server's own `/openapi.json`:
 //! generated requests on every REST operation (and, through the links it infers, on the sessions
-//! they create), bounded in examples; no answer may be a server error or break its schema.
+//! they create), bounded in examples; no answer may be a server error or break its schema or
+//! its content type.
 //!
 //! The tool is the binary `SESSIOND_TEST_SCHEMATHESIS` names (`.ci/run` installs it and sets
 //! it: then the test cannot skip), else `schemathesis` on the `PATH`; with neither it skips.
@@ -56,7 +57,7 @@ async fn generated_requests_get_no_server_error_and_answers_match_the_document()
         .arg("run")
         .arg(server.url("/openapi.json"))
         .args(["--header", &format!("Authorization: Bearer {}", actor.token)])
-        .args(["--checks", "not_a_server_error,response_schema_conformance"])
+        .args(["--checks", "not_a_server_error,response_schema_conformance,content_type_conformance"])
         .args(["--max-examples", MAX_EXAMPLES])
         .args(["--generation-database", "none", "--no-color"])
         // Its report and caches stay out of the repository.

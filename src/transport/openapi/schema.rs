@@ -78,9 +78,18 @@ impl Schemas {
         }
         let mut schema = json!({ "type": "object", "properties": properties, "additionalProperties": false });
         let mut notes: Vec<String> = comments::of_message(message).into_iter().collect();
+        // The parser refuses two members of one oneof: no two may be present together.
+        let mut pairs = Vec::new();
         for oneof in message.oneofs().filter(|o| !o.is_synthetic()) {
-            let members: Vec<String> = oneof.fields().map(|f| format!("`{}`", f.json_name())).collect();
-            notes.push(format!("At most one of {} (oneof `{}`).", members.join(", "), oneof.name()));
+            let members: Vec<String> = oneof.fields().map(|f| f.json_name().to_owned()).collect();
+            for (i, a) in members.iter().enumerate() {
+                pairs.extend(members[i + 1..].iter().map(|b| json!({ "required": [a, b] })));
+            }
+            let listed: Vec<String> = members.iter().map(|m| format!("`{m}`")).collect();
+            notes.push(format!("At most one of {} (oneof `{}`).", listed.join(", "), oneof.name()));
+        }
+        if !pairs.is_empty() {
+            schema["not"] = json!({ "anyOf": pairs });
         }
         let renamed: Vec<String> = message
             .fields()
