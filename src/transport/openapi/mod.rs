@@ -4,6 +4,8 @@
 mod comments;
 mod operation;
 mod schema;
+#[cfg(test)]
+mod tests;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode, header};

@@ -17,23 +17,35 @@ pub(super) fn of(route: &Route, binding: usize, schemas: &mut Schemas) -> anyhow
     let input = method.input();
     let (path, placeholders) = route.openapi_path();
     let mut parameters = Vec::new();
-    for (name, field_path) in placeholders {
-        let mut schema = match field_path {
-            Some(field_path) => {
-                let field = field_at(&input, field_path).ok_or_else(|| {
-                    anyhow::anyhow!("{}: the path variable `{field_path}` names no field", method.full_name())
-                })?;
-                schemas.kind(&field.kind())
-            }
-            None => json!({ "type": "string" }),
+    for placeholder in placeholders {
+        let field = match placeholder.field_path {
+            Some(field_path) => Some(field_at(&input, field_path).ok_or_else(|| {
+                anyhow::anyhow!("{}: the path variable `{field_path}` names no field", method.full_name())
+            })?),
+            None => None,
+        };
+        let mut schema = match (&field, &placeholder.pattern) {
+            (Some(field), None) => schemas.kind(&field.kind()),
+            _ => json!({ "type": "string" }),
         };
         if schema["type"] == "string" {
             // A path segment is never empty.
             schema["minLength"] = json!(1);
         }
-        let mut parameter = json!({ "name": name, "in": "path", "required": true, "schema": schema });
-        if let Some(text) = field_path.and_then(|p| field_at(&input, p)).and_then(|f| comments::of_field(&f)) {
-            parameter["description"] = Json::String(text);
+        let mut notes: Vec<String> = field.as_ref().and_then(comments::of_field).into_iter().collect();
+        match (placeholder.field_path, &placeholder.pattern) {
+            (Some(field_path), Some(pattern)) => notes.push(format!(
+                "Part of `{field_path}`, which is set to the segments matching `{pattern}`, literals included."
+            )),
+            (None, _) => notes.push("Any segment; the server ignores its value.".into()),
+            _ => {}
+        }
+        if placeholder.many {
+            notes.push("Matches one or more segments (`**`).".into());
+        }
+        let mut parameter = json!({ "name": placeholder.name, "in": "path", "required": true, "schema": schema });
+        if !notes.is_empty() {
+            parameter["description"] = Json::String(notes.join("\n\n"));
         }
         parameters.push(parameter);
     }
