@@ -42,7 +42,10 @@ fn bindings_become_paths_parameters_bodies_and_answers() {
     assert!(parent.as_str().unwrap().contains("`shelves/*`"), "{parent}");
     // Nested through singular messages (a recursive one once), repeated scalars, scalar-like
     // well-known types; never a map, a repeated message or a field the path binds.
-    assert_eq!(names(get, "query"), ["filter.namePrefix", "filter.kind", "tags", "since", "flag", "big"],);
+    assert_eq!(
+        names(get, "query"),
+        ["filter.namePrefix", "filter.kind", "tags", "since", "flag", "big", "pageSize", "minScore"],
+    );
     let query = |name: &str| get["parameters"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap().clone();
     assert_eq!(query("tags")["schema"]["type"], "array");
     assert_eq!(query("tags")["explode"], true);
@@ -93,6 +96,7 @@ fn sample(schema: &Json) -> &'static str {
         (Some("string"), Some("int64" | "uint64")) | (Some("integer"), _) => "7",
         (Some("string"), Some("byte")) => "AA%3D%3D",
         _ if schema["enum"].is_array() => "KIND_A",
+        _ if schema["anyOf"].is_array() => "1.5",
         _ => "x",
     }
 }
@@ -123,7 +127,7 @@ fn every_listed_query_parameter_is_accepted_by_the_transcoder() {
             }
         }
     }
-    assert_eq!(checked, 1 + 6 + 7 + 1, "sessionToken; GetThing's bindings; updateMask");
+    assert_eq!(checked, 1 + 8 + 9 + 1, "sessionToken; GetThing's bindings; updateMask");
     let get = example_routes.find(&Method::GET, "/v1/things/t").unwrap();
     for left_out in ["labels=x", "others=x", "thingId=y", "filter=x"] {
         assert!(rest_request(&get.route, &get.variables, Some(left_out), b"").is_err(), "{left_out}");
