@@ -53,12 +53,11 @@ fn unknown_method(path: &str) -> Refusal {
 }
 
 /// The layer that classifies; REST routes come from the descriptors' `google.api.http` rules.
-pub fn layer() -> anyhow::Result<impl Layer<Inner, Service = Inner> + Clone> {
-    let routes = Arc::new(Routes::from_pool(crate::proto::pool())?);
-    Ok(middleware(move |request: Request<Body>, inner: Inner| {
+pub fn layer(routes: Arc<Routes>) -> impl Layer<Inner, Service = Inner> + Clone {
+    middleware(move |request: Request<Body>, inner: Inner| {
         let routes = Arc::clone(&routes);
         async move { classify(&routes, request, inner).await }
-    }))
+    })
 }
 
 async fn classify(routes: &Routes, mut request: Request<Body>, inner: Inner) -> Response<Body> {

@@ -351,8 +351,9 @@ fn resolve(input: &MessageDescriptor, name: &str) -> Result<(String, FieldDescri
     Err(unknown())
 }
 
-/// Well-known types whose JSON form is a string or number.
-fn is_scalar_like(m: &MessageDescriptor) -> bool {
+/// Well-known types whose JSON form is a string, number or bool: a query parameter may set
+/// them (the OpenAPI document lists exactly these).
+pub fn is_scalar_like(m: &MessageDescriptor) -> bool {
     matches!(
         m.full_name(),
         "google.protobuf.Timestamp"

@@ -1,7 +1,8 @@
 //! The front door: one tower stack (composed in `stack.rs`) classifies each request, guards it
 //! (limits, deadline, credentials) and hands it to tonic's generated server: gRPC directly,
 //! gRPC-Web through tonic-web, Connect and REST through the descriptor-driven transcoder. Every
-//! refusal is rendered in the caller's protocol by `refuse::render`.
+//! refusal is rendered in the caller's protocol by `refuse::render`. `GET /openapi.json`
+//! describes the REST routes, generated from the same route table (`openapi`).
 
 pub mod access_log;
 pub mod auth;
@@ -12,6 +13,7 @@ pub mod grpc;
 pub mod grpc_web;
 pub mod json;
 pub mod limits;
+pub mod openapi;
 pub mod refuse;
 pub mod routes;
 pub mod stack;

@@ -64,8 +64,11 @@ impl Rendered {
         {
             headers.insert(name, value);
         }
+        // A status read back from a gRPC answer holds that answer's whole head as metadata:
+        // its framing headers (`content-type: application/grpc`) describe a body this is not.
+        let framing = [header::CONTENT_TYPE, header::CONTENT_LENGTH, header::TRANSFER_ENCODING, header::TE];
         for (name, value) in &status.metadata().clone().into_headers() {
-            if !name.as_str().starts_with("grpc-status") && name != "grpc-message" {
+            if !name.as_str().starts_with("grpc-status") && name != "grpc-message" && !framing.contains(name) {
                 headers.insert(name.clone(), value.clone());
             }
         }
@@ -124,4 +127,28 @@ pub async fn early_parts(
         response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_from_a_grpc_answer_keeps_the_json_content_type() {
+        // As `Status::from_header_map` builds it from tonic's trailers-only answer.
+        let mut head = HeaderMap::new();
+        head.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        head.insert("grpc-status", HeaderValue::from_static("5"));
+        head.insert("grpc-message", HeaderValue::from_static("gone"));
+        head.insert("x-kept", HeaderValue::from_static("1"));
+        let status = Status::from_header_map(&head).unwrap();
+        for protocol in [Protocol::Rest, Protocol::Connect { json: true }] {
+            let response = render(protocol, &status, None);
+            assert_eq!(response.status(), StatusCode::NOT_FOUND);
+            assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json", "{protocol:?}");
+            assert_eq!(response.headers()["x-kept"], "1");
+        }
+        let web = render(Protocol::GrpcWeb { text: false }, &status, None);
+        assert_eq!(web.headers()[header::CONTENT_TYPE], "application/grpc-web+proto");
+    }
 }

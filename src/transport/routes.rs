@@ -107,6 +107,11 @@ impl Routes {
         Ok(Self { routes, verbs })
     }
 
+    /// Every route, in the descriptors' order (the OpenAPI document lists them).
+    pub fn iter(&self) -> impl Iterator<Item = &Route> {
+        self.routes.iter().map(|r| r.as_ref())
+    }
+
     /// The route for `method` and `path` (the raw path, without query).
     pub fn find(&self, method: &Method, path: &str) -> Result<Matched, RouteError> {
         let Some(rest) = path.strip_prefix('/') else {
@@ -266,6 +271,71 @@ impl Route {
     pub fn path_fields(&self) -> impl Iterator<Item = &str> {
         self.variables.iter().map(|v| v.field_path.as_str())
     }
+
+    /// The template as OpenAPI writes a path, and its placeholders in order. A variable of one
+    /// segment is one placeholder named by its field path (`{session_id}`); in a variable with a
+    /// pattern (`{name=shelves/*}`) the literals stay in the path and each wildcard is a
+    /// placeholder; a bare `*` or `**` binds no field (the server ignores its value).
+    pub fn openapi_path(&self) -> (String, Vec<Placeholder<'_>>) {
+        let mut path = String::new();
+        let mut placeholders = Vec::new();
+        for (at, segment) in self.segments.iter().enumerate() {
+            path.push('/');
+            let variable = self.variables.iter().find(|v| (v.start..v.start + v.len).contains(&at));
+            let Segment::Literal(literal) = segment else {
+                let (name, field_path, pattern) = match variable {
+                    Some(v) if v.len == 1 => (v.field_path.clone(), Some(v.field_path.as_str()), None),
+                    Some(v) => {
+                        let wildcards = self.segments[v.start..v.start + v.len]
+                            .iter()
+                            .filter(|s| !matches!(s, Segment::Literal(_)))
+                            .count();
+                        let name = if wildcards == 1 { v.field_path.clone() } else { format!("{}_{at}", v.field_path) };
+                        (name, Some(v.field_path.as_str()), Some(self.pattern(v)))
+                    }
+                    None => (format!("segment{at}"), None, None),
+                };
+                path.push_str(&format!("{{{name}}}"));
+                placeholders.push(Placeholder { name, field_path, pattern, many: *segment == Segment::Many });
+                continue;
+            };
+            path.push_str(literal);
+        }
+        if path.is_empty() {
+            path.push('/');
+        }
+        if let Some(verb) = &self.verb {
+            path.push(':');
+            path.push_str(verb);
+        }
+        (path, placeholders)
+    }
+
+    /// A variable's segment pattern as the template wrote it (`shelves/*`).
+    fn pattern(&self, v: &Variable) -> String {
+        let parts: Vec<&str> = self.segments[v.start..v.start + v.len]
+            .iter()
+            .map(|s| match s {
+                Segment::Literal(l) => l.as_str(),
+                Segment::One => "*",
+                Segment::Many => "**",
+            })
+            .collect();
+        parts.join("/")
+    }
+}
+
+/// A placeholder of [`Route::openapi_path`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placeholder<'a> {
+    pub name: String,
+    /// The field it sets, if any.
+    pub field_path: Option<&'a str>,
+    /// When it is only part of its variable: the variable's pattern (the field is set to the
+    /// matched segments, literals included).
+    pub pattern: Option<String>,
+    /// `**`: any number of segments, which OpenAPI cannot express.
+    pub many: bool,
 }
 
 type Parsed = (Vec<Segment>, Vec<Variable>, Option<String>);
@@ -377,5 +447,22 @@ mod tests {
         assert_eq!(segs.len(), 5);
         assert_eq!(vars[0].len, 4);
         assert_eq!(verb.as_deref(), Some("cancel"));
+    }
+
+    #[test]
+    fn openapi_paths_keep_literals_and_name_each_placeholder() {
+        let r = routes();
+        let get = r.find(&Method::GET, "/v2/sessions/abc").unwrap();
+        let (path, placeholders) = get.route.openapi_path();
+        assert_eq!(path, "/v2/sessions/{session_id}");
+        assert_eq!(placeholders[0].field_path, Some("session_id"));
+        let pool = DescriptorPool::decode(crate::proto::FILE_DESCRIPTOR_SET).unwrap();
+        let method = pool.services().next().unwrap().methods().next().unwrap();
+        let rule = |path: &str| HttpRule { pattern: Some(Pattern::Get(path.into())), ..Default::default() };
+        let route = Route::new(method.clone(), &rule("/v1/{name=shelves/*/books/*}/x/*:cancel"), 200).unwrap();
+        let (path, placeholders) = route.openapi_path();
+        assert_eq!(path, "/v1/shelves/{name_2}/books/{name_4}/x/{segment6}:cancel");
+        assert_eq!(placeholders[0].pattern.as_deref(), Some("shelves/*/books/*"));
+        assert_eq!(placeholders[2].field_path, None);
     }
 }

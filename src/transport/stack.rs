@@ -1,6 +1,6 @@
 //! The one place the front door is composed, outer to inner, each concern its own layer.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use http::{Request, header::AUTHORIZATION};
 use tonic::body::Body;
@@ -8,7 +8,8 @@ use tower::{Layer, ServiceBuilder};
 use tower_http::sensitive_headers::{SetSensitiveRequestHeaders, SetSensitiveRequestHeadersLayer};
 
 use super::{
-    Inner, Protocol, access_log, auth, classify, classify::Target, cors, forward, grpc, grpc_web, limits, transcode,
+    Inner, Protocol, access_log, auth, classify, classify::Target, cors, forward, grpc, grpc_web, limits, openapi,
+    routes::Routes, transcode,
 };
 
 /// Settings of the front door.
@@ -48,12 +49,16 @@ pub fn front_door(
             })
         }
     }));
+    // One route table for routing REST and for describing it.
+    let rest_routes = Arc::new(Routes::from_pool(crate::proto::pool())?);
+    let openapi = openapi::layer(&rest_routes)?;
     Ok(ServiceBuilder::new()
         .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
         .layer(access_log::layer())
         .layer(cors::layer(&settings.cors_origins)?)
+        .layer(openapi)
         .layer(limits::shed(settings.admission))
-        .layer(classify::layer()?)
+        .layer(classify::layer(rest_routes))
         .layer(limits::body_guard(settings.body_limit, settings.body_read_timeout))
         .layer(limits::deadline())
         .layer(auth::layer())
