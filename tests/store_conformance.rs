@@ -133,6 +133,7 @@ fn session(id: &str, creation: i64) -> Session {
         expiration_date: None,
         terminated_at: None,
         otp_challenges: Default::default(),
+        passkey_challenge: None,
     }
 }
 
