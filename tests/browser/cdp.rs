@@ -17,7 +17,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A headless Chromium and one page in it.
-pub struct Browser {
+pub(crate) struct Browser {
     _child: Child,
     _profile: tempfile::TempDir,
     socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
@@ -30,7 +30,7 @@ pub struct Browser {
 impl Browser {
     /// Starts `chromium` headless (the flags this machine's Chromium needs, a fresh profile, a
     /// DevTools port of its choosing, read from the line it prints) and opens a blank page.
-    pub async fn launch(chromium: &Path) -> Self {
+    pub(crate) async fn launch(chromium: &Path) -> Self {
         let profile = tempfile::tempdir().expect("a profile directory");
         let mut child = Command::new(chromium)
             .args([
@@ -83,13 +83,13 @@ impl Browser {
     }
 
     /// A command to the page; its result (panics on a protocol error).
-    pub async fn command(&mut self, method: &str, params: Value) -> Value {
+    pub(crate) async fn command(&mut self, method: &str, params: Value) -> Value {
         let session = self.session_id.clone();
         self.send(Some(&session), method, params).await
     }
 
     /// Navigates and waits for the page's load event.
-    pub async fn open(&mut self, url: &str) {
+    pub(crate) async fn open(&mut self, url: &str) {
         self.command("Page.enable", json!({})).await;
         self.events.clear();
         self.command("Page.navigate", json!({ "url": url })).await;
@@ -104,7 +104,7 @@ impl Browser {
     }
 
     /// Evaluates `expression` in the page, awaiting a promise; its value as JSON.
-    pub async fn evaluate(&mut self, expression: &str) -> Value {
+    pub(crate) async fn evaluate(&mut self, expression: &str) -> Value {
         let params = json!({ "expression": expression, "awaitPromise": true, "returnByValue": true });
         let result = self.command("Runtime.evaluate", params).await;
         if let Some(exception) = result.get("exceptionDetails") {
