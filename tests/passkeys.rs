@@ -318,17 +318,17 @@ async fn bad_and_replayed_assertions_are_refused(backend: Backend) {
     let refused = check(&server, protocol, &session, &bob_key.assert(&discoverable), &ui.token).await;
     refused.expect_error(Code::InvalidArgument, "SESSION-UserMismatch");
     // Signed for another RP ID (the origin is on both).
-    let elsewhere = alice_key.from_origin("https://login.example.test").assert_for_rp(&options, "login.example.test");
+    let elsewhere = alice_key.used_from("https://login.example.test").assert_for_rp(&options, "login.example.test");
     let refused = check(&server, protocol, &session, &elsewhere, &ui.token).await;
     refused.expect_error(Code::InvalidArgument, "SESSION-WebAuthNInvalid");
     assert!(refused.message.contains("RP ID"), "{refused:?}");
-    alice_key.from_origin(ORIGIN);
+    alice_key.used_from(ORIGIN);
     // From an origin that is not allowed.
-    let evil = alice_key.from_origin("https://evil.example.test").assert(&options);
+    let evil = alice_key.used_from("https://evil.example.test").assert(&options);
     let refused = check(&server, protocol, &session, &evil, &ui.token).await;
     refused.expect_error(Code::InvalidArgument, "SESSION-WebAuthNInvalid");
     assert!(refused.message.contains("origin"), "{refused:?}");
-    alice_key.from_origin(ORIGIN);
+    alice_key.used_from(ORIGIN);
     // A refused assertion left the challenge open: the right one passes now. Failures counted on
     // no lockout either (more than either limit failed above and below).
     let good = alice_key.assert(&options);

@@ -32,7 +32,7 @@ impl SoftAuthenticator {
     }
 
     /// The same authenticator used from another origin.
-    pub fn from_origin(&mut self, origin: &str) -> &mut Self {
+    pub fn used_from(&mut self, origin: &str) -> &mut Self {
         self.origin = Url::parse(origin).expect("a test origin");
         self
     }
