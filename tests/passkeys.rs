@@ -389,6 +389,12 @@ async fn bad_and_replayed_assertions_are_refused(backend: Backend) {
         .call(protocol, Rpc::CreateSession, request, &ui.token)
         .await
         .expect_error(Code::FailedPrecondition, "USER-NoPasskey");
+    // A malformed domain is the request's own fault, refused before the user is looked up.
+    let request = json!({ "checks": user_check("nobody"), "challenges": { "webAuthN": { "domain": "Not A Domain" } } });
+    server
+        .call(protocol, Rpc::CreateSession, request, &ui.token)
+        .await
+        .expect_error(Code::InvalidArgument, "SESSION-InvalidChallenge");
     server.stop().await;
 }
 backend_test!(bad_and_replayed_assertions_are_refused);

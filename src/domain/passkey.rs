@@ -154,17 +154,8 @@ impl RelyingParty {
                 "passkeys need the browser origins they are used from: configure --webauthn-origin",
             )
         })?;
+        check_domain(domain, field, invalid_id)?;
         let rp_id = if domain.is_empty() { first.domain().unwrap_or_default().to_owned() } else { domain.to_owned() };
-        let valid = rp_id.len() <= MAX_DOMAIN_LEN
-            && !rp_id.starts_with(['.', '-'])
-            && !rp_id.ends_with('.')
-            && rp_id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
-        if !valid {
-            return Err(Error::invalid_argument(
-                invalid_id,
-                format!("{field} must be a lowercase DNS name of at most {MAX_DOMAIN_LEN} characters"),
-            ));
-        }
         let mut on_domain = self
             .origins
             .iter()
@@ -183,6 +174,22 @@ impl RelyingParty {
         let webauthn = builder.build().map_err(Error::internal)?;
         Ok((rp_id, webauthn))
     }
+}
+
+/// A request's `domain`: empty (the first origin's host), or a lowercase DNS name of at most 253
+/// characters. Checked with the request's other fields, before anything is looked up.
+pub fn check_domain(domain: &str, field: &str, invalid_id: &'static str) -> Result<()> {
+    let valid = domain.len() <= MAX_DOMAIN_LEN
+        && !domain.starts_with(['.', '-'])
+        && !domain.ends_with('.')
+        && domain.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    if valid {
+        return Ok(());
+    }
+    Err(Error::invalid_argument(
+        invalid_id,
+        format!("{field} must be a lowercase DNS name of at most {MAX_DOMAIN_LEN} characters"),
+    ))
 }
 
 /// The WebAuthn user handle of a user: webauthn-rs names users by UUID. sessiond's ids are 128
@@ -251,6 +258,7 @@ impl Passkeys {
     /// discoverable credential with user verification, excluding the user's passkeys.
     pub async fn register(&self, caller: &Caller, request: RegisterPasskey) -> Result<Registration> {
         limits::check_required_text("user_id", &request.user_id, "USER-InvalidId")?;
+        check_domain(&request.domain, "domain", "PASSKEY-InvalidDomain")?;
         if request.with_code {
             return Err(Error::unimplemented(
                 "PASSKEY-CodeUnsupported",
@@ -429,5 +437,50 @@ pub(super) fn explain(e: &WebauthnError) -> String {
         WebauthnError::CredentialNotFound => "the credential is not one of the passkeys this challenge allows".into(),
         WebauthnError::CredentialExcludedFromRequest => "the authenticator already holds a passkey of this user".into(),
         other => format!("{other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_must_be_secure_and_bare() {
+        for good in
+            ["https://login.example.com", "https://example.com:8443", "http://localhost:3000", "http://a.localhost"]
+        {
+            assert!(RelyingParty::new(&[good.into()]).is_ok(), "{good}");
+        }
+        for bad in
+            ["http://example.com", "https://example.com/login", "https://10.0.0.1", "not a url", "https://a.b?x=1"]
+        {
+            assert!(RelyingParty::new(&[bad.into()]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_domain_takes_only_the_origins_on_it() {
+        let rp = RelyingParty::new(&["https://login.example.com".into(), "https://other.test".into()]).unwrap();
+        let (rp_id, webauthn) = rp.for_domain("", "domain", "X").unwrap();
+        assert_eq!(rp_id, "login.example.com", "empty: the first origin's host");
+        assert_eq!(webauthn.get_allowed_origins().len(), 1);
+        let (rp_id, webauthn) = rp.for_domain("example.com", "domain", "X").unwrap();
+        assert_eq!(
+            (rp_id.as_str(), webauthn.get_allowed_origins()[0].as_str()),
+            ("example.com", "https://login.example.com/")
+        );
+        assert_eq!(rp.for_domain("notexample.com", "domain", "X").unwrap_err().id, "WEBAUTHN-DomainNotAllowed");
+        assert_eq!(rp.for_domain("Example.com", "domain", "X").unwrap_err().id, "X");
+        assert_eq!(rp.for_domain(&"a".repeat(254), "domain", "X").unwrap_err().id, "X");
+        let none = RelyingParty::default().for_domain("example.com", "domain", "X").unwrap_err();
+        assert_eq!(none.id, "WEBAUTHN-NotConfigured");
+    }
+
+    #[test]
+    fn user_handles_are_the_user_ids_or_their_hash() {
+        let id = new_id();
+        assert_eq!(user_handle(&id).simple().to_string(), id);
+        assert_eq!(user_handle("alice"), user_handle("alice"));
+        assert_ne!(user_handle("alice"), user_handle("bob"));
     }
 }

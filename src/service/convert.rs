@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use crate::{
     domain::{
-        Error, Result, Timestamp, limits,
+        Error, Result, Timestamp, limits, passkey,
         session::{
             ChallengeRequest, Checks, Details, Factors, ListSessions, OtpRequest, PasskeyChallengeRequest,
             ReturnedCodes, Session, SessionQuery, TimeComparison, UserAgent, UserCheck,
@@ -121,7 +121,13 @@ pub fn challenges(c: Option<pb::RequestChallenges>) -> Result<ChallengeRequest> 
     let Some(c) = c else { return Ok(ChallengeRequest::default()) };
     Ok(ChallengeRequest {
         // The user verification requirement is read and not needed: passkeys always verify.
-        web_auth_n: c.web_auth_n.map(|w| PasskeyChallengeRequest { domain: w.domain }),
+        web_auth_n: c
+            .web_auth_n
+            .map(|w| {
+                passkey::check_domain(&w.domain, "challenges.webAuthN.domain", "SESSION-InvalidChallenge")?;
+                Ok::<_, Error>(PasskeyChallengeRequest { domain: w.domain })
+            })
+            .transpose()?,
         otp_sms: c.otp_sms.map(|sms| OtpRequest { return_code: sms.return_code, url_template: None }),
         // No delivery type means "send it", as ZITADEL reads it.
         otp_email: c.otp_email.map(|email| match email.delivery_type {
