@@ -8,6 +8,8 @@ const PROTOS: &[&str] = &[
     "zitadel/session/v2/session_service.proto",
     "zitadel/session/v2/session.proto",
     "zitadel/session/v2/challenge.proto",
+    "zitadel/user/v2/user_service.proto",
+    "zitadel/user/v2/auth.proto",
     "zitadel/object/v2/object.proto",
     "zitadel/object.proto",
     "zitadel/message.proto",
@@ -31,6 +33,9 @@ const SECRET_BEARING: &[&str] = &[
     "CheckIDPIntent",
     "Challenges",
 ];
+
+/// The same for the user service's messages.
+const USER_SECRET_BEARING: &[&str] = &["PasskeyRegistrationCode"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // tonic-prost-build 0.14 emits no rerun-if-changed lines for protox input: name each file.
@@ -59,7 +64,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .codec_path("crate::service::codec::ProtoCodec")
         // Messages that carry secrets (session tokens, passwords, one-time codes) get a `Debug`
         // that redacts them, written in `src/proto.rs`.
-        .skip_debug(SECRET_BEARING.iter().map(|m| format!(".zitadel.session.v2.{m}")))
+        .skip_debug(
+            SECRET_BEARING
+                .iter()
+                .map(|m| format!(".zitadel.session.v2.{m}"))
+                .chain(USER_SECRET_BEARING.iter().map(|m| format!(".zitadel.user.v2.{m}"))),
+        )
         .compile_fds(fds)?;
 
     pbjson_build::Builder::new()

@@ -106,6 +106,7 @@ async fn main() -> anyhow::Result<()> {
                     expiration_date: Some(expiration_date),
                     terminated_at: None,
                     otp_challenges: Default::default(),
+                    passkey_challenge: None,
                 };
                 let entry = HistoryEntry {
                     session_id: session.id.clone(),

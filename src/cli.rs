@@ -96,6 +96,10 @@ pub struct ServeArgs {
     /// Allowed CORS origin (repeatable); without any, every origin is allowed.
     #[arg(long = "cors-origin")]
     pub cors_origins: Vec<String>,
+    /// Browser origin passkeys may be used from (repeatable), `https://DOMAIN[:PORT]` or
+    /// `http://localhost[:PORT]`; the RP ID of a ceremony is the domain it names.
+    #[arg(long = "webauthn-origin")]
+    pub webauthn_origins: Vec<String>,
     /// Calls served at once at most; more are refused with RESOURCE_EXHAUSTED. Below it the limit
     /// adapts to the latency of calls (see --target-latency-ms).
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
@@ -232,6 +236,10 @@ pub enum UsersCommand {
     AddOtpEmail { id: String },
     /// Enable one-time codes by SMS for a user (who needs a phone number).
     AddOtpSms { id: String },
+    /// List a user's passkeys (id, name, RP ID, created).
+    Passkeys { id: String },
+    /// Remove one of a user's passkeys.
+    RemovePasskey { id: String, passkey: String },
     /// Forbid a user to sign in (their tokens stop working at once).
     Disable { id: String },
     /// Allow a disabled user again.
@@ -244,7 +252,7 @@ pub enum TokensCommand {
     Add {
         #[arg(long)]
         user: String,
-        /// `session.read`, `session.write` or `session.delete` (repeatable).
+        /// `session.read`, `session.write`, `session.delete` or `user.write` (repeatable).
         #[arg(long = "permission")]
         permissions: Vec<String>,
         /// Seconds until the token expires (default: never).

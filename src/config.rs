@@ -28,6 +28,11 @@ pub struct Config {
     pub target_latency: Duration,
     /// Allowed CORS origins; empty allows every origin.
     pub cors_origins: Vec<String>,
+    /// Browser origins passkeys may be used from (`https://login.example.com`); empty: passkeys
+    /// are refused with FAILED_PRECONDITION.
+    pub webauthn_origins: Vec<String>,
+    /// How long a passkey registration or login challenge stays valid.
+    pub webauthn_ceremony_lifetime: Duration,
     /// Failed password checks (since the last success) that lock a user.
     pub max_failed_attempts: i32,
     /// Failed one-time-code checks (TOTP) that lock a user, on a counter of their own.
@@ -74,6 +79,8 @@ impl Default for Config {
             max_in_flight: 1024,
             target_latency: Duration::from_millis(10),
             cors_origins: Vec::new(),
+            webauthn_origins: Vec::new(),
+            webauthn_ceremony_lifetime: crate::domain::passkey::DEFAULT_CEREMONY_LIFETIME,
             max_failed_attempts: 5,
             max_failed_otp_attempts: 5,
             max_hash_wait: crate::domain::password::DEFAULT_MAX_WAIT,

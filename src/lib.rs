@@ -7,10 +7,11 @@
 //!   guards it (limits, deadline, credential) and hands it to tonic's generated server: gRPC
 //!   directly, gRPC-Web through tonic-web, Connect and REST through the descriptor-driven
 //!   transcoder; refusals rendered in the caller's protocol.
-//! - [`service`]: the generated tonic `SessionService`, implemented once over the domain, behind
-//!   the token lookup (`service::auth`).
-//! - [`domain`]: sessions, users, tokens and the authorization decisions; no I/O of its own. It
-//!   owns the store's port (`domain::port`: the trait over its plain records).
+//! - [`service`]: the generated tonic `SessionService` (and `UserService`, for passkey
+//!   registration), implemented once over the domain, behind the token lookup (`service::auth`).
+//! - [`domain`]: sessions, users, tokens, passkeys (WebAuthn through webauthn-rs) and the
+//!   authorization decisions; no I/O of its own. It owns the store's port (`domain::port`: the
+//!   trait over its plain records).
 //! - [`store`]: the port's SQLite (default) and PostgreSQL backends; depends on the domain only.
 //! - [`oidc`]: JWT access tokens of an OpenID Connect provider: its keys fetched and cached,
 //!   tokens verified into a user id and permissions (`service::auth` asks it).

@@ -60,6 +60,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 max_in_flight: usize::try_from(args.max_in_flight).unwrap_or(usize::MAX),
                 target_latency: Duration::from_millis(args.target_latency_ms),
                 cors_origins: args.cors_origins,
+                webauthn_origins: args.webauthn_origins,
                 max_failed_attempts: args.max_failed_attempts,
                 max_failed_otp_attempts: args.max_failed_otp_attempts,
                 max_hash_wait: Duration::from_millis(args.max_hash_wait_ms),
@@ -201,6 +202,12 @@ async fn users_command(users: &Users, command: UsersCommand) -> anyhow::Result<(
         UsersCommand::SetPhone { id, phone } => users.set_contact(&id, OtpMethod::Sms, phone).await?,
         UsersCommand::AddOtpEmail { id } => users.enable_otp(&id, OtpMethod::Email).await?,
         UsersCommand::AddOtpSms { id } => users.enable_otp(&id, OtpMethod::Sms).await?,
+        UsersCommand::Passkeys { id } => {
+            for p in users.passkeys(&id).await? {
+                println!("{}\t{}\t{}\t{}", p.id, p.name, p.rp_id, rfc3339(p.created_at));
+            }
+        }
+        UsersCommand::RemovePasskey { id, passkey } => users.remove_passkey(&id, &passkey).await?,
         UsersCommand::Disable { id } => users.set_state(&id, UserState::Inactive).await?,
         UsersCommand::Enable { id } => users.set_state(&id, UserState::Active).await?,
     }
@@ -225,6 +232,12 @@ async fn tokens_command(users: &Users, command: TokensCommand) -> anyhow::Result
         TokensCommand::Revoke { id } => users.revoke_token(&id).await?,
     }
     Ok(())
+}
+
+/// A stored time as RFC 3339 (UTC, seconds).
+fn rfc3339(at: Timestamp) -> String {
+    chrono::DateTime::from_timestamp_micros(at.micros())
+        .map_or_else(|| at.micros().to_string(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
 /// Resolves on SIGINT or SIGTERM.

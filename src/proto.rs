@@ -54,6 +54,12 @@ pub mod zitadel {
             include!(concat!(env!("OUT_DIR"), "/zitadel.session.v2.serde.rs"));
         }
     }
+    pub mod user {
+        pub mod v2 {
+            include!(concat!(env!("OUT_DIR"), "/zitadel.user.v2.rs"));
+            include!(concat!(env!("OUT_DIR"), "/zitadel.user.v2.serde.rs"));
+        }
+    }
     pub mod protoc_gen_zitadel {
         pub mod v2 {
             include!(concat!(env!("OUT_DIR"), "/zitadel.protoc_gen_zitadel.v2.rs"));
@@ -62,7 +68,7 @@ pub mod zitadel {
     }
 }
 
-pub use zitadel::session::v2 as session;
+pub use zitadel::{session::v2 as session, user::v2 as user};
 
 /// `google.protobuf.Timestamp`, as every generated message holds it. Its proto3 JSON is RFC 3339
 /// in UTC with a `Z` and 0, 3, 6 or 9 fractional digits, as ZITADEL and the reflective JSON path
@@ -135,6 +141,15 @@ impl std::fmt::Debug for session::challenges::WebAuthN {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebAuthN")
             .field("public_key_credential_request_options", &self.public_key_credential_request_options)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for user::PasskeyRegistrationCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasskeyRegistrationCode")
+            .field("id", &self.id)
+            .field("code", &Redacted::of(&self.code))
             .finish()
     }
 }

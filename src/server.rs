@@ -25,6 +25,7 @@ use crate::{
     domain::{
         Timestamp,
         otp::{CodeSender, NoDelivery},
+        passkey::{Passkeys, RelyingParty},
         password::PasswordHasher,
         secrets::Secrets,
         session::{LockoutPolicy, Sessions},
@@ -32,10 +33,12 @@ use crate::{
     },
     keyfile,
     notify::{Webhook, WebhookConfig},
-    proto::{self, session::session_service_server::SessionServiceServer},
-    service::{SessionHandler, auth::Authenticated},
+    proto::{
+        self, session::session_service_server::SessionServiceServer, user::user_service_server::UserServiceServer,
+    },
+    service::{SessionHandler, auth::Authenticated, users::UserHandler},
     store::{self, Store},
-    transport::{self, SESSION_SERVICE, stack},
+    transport::{self, SESSION_SERVICE, USER_SERVICE, stack},
 };
 
 /// Opens the configured store and serves on `listener` until `shutdown` resolves.
@@ -179,8 +182,8 @@ fn code_sender(config: &Config) -> anyhow::Result<Arc<dyn CodeSender>> {
     Ok(Arc::new(Webhook::start(webhook)?))
 }
 
-/// The front door around tonic's routes: the generated SessionService server (behind the token
-/// lookup, with gzip both ways), health and reflection.
+/// The front door around tonic's routes: the generated SessionService and UserService servers
+/// (behind the token lookup, with gzip both ways), health and reflection.
 pub fn build_front_door(
     config: &Config,
     store: Arc<dyn Store>,
@@ -192,17 +195,22 @@ pub fn build_front_door(
         max_password_attempts: config.max_failed_attempts,
         max_otp_attempts: config.max_failed_otp_attempts,
     };
+    let relying_party = RelyingParty::new(&config.webauthn_origins)?.with_lifetime(config.webauthn_ceremony_lifetime);
+    let passkeys = Passkeys::new(Arc::clone(&store), secrets.clone(), relying_party.clone());
     let sessions = Sessions::new(Arc::clone(&store), hasher.clone(), lockout, secrets)
         .with_limits(config.limits)
-        .with_code_delivery(code_sender, config.otp_code_lifetime);
+        .with_code_delivery(code_sender, config.otp_code_lifetime)
+        .with_relying_party(relying_party);
     let users = Users::new(store, hasher);
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     // Serving from the start: the store opened before we got here.
     let reporter = health_reporter.clone();
-    tokio::spawn(
-        async move { reporter.set_service_status(SESSION_SERVICE, tonic_health::ServingStatus::Serving).await },
-    );
+    tokio::spawn(async move {
+        for service in [SESSION_SERVICE, USER_SERVICE] {
+            reporter.set_service_status(service, tonic_health::ServingStatus::Serving).await;
+        }
+    });
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -217,7 +225,12 @@ pub fn build_front_door(
         // The body guard holds requests to the configured limit; the message may not pass it.
         .max_decoding_message_size(config.body_limit);
     let oidc = oidc_verifier(config)?;
-    let routes = tonic::service::Routes::new(Authenticated::new(sessions, users).with_oidc(oidc))
+    let user_service = UserServiceServer::new(UserHandler::new(passkeys))
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(config.body_limit);
+    let routes = tonic::service::Routes::new(Authenticated::new(sessions, users.clone()).with_oidc(oidc.clone()))
+        .add_service(Authenticated::new(user_service, users).with_oidc(oidc))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);

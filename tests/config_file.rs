@@ -35,6 +35,7 @@ fn flags_win_over_the_environment_which_wins_over_the_file() {
         "database = \"postgres://svc:hunter2@db.internal/sessiond\"\n\
          listen = \"0.0.0.0:9000\"\n\
          cors_origin = [\"https://a.example\", \"https://b.example\"]\n\
+         webauthn-origin = [\"https://login.example\"]\n\
          max-failed-attempts = 7\n\
          idle-timeout-secs = 30\n",
     )
@@ -52,6 +53,10 @@ fn flags_win_over_the_environment_which_wins_over_the_file() {
     assert_eq!(
         line(&printed, "cors-origin"),
         "cors-origin = [\"https://a.example\", \"https://b.example\"]  # configuration file"
+    );
+    assert_eq!(
+        line(&printed, "webauthn-origin"),
+        "webauthn-origin = [\"https://login.example\"]  # configuration file"
     );
     assert_eq!(line(&printed, "max-in-flight"), "max-in-flight = \"1024\"  # default");
     // The database password never appears.

@@ -301,6 +301,7 @@ async fn reflection_v1alpha_lists_the_services() {
     };
     let names: BTreeSet<String> = list.service.into_iter().map(|s| s.name).collect();
     assert!(names.contains("zitadel.session.v2.SessionService"), "{names:?}");
+    assert!(names.contains("zitadel.user.v2.UserService"), "{names:?}");
 }
 
 #[tokio::test]
@@ -308,7 +309,7 @@ async fn health_reports_serving() {
     use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
     let (addr, _stop, _dir) = start().await;
     let mut client = HealthClient::new(channel(addr).await);
-    for service in ["", "zitadel.session.v2.SessionService"] {
+    for service in ["", "zitadel.session.v2.SessionService", "zitadel.user.v2.UserService"] {
         let response = client.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner();
         assert_eq!(response.status(), ServingStatus::Serving, "service `{service}`");
     }

@@ -682,12 +682,10 @@ async fn checks_and_challenges_that_are_not_built_are_unimplemented_by_name(back
     let app = server.actor("app", &[SessionWrite]).await;
     let alice = server.user("alice").await;
     let checks = [
-        ("webAuthN", json!({ "credentialAssertionData": {} })),
         ("idpIntent", json!({ "idpIntentId": "intent", "idpIntentToken": "token" })),
         ("recoveryCode", json!({ "code": "recovery" })),
     ];
-    // One-time codes by SMS and email are built (tests/otp.rs); passkeys are not yet.
-    let challenges = [("webAuthN", json!({ "domain": "example.com" }))];
+    // One-time codes by SMS and email (tests/otp.rs) and passkeys (tests/passkeys.rs) are built.
     for protocol in Protocol::ALL {
         let session = server.create(protocol, &alice, &app.token).await;
         for (name, check) in &checks {
@@ -702,13 +700,6 @@ async fn checks_and_challenges_that_are_not_built_are_unimplemented_by_name(back
             request["checks"][name] = check.clone();
             let outcome = server.call(protocol, Rpc::SetSession, request, &app.token).await;
             outcome.expect_error(Code::Unimplemented, "CHECK-Unimplemented");
-            assert!(outcome.message.contains(name), "[{protocol}] the message names {name}: {outcome:?}");
-        }
-        for (name, challenge) in &challenges {
-            let mut request = json!({ "checks": user_check(&alice), "challenges": {} });
-            request["challenges"][name] = challenge.clone();
-            let outcome = server.call(protocol, Rpc::CreateSession, request, &app.token).await;
-            outcome.expect_error(Code::Unimplemented, "CHALLENGE-Unimplemented");
             assert!(outcome.message.contains(name), "[{protocol}] the message names {name}: {outcome:?}");
         }
         // The session was never changed by the refused calls.

@@ -14,7 +14,9 @@ use sessiond::{
         keyring::SealedSecret,
         otp::OtpChallenge,
         secrets::KeyCheck,
-        session::{Change, Factors, HistoryEntry, Session, SessionQuery, TimeComparison, UserAgent, UserFactor},
+        session::{
+            Change, Factors, HistoryEntry, Session, SessionQuery, TimeComparison, UserAgent, UserFactor, WebAuthnFactor,
+        },
         token::SecretHash,
         user::{ApiTokenRecord, Claim, LockoutCounter, TotpEnrolment, User, UserState},
     },
@@ -133,6 +135,7 @@ fn session(id: &str, creation: i64) -> Session {
         expiration_date: None,
         terminated_at: None,
         otp_challenges: Default::default(),
+        passkey_challenge: None,
     }
 }
 
@@ -410,6 +413,7 @@ fn rich_session() -> Session {
         totp: None,
         otp_sms: Some(Timestamp(1_002)),
         otp_email: None,
+        web_auth_n: Some(WebAuthnFactor { verified_at: Timestamp(1_003), user_verified: true }),
     };
     // An open one-time-code challenge round-trips too (only its hash is stored).
     s.otp_challenges.email = Some(OtpChallenge::issue(Timestamp(1_000), std::time::Duration::from_secs(300)).1);

@@ -49,6 +49,7 @@ impl Sessions {
         changes: &mut Vec<Change>,
     ) -> Result<IssuedCodes> {
         let mut issued = IssuedCodes::default();
+        issued.returned.web_auth_n = self.issue_passkey_challenge(session, request, now, changes).await?;
         for (method, wanted) in request.otp() {
             let Some(wanted) = wanted else { continue };
             let user = self.session_user(session, method.as_str()).await?;

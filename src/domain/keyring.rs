@@ -39,6 +39,11 @@ pub enum Purpose {
     /// The verifier that proves a key is the one that sealed a database's secrets; the owner is
     /// the key id.
     KeyCheck,
+    /// The WebAuthn state between RegisterPasskey and VerifyPasskeyRegistration; the owner is the
+    /// passkey id.
+    PasskeyRegistration,
+    /// The WebAuthn state of a session's passkey challenge; the owner is the session id.
+    PasskeyLogin,
 }
 
 impl Purpose {
@@ -46,6 +51,8 @@ impl Purpose {
         match self {
             Self::Totp => b"totp",
             Self::KeyCheck => b"key-check",
+            Self::PasskeyRegistration => b"passkey-registration",
+            Self::PasskeyLogin => b"passkey-login",
         }
     }
 }

@@ -190,6 +190,12 @@ pub fn check_login_name(name: &str) -> Result<()> {
     check_text("login name", name, MAX_ID_CHARS, false, "USER-InvalidLoginName")
 }
 
+/// A required identifier or name of another request (a user id, a passkey id or name): 1 to 200
+/// characters, no control characters.
+pub fn check_required_text(field: &str, value: &str, id: &'static str) -> Result<()> {
+    check_text(field, value, MAX_ID_CHARS, false, id)
+}
+
 /// The entries of one request's `metadata`, each on its own (the total is the merge's business).
 pub fn check_metadata_request(metadata: &BTreeMap<String, Vec<u8>>) -> Result<()> {
     let invalid = |message: String| Error::invalid_argument("SESSION-InvalidMetadata", message);

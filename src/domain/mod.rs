@@ -7,6 +7,8 @@ pub mod error;
 pub mod keyring;
 pub mod limits;
 pub mod otp;
+pub mod passkey;
+mod passkey_login;
 pub mod password;
 pub mod port;
 pub mod secrets;
@@ -52,16 +54,19 @@ pub enum Permission {
     SessionWrite,
     /// Terminate any session.
     SessionDelete,
+    /// Manage any user's credentials (register passkeys).
+    UserWrite,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 3] = [Self::SessionRead, Self::SessionWrite, Self::SessionDelete];
+    pub const ALL: [Permission; 4] = [Self::SessionRead, Self::SessionWrite, Self::SessionDelete, Self::UserWrite];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::SessionRead => "session.read",
             Self::SessionWrite => "session.write",
             Self::SessionDelete => "session.delete",
+            Self::UserWrite => "user.write",
         }
     }
 
@@ -70,6 +75,7 @@ impl Permission {
             Self::SessionRead => 1,
             Self::SessionWrite => 2,
             Self::SessionDelete => 4,
+            Self::UserWrite => 8,
         }
     }
 }
@@ -78,10 +84,9 @@ impl std::str::FromStr for Permission {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|p| p.as_str() == s)
-            .ok_or_else(|| format!("unknown permission `{s}` (expected session.read, session.write or session.delete)"))
+        Self::ALL.into_iter().find(|p| p.as_str() == s).ok_or_else(|| {
+            format!("unknown permission `{s}` (expected session.read, session.write, session.delete or user.write)")
+        })
     }
 }
 
@@ -97,7 +102,7 @@ pub struct Permissions(u8);
 
 impl Permissions {
     pub fn from_bits(bits: u8) -> Self {
-        Self(bits & 7)
+        Self(bits & 15)
     }
 
     pub fn bits(self) -> u8 {

@@ -10,6 +10,7 @@ use super::{
     Timestamp,
     keyring::SealedSecret,
     otp::OtpMethod,
+    passkey::PasskeyStore,
     secrets::{ClearTotpSecret, KeyCheck},
     session::{Change, HistoryEntry, Session, SessionQuery},
     user::{ApiTokenRecord, Claim, LockoutCounter, TotpEnrolment, User, UserState},
@@ -101,8 +102,9 @@ pub fn terminated(current: &Session, at: Timestamp, actor: &str) -> (Session, Hi
     (next, entry)
 }
 
+/// Every store keeps passkeys too (`passkey::PasskeyStore`, a part of its own).
 #[async_trait]
-pub trait Store: Send + Sync + fmt::Debug + 'static {
+pub trait Store: PasskeyStore + Send + Sync + fmt::Debug + 'static {
     // users
     async fn insert_user(&self, user: &User) -> StoreResult<()>;
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>>;

@@ -136,6 +136,15 @@ impl Secrets {
             .map_err(|e| Error::internal(format_args!("the TOTP secret of user {} does not open: {e}", user.id)))
     }
 
+    /// Opens what `seal` sealed for `purpose` and `owner`. A secret that does not open was altered,
+    /// moved, or sealed with a key since removed from the key file: an internal error, logged.
+    pub fn open(&self, purpose: Purpose, owner: &str, sealed: &SealedSecret) -> Result<OpenedSecret> {
+        self.inner
+            .keyring
+            .open(purpose, owner, sealed)
+            .map_err(|e| Error::internal(format_args!("a sealed {purpose:?} state of `{owner}` does not open: {e}")))
+    }
+
     /// Seals the TOTP seeds an older version kept in clear and removes the clear copies.
     /// Returns how many it sealed.
     pub async fn seal_clear_totp_secrets(&self) -> Result<usize> {

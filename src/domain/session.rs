@@ -11,6 +11,7 @@ use super::{
     Caller, Error, ErrorClass, Permission, Result, Timestamp, authz,
     limits::{self, Limits},
     otp::{self, CodeSender, NoDelivery, OtpChallenges, OtpMethod},
+    passkey::RelyingParty,
     password::PasswordHasher,
     secrets::Secrets,
     token::{Secret, SecretHash, new_session_id},
@@ -58,12 +59,14 @@ pub struct Sessions {
     hasher: PasswordHasher,
     lockout: LockoutPolicy,
     limits: Limits,
-    /// Opens the sealed TOTP seeds.
-    secrets: Secrets,
+    /// Opens the sealed TOTP seeds; seals the passkey challenges.
+    pub(super) secrets: Secrets,
     /// Delivers one-time codes by SMS and email.
     pub(super) code_sender: Arc<dyn CodeSender>,
     /// How long a one-time code stays valid.
     pub(super) code_lifetime: Duration,
+    /// The browser origins passkeys may be used from.
+    pub(super) relying_party: RelyingParty,
 }
 
 impl Sessions {
@@ -76,7 +79,13 @@ impl Sessions {
             secrets,
             code_sender: Arc::new(NoDelivery),
             code_lifetime: otp::DEFAULT_CODE_LIFETIME,
+            relying_party: RelyingParty::default(),
         }
+    }
+
+    /// The same, allowing passkeys from the relying party's origins.
+    pub fn with_relying_party(self, relying_party: RelyingParty) -> Self {
+        Self { relying_party, ..self }
     }
 
     /// The same, delivering one-time codes through `sender`, valid for `lifetime`.
@@ -108,6 +117,7 @@ impl Sessions {
             expiration_date: None,
             terminated_at: None,
             otp_challenges: OtpChallenges::default(),
+            passkey_challenge: None,
         };
         let mut changes = vec![Change::Created];
         let metadata = self.merge_metadata(&session.metadata, request.metadata)?;
@@ -321,6 +331,9 @@ impl Sessions {
             session.factors.password = Some(now);
             changes.push(Change::PasswordChecked);
         }
+        if let Some(assertion) = &checks.web_auth_n {
+            self.check_passkey(session, assertion, now, changes).await?;
+        }
         if let Some(code) = &checks.totp {
             let user = self.session_user(session, "totp").await?;
             self.check_totp(&user, code, now).await?;
@@ -414,7 +427,7 @@ impl Sessions {
 
 /// A user check may pass: the user is active and not locked (a locked user's refusal carries the
 /// failed attempts of the counter that locked it).
-fn ensure_active(user: &User) -> Result<()> {
+pub(super) fn ensure_active(user: &User) -> Result<()> {
     let counter = if user.locked { LockoutCounter::Password } else { LockoutCounter::OneTimeCode };
     ensure_may_check(user, counter)
 }

@@ -10,6 +10,7 @@ use super::{
     Caller, Error, Permission, Permissions, Result, Timestamp,
     keyring::{Purpose, SealedSecret},
     otp::OtpMethod,
+    passkey::PasskeyRecord,
     password::PasswordHasher,
     secrets::Secrets,
     token::{ApiToken, SecretHash, new_id},
@@ -284,6 +285,21 @@ impl Users {
             OtpMethod::Email => ("USER-NoEmail", "an email address", "users set-email"),
         };
         Err(Error::failed_precondition(id_, format!("the user has no {what}: set one first ({how})")))
+    }
+
+    /// The user's passkeys, oldest first.
+    pub async fn passkeys(&self, id: &str) -> Result<Vec<PasskeyRecord>> {
+        self.user(id).await?;
+        Ok(self.store.passkeys_of_user(id).await?)
+    }
+
+    /// Removes one of the user's passkeys: it signs nobody in any more.
+    pub async fn remove_passkey(&self, id: &str, passkey_id: &str) -> Result<()> {
+        self.user(id).await?;
+        if self.store.remove_passkey(id, passkey_id).await? {
+            return Ok(());
+        }
+        Err(Error::not_found("PASSKEY-NotFound", format!("the user has no passkey `{passkey_id}`")))
     }
 
     /// Enrols a new TOTP secret (replacing any old one), sealed for this user, and returns the

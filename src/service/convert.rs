@@ -4,10 +4,10 @@ use std::{collections::BTreeMap, time::Duration};
 
 use crate::{
     domain::{
-        Error, Result, Timestamp, limits,
+        Error, Result, Timestamp, limits, passkey,
         session::{
-            ChallengeRequest, Checks, Details, Factors, ListSessions, OtpRequest, ReturnedCodes, Session, SessionQuery,
-            TimeComparison, UserAgent, UserCheck,
+            ChallengeRequest, Checks, Details, Factors, ListSessions, OtpRequest, PasskeyChallengeRequest,
+            ReturnedCodes, Session, SessionQuery, TimeComparison, UserAgent, UserCheck,
         },
     },
     proto::{
@@ -62,11 +62,7 @@ pub fn checks(c: Option<pb::Checks>) -> Result<Checks> {
     let Some(c) = c else {
         return Ok(Checks::default());
     };
-    let unbuilt = [
-        ("webAuthN", c.web_auth_n.is_some()),
-        ("idpIntent", c.idp_intent.is_some()),
-        ("recoveryCode", c.recovery_code.is_some()),
-    ];
+    let unbuilt = [("idpIntent", c.idp_intent.is_some()), ("recoveryCode", c.recovery_code.is_some())];
     if let Some((name, _)) = unbuilt.iter().find(|(_, present)| *present) {
         return Err(Error::unimplemented(
             "CHECK-Unimplemented",
@@ -99,26 +95,39 @@ pub fn checks(c: Option<pb::Checks>) -> Result<Checks> {
         }
         code => Ok(code),
     };
+    let web_auth_n = match c.web_auth_n.map(|w| w.credential_assertion_data) {
+        Some(Some(data)) => Some(struct_json(data)?),
+        Some(None) => {
+            return Err(Error::invalid_argument(
+                "SESSION-InvalidCheck",
+                "the webAuthN check needs credentialAssertionData (the browser's PublicKeyCredential)",
+            ));
+        }
+        None => None,
+    };
     Ok(Checks {
         user,
         password,
+        web_auth_n,
         totp: code("totp", c.totp.map(|t| t.code))?,
         otp_sms: code("otpSms", c.otp_sms.map(|t| t.code))?,
         otp_email: code("otpEmail", c.otp_email.map(|t| t.code))?,
     })
 }
 
-/// The challenges a request asks for; one that is not built (webAuthN) is refused by name.
+/// The challenges a request asks for.
 pub fn challenges(c: Option<pb::RequestChallenges>) -> Result<ChallengeRequest> {
     use pb::request_challenges::otp_email::DeliveryType;
     let Some(c) = c else { return Ok(ChallengeRequest::default()) };
-    if c.web_auth_n.is_some() {
-        return Err(Error::unimplemented(
-            "CHALLENGE-Unimplemented",
-            "the webAuthN challenge is not supported by this server",
-        ));
-    }
     Ok(ChallengeRequest {
+        // The user verification requirement is read and not needed: passkeys always verify.
+        web_auth_n: c
+            .web_auth_n
+            .map(|w| {
+                passkey::check_domain(&w.domain, "challenges.webAuthN.domain", "SESSION-InvalidChallenge")?;
+                Ok::<_, Error>(PasskeyChallengeRequest { domain: w.domain })
+            })
+            .transpose()?,
         otp_sms: c.otp_sms.map(|sms| OtpRequest { return_code: sms.return_code, url_template: None }),
         // No delivery type means "send it", as ZITADEL reads it.
         otp_email: c.otp_email.map(|email| match email.delivery_type {
@@ -130,13 +139,43 @@ pub fn challenges(c: Option<pb::RequestChallenges>) -> Result<ChallengeRequest> 
 }
 
 /// The challenges part of a Create or Set answer: the codes the caller asked to get back.
-pub fn returned_challenges(codes: ReturnedCodes) -> Option<pb::Challenges> {
-    let ReturnedCodes { otp_sms, otp_email } = codes;
-    (otp_sms.is_some() || otp_email.is_some()).then(|| pb::Challenges {
-        web_auth_n: None,
+pub fn returned_challenges(codes: ReturnedCodes) -> Result<Option<pb::Challenges>> {
+    let ReturnedCodes { otp_sms, otp_email, web_auth_n } = codes;
+    let web_auth_n = web_auth_n
+        .map(|options| {
+            Ok::<_, Error>(pb::challenges::WebAuthN {
+                public_key_credential_request_options: Some(json_struct(options)?),
+            })
+        })
+        .transpose()?;
+    Ok((otp_sms.is_some() || otp_email.is_some() || web_auth_n.is_some()).then(|| pb::Challenges {
+        web_auth_n,
         otp_sms: otp_sms.map(|c| c.expose().to_owned()),
         otp_email: otp_email.map(|c| c.expose().to_owned()),
-    })
+    }))
+}
+
+/// A `google.protobuf.Struct` as the JSON object it stands for. Struct numbers are doubles;
+/// whole ones become integers again, as the browser wrote them.
+pub fn struct_json(s: pbjson_types::Struct) -> Result<serde_json::Value> {
+    fn integral(value: serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match value {
+            Value::Number(n) => match n.as_f64() {
+                Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15 => Value::from(f as i64),
+                _ => Value::Number(n),
+            },
+            Value::Array(items) => Value::Array(items.into_iter().map(integral).collect()),
+            Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, integral(v))).collect()),
+            other => other,
+        }
+    }
+    serde_json::to_value(s).map(integral).map_err(Error::internal)
+}
+
+/// A JSON object as a `google.protobuf.Struct`.
+pub fn json_struct(v: serde_json::Value) -> Result<pbjson_types::Struct> {
+    serde_json::from_value(v).map_err(Error::internal)
 }
 
 pub fn metadata(m: std::collections::HashMap<String, Vec<u8>>) -> BTreeMap<String, Vec<u8>> {
@@ -180,6 +219,10 @@ fn factors(f: &Factors) -> pb::Factors {
         totp: f.totp.map(|t| pb::TotpFactor { verified_at: Some(timestamp(t)) }),
         otp_sms: f.otp_sms.map(|t| pb::OtpFactor { verified_at: Some(timestamp(t)) }),
         otp_email: f.otp_email.map(|t| pb::OtpFactor { verified_at: Some(timestamp(t)) }),
+        web_auth_n: f.web_auth_n.map(|w| pb::WebAuthNFactor {
+            verified_at: Some(timestamp(w.verified_at)),
+            user_verified: w.user_verified,
+        }),
         ..Default::default()
     }
 }

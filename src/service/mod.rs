@@ -6,6 +6,7 @@ pub mod auth;
 pub mod codec;
 pub mod convert;
 pub mod status;
+pub mod users;
 
 use tonic::{Request, Response, Status};
 
@@ -68,7 +69,7 @@ impl SessionService for SessionHandler {
             details: Some(convert::details(&issued.details)),
             session_id: issued.session_id,
             session_token: issued.token.map(|t| t.expose().to_owned()).unwrap_or_default(),
-            challenges: convert::returned_challenges(issued.codes),
+            challenges: convert::returned_challenges(issued.codes)?,
         }))
     }
 
@@ -102,7 +103,7 @@ impl SessionService for SessionHandler {
         Ok(Response::new(pb::SetSessionResponse {
             details: Some(convert::details(&issued.details)),
             session_token: issued.token.map(|t| t.expose().to_owned()).unwrap_or_default(),
-            challenges: convert::returned_challenges(issued.codes),
+            challenges: convert::returned_challenges(issued.codes)?,
         }))
     }
 

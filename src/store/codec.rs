@@ -10,7 +10,7 @@ use super::{StoreError, StoreResult};
 use crate::domain::{
     Timestamp,
     otp::{OtpChallenges, OtpMethod},
-    session::{Change, Factors, HistoryEntry, Session, TimeComparison, UserAgent},
+    session::{Change, Factors, HistoryEntry, PasskeyChallenge, Session, TimeComparison, UserAgent},
     user::LockoutCounter,
 };
 
@@ -26,6 +26,9 @@ struct SessionDocument {
     /// One-time codes issued and not used yet (salted hashes, never the codes).
     #[serde(default, skip_serializing_if = "OtpChallenges::is_empty")]
     otp_challenges: OtpChallenges,
+    /// The open passkey challenge (sealed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    passkey_challenge: Option<PasskeyChallenge>,
 }
 
 pub(crate) fn encode_state(session: &Session) -> String {
@@ -34,6 +37,7 @@ pub(crate) fn encode_state(session: &Session) -> String {
         metadata: session.metadata.iter().map(|(k, v)| (k.clone(), STANDARD.encode(v))).collect(),
         user_agent: session.user_agent.clone(),
         otp_challenges: session.otp_challenges.clone(),
+        passkey_challenge: session.passkey_challenge.clone(),
     };
     serde_json::to_string(&document).expect("session documents always serialize")
 }
@@ -52,6 +56,7 @@ pub(crate) fn decode_state_into(session: &mut Session, json: &str) -> StoreResul
     session.metadata = metadata;
     session.user_agent = document.user_agent;
     session.otp_challenges = document.otp_challenges;
+    session.passkey_challenge = document.passkey_challenge;
     Ok(())
 }
 

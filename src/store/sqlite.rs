@@ -38,6 +38,7 @@ use crate::domain::{
     user::{ApiTokenRecord, Claim, LockoutCounter, TotpEnrolment, User, UserState},
 };
 
+mod passkeys;
 mod rows;
 mod writer;
 
@@ -50,6 +51,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0002_lockouts_history_retention.sql"),
     include_str!("../../migrations/sqlite/0003_sealed_secrets.sql"),
     include_str!("../../migrations/sqlite/0004_otp_email_sms.sql"),
+    include_str!("../../migrations/sqlite/0005_passkeys.sql"),
 ];
 
 type Finish = Box<dyn FnOnce(Option<StoreError>) + Send>;
@@ -506,8 +508,14 @@ impl Store for SqliteStore {
         if next.token_hash != current.token_hash {
             columns.push(("token_hash", Value::Blob(next.token_hash.0.to_vec())));
         }
-        if (&next.factors, &next.metadata, &next.user_agent, &next.otp_challenges)
-            != (&current.factors, &current.metadata, &current.user_agent, &current.otp_challenges)
+        if (&next.factors, &next.metadata, &next.user_agent, &next.otp_challenges, &next.passkey_challenge)
+            != (
+                &current.factors,
+                &current.metadata,
+                &current.user_agent,
+                &current.otp_challenges,
+                &current.passkey_challenge,
+            )
         {
             columns.push(("state", Value::Text(encode_state(next))));
         }

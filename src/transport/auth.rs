@@ -6,13 +6,18 @@ use http::{HeaderMap, Request, Response, header::AUTHORIZATION};
 use tonic::{Code, Status, body::Body};
 use tower::Layer;
 
-use super::{Inner, SESSION_SERVICE, classify::Target, forward, middleware, refuse};
+use super::{Inner, SESSION_SERVICE, USER_SERVICE, classify::Target, forward, middleware, refuse};
 use crate::service::auth::Bearer;
 
-/// The layer: SessionService calls get their `Bearer` in the extensions or are refused.
+/// The layer: SessionService and UserService calls get their `Bearer` in the extensions or are
+/// refused.
 pub fn layer() -> impl Layer<Inner, Service = Inner> + Clone {
     middleware(|mut request: Request<Body>, inner: Inner| async move {
-        let protocol = request.extensions().get::<Target>().filter(|t| t.is_of(SESSION_SERVICE)).map(|t| t.protocol);
+        let protocol = request
+            .extensions()
+            .get::<Target>()
+            .filter(|t| t.is_of(SESSION_SERVICE) || t.is_of(USER_SERVICE))
+            .map(|t| t.protocol);
         let Some(protocol) = protocol else {
             return forward(inner, request).await;
         };

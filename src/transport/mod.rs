@@ -34,6 +34,8 @@ use tower::{Layer, Service, ServiceExt, layer::layer_fn};
 
 /// The service whose RPCs need a bearer token; health and reflection do not.
 pub const SESSION_SERVICE: &str = "zitadel.session.v2.SessionService";
+/// The user service (passkey registration), which needs one too.
+pub const USER_SERVICE: &str = "zitadel.user.v2.UserService";
 
 /// Every layer of the stack takes and gives this: a request with tonic's body, a response that
 /// is always rendered (refusals are responses, never errors). A clone is one reference count:

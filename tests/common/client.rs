@@ -19,6 +19,7 @@ use serde_json::{Map, Value, json};
 use sessiond::proto::{
     google::rpc,
     session::{self as pb, session_service_client::SessionServiceClient},
+    user::{self as user_pb, user_service_client::UserServiceClient},
     zitadel::v1::{CredentialsCheckError, ErrorDetail},
 };
 use tonic::{
@@ -28,6 +29,7 @@ use tonic::{
 };
 
 pub const SERVICE: &str = "zitadel.session.v2.SessionService";
+pub const USER_SERVICE: &str = "zitadel.user.v2.UserService";
 const ERROR_DETAIL_TYPE: &str = "type.googleapis.com/zitadel.v1.ErrorDetail";
 const CREDENTIALS_CHECK_ERROR_TYPE: &str = "type.googleapis.com/zitadel.v1.CredentialsCheckError";
 
@@ -90,7 +92,7 @@ impl fmt::Display for Protocol {
     }
 }
 
-/// The RPCs of the session service.
+/// The RPCs of the session service, and the user service's passkey registration (not in `ALL`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rpc {
     CreateSession,
@@ -98,6 +100,8 @@ pub enum Rpc {
     SetSession,
     DeleteSession,
     ListSessions,
+    RegisterPasskey,
+    VerifyPasskeyRegistration,
 }
 
 impl Rpc {
@@ -111,12 +115,18 @@ impl Rpc {
             Rpc::SetSession => "SetSession",
             Rpc::DeleteSession => "DeleteSession",
             Rpc::ListSessions => "ListSessions",
+            Rpc::RegisterPasskey => "RegisterPasskey",
+            Rpc::VerifyPasskeyRegistration => "VerifyPasskeyRegistration",
         }
     }
 
     /// The gRPC / gRPC-Web / Connect path.
     pub fn path(self) -> String {
-        format!("/{SERVICE}/{}", self.name())
+        let service = match self {
+            Rpc::RegisterPasskey | Rpc::VerifyPasskeyRegistration => USER_SERVICE,
+            _ => SERVICE,
+        };
+        format!("/{service}/{}", self.name())
     }
 
     /// The request message's protobuf bytes, built from JSON through the generated serde impls.
@@ -127,6 +137,8 @@ impl Rpc {
             Rpc::SetSession => proto_of::<pb::SetSessionRequest>(request),
             Rpc::DeleteSession => proto_of::<pb::DeleteSessionRequest>(request),
             Rpc::ListSessions => proto_of::<pb::ListSessionsRequest>(request),
+            Rpc::RegisterPasskey => proto_of::<user_pb::RegisterPasskeyRequest>(request),
+            Rpc::VerifyPasskeyRegistration => proto_of::<user_pb::VerifyPasskeyRegistrationRequest>(request),
         }
     }
 
@@ -138,6 +150,8 @@ impl Rpc {
             Rpc::SetSession => json_of_proto::<pb::SetSessionResponse>(bytes),
             Rpc::DeleteSession => json_of_proto::<pb::DeleteSessionResponse>(bytes),
             Rpc::ListSessions => json_of_proto::<pb::ListSessionsResponse>(bytes),
+            Rpc::RegisterPasskey => json_of_proto::<user_pb::RegisterPasskeyResponse>(bytes),
+            Rpc::VerifyPasskeyRegistration => json_of_proto::<user_pb::VerifyPasskeyRegistrationResponse>(bytes),
         }
     }
 }
@@ -491,6 +505,16 @@ impl Clients {
             Rpc::ListSessions => {
                 client.list_sessions(tonic_request::<pb::ListSessionsRequest>(request, headers)).await.map(tonic_json)
             }
+            Rpc::RegisterPasskey => UserServiceClient::new(self.channel.clone())
+                .register_passkey(tonic_request::<user_pb::RegisterPasskeyRequest>(request, headers))
+                .await
+                .map(tonic_json),
+            Rpc::VerifyPasskeyRegistration => UserServiceClient::new(self.channel.clone())
+                .verify_passkey_registration(tonic_request::<user_pb::VerifyPasskeyRegistrationRequest>(
+                    request, headers,
+                ))
+                .await
+                .map(tonic_json),
         };
         match result {
             Ok((headers, body)) => Outcome {
@@ -716,6 +740,11 @@ pub fn rest_binding(rpc: Rpc, request: Value) -> (Method, String, Option<Vec<u8>
         }
         Rpc::SetSession => (Method::PATCH, format!("/v2/sessions/{}", escape(&take("sessionId")))),
         Rpc::DeleteSession => (Method::DELETE, format!("/v2/sessions/{}", escape(&take("sessionId")))),
+        Rpc::RegisterPasskey => (Method::POST, format!("/v2/users/{}/passkeys", escape(&take("userId")))),
+        Rpc::VerifyPasskeyRegistration => {
+            let user = take("userId");
+            (Method::POST, format!("/v2/users/{}/passkeys/{}", escape(&user), escape(&take("passkeyId"))))
+        }
     };
     // An empty DELETE goes out as curl sends it: no body, no content type.
     let body = (!(fields.is_empty() && method == Method::DELETE))

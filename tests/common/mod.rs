@@ -7,6 +7,7 @@
 
 pub mod backend;
 pub mod client;
+pub mod soft_passkey;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 

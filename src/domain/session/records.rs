@@ -2,6 +2,7 @@
 //! session, its factors and history, and the inputs and answers of the session operations.
 
 use super::*;
+pub use crate::domain::passkey_login::PasskeyChallenge;
 
 /// The user factor: who the session is for, as checked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +27,15 @@ pub struct Factors {
     pub otp_sms: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub otp_email: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_auth_n: Option<WebAuthnFactor>,
+}
+
+/// A passkey check: when it passed, and whether the authenticator verified the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebAuthnFactor {
+    pub verified_at: Timestamp,
+    pub user_verified: bool,
 }
 
 impl Factors {
@@ -68,6 +78,8 @@ pub struct Session {
     pub terminated_at: Option<Timestamp>,
     /// One-time codes issued and not yet used (never shown to clients).
     pub otp_challenges: OtpChallenges,
+    /// The passkey challenge issued and not yet answered (sealed).
+    pub passkey_challenge: Option<PasskeyChallenge>,
 }
 
 impl Session {
@@ -113,6 +125,8 @@ pub enum Change {
     TotpChecked,
     OtpChallenged { method: OtpMethod },
     OtpChecked { method: OtpMethod },
+    PasskeyChallenged,
+    PasskeyChecked { user_verified: bool },
     MetadataSet { key: String },
     MetadataRemoved { key: String },
     LifetimeSet { expiration_date: Timestamp },
@@ -145,6 +159,8 @@ pub struct Checks {
     pub totp: Option<String>,
     pub otp_sms: Option<String>,
     pub otp_email: Option<String>,
+    /// `checks.webAuthN.credentialAssertionData`: the browser's PublicKeyCredential as JSON.
+    pub web_auth_n: Option<serde_json::Value>,
 }
 
 impl Checks {
@@ -163,6 +179,7 @@ impl std::fmt::Debug for Checks {
             .field("totp", &redacted(&self.totp))
             .field("otp_sms", &redacted(&self.otp_sms))
             .field("otp_email", &redacted(&self.otp_email))
+            .field("web_auth_n", &self.web_auth_n.as_ref().map(|_| "<assertion>"))
             .finish()
     }
 }
@@ -181,6 +198,15 @@ pub struct OtpRequest {
 pub struct ChallengeRequest {
     pub otp_sms: Option<OtpRequest>,
     pub otp_email: Option<OtpRequest>,
+    pub web_auth_n: Option<PasskeyChallengeRequest>,
+}
+
+/// `challenges.webAuthN`: a passkey challenge for the RP ID `domain` (empty: the first
+/// `--webauthn-origin`'s host). Passkeys always verify the user, whatever the request's
+/// `user_verification_requirement` (webauthn-rs's passkey ceremonies require it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PasskeyChallengeRequest {
+    pub domain: String,
 }
 
 impl ChallengeRequest {
@@ -194,6 +220,8 @@ impl ChallengeRequest {
 pub struct ReturnedCodes {
     pub otp_sms: Option<Secret>,
     pub otp_email: Option<Secret>,
+    /// The passkey challenge's PublicKeyCredentialRequestOptions, `{"publicKey": {...}}`.
+    pub web_auth_n: Option<serde_json::Value>,
 }
 
 impl ReturnedCodes {

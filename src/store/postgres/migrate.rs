@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0002_lockouts_history_retention.sql"),
     include_str!("../../../migrations/postgres/0003_sealed_secrets.sql"),
     include_str!("../../../migrations/postgres/0004_otp_email_sms.sql"),
+    include_str!("../../../migrations/postgres/0005_passkeys.sql"),
 ];
 /// Rounds of the protocol below (a round fails only when a concurrent starter won it) before a
 /// start gives up.

@@ -42,6 +42,7 @@ use crate::domain::{
 mod connect;
 mod error;
 mod migrate;
+mod passkeys;
 mod rows;
 mod secrets;
 #[cfg(test)]

@@ -94,6 +94,7 @@ pub(super) fn session_from_row(row: &PgRow) -> Result<Session, Failure> {
         expiration_date: row.try_get::<Option<i64>, _>(7)?.map(Timestamp),
         terminated_at: row.try_get::<Option<i64>, _>(8)?.map(Timestamp),
         otp_challenges: Default::default(),
+        passkey_challenge: None,
     };
     decode_state_into(&mut session, &state)?;
     Ok(session)

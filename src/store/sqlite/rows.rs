@@ -112,6 +112,7 @@ pub(super) fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRow> {
             expiration_date: opt_ts(row.get(7)?),
             terminated_at: opt_ts(row.get(8)?),
             otp_challenges: Default::default(),
+            passkey_challenge: None,
         },
         state: row.get(9)?,
     })
