@@ -1,6 +1,6 @@
 //! Everything `serve` can be told, with the defaults a production deployment starts from.
 
-use std::{path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use crate::{domain::limits::Limits, store::Durability};
 
@@ -55,7 +55,13 @@ pub struct Config {
     pub max_connections: usize,
     /// The bounds on requests an operator may change (the longest lifetime, metadata per session).
     pub limits: Limits,
+    /// Where `/metrics` is served. The command line's default is `DEFAULT_METRICS_LISTEN`; this
+    /// type's default is off, so that servers embedded in tests or tools never race for a port.
+    pub metrics_listen: Option<SocketAddr>,
 }
+
+/// `--metrics-listen`'s default: loopback, the port registered for exporters like this one.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
 
 impl Default for Config {
     fn default() -> Self {
@@ -83,6 +89,7 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(120),
             max_connections: 10_000,
             limits: Limits::default(),
+            metrics_listen: None,
         }
     }
 }

@@ -1,31 +1,56 @@
-//! One log line per call, written when its response body is done (sent or dropped): protocol,
-//! HTTP method, path, HTTP status, the gRPC code (from the rendered refusal, the response head or
-//! the trailers) and the latency. Headers are never logged, so tokens cannot leak here.
+//! One log line per call, written when its response body is done (sent or dropped): request id,
+//! protocol, HTTP method, path, HTTP status, the gRPC code (from the rendered refusal, the response
+//! head or the trailers) and the latency; the call's metrics are recorded from the same facts at
+//! the same moment. The call runs in a span carrying its request id, so every line logged within
+//! it carries the id too. Headers other than the id are never logged, so tokens cannot leak here.
 
 use std::{
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
     time::Instant,
 };
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request};
+use http::{HeaderMap, HeaderValue, Method, Request};
 use http_body::{Frame, SizeHint};
 use tonic::{Code, Status, body::Body};
 use tower::Layer;
+use tracing::Instrument as _;
 
-use super::{Inner, Protocol, forward, middleware};
+use super::{Inner, Protocol, forward, middleware, request_id};
+use crate::metrics::{CallMetrics, InFlight, Rpc, Shed};
 
-pub fn layer() -> impl Layer<Inner, Service = Inner> + Clone {
-    middleware(|request: Request<Body>, inner: Inner| async move {
-        let started = Instant::now();
-        let protocol = Protocol::of(request.headers(), request.uri().path());
-        let method = request.method().clone();
-        let path = request.uri().path().to_owned();
-        let response = forward(inner, request).await;
-        let code = response.extensions().get::<Code>().copied().or_else(|| code_in(response.headers()));
-        let line = Line { started, protocol, method, path, http: response.status().as_u16(), code };
-        response.map(|body| Body::new(Logged { inner: body, line }))
+/// The layer; `metrics` records each call when given.
+pub fn layer(metrics: Option<Arc<CallMetrics>>) -> impl Layer<Inner, Service = Inner> + Clone {
+    middleware(move |request: Request<Body>, inner: Inner| {
+        let in_flight = metrics.as_ref().map(CallMetrics::start);
+        async move {
+            let started = Instant::now();
+            let protocol = Protocol::of(request.headers(), request.uri().path());
+            let method = request.method().clone();
+            let path = request.uri().path().to_owned();
+            let request_id = request_id::of(&request);
+            let span = tracing::info_span!(
+                "call",
+                request_id = request_id.as_ref().and_then(|id| id.to_str().ok()).unwrap_or_default()
+            );
+            let response = forward(inner, request).instrument(span).await;
+            let code = response.extensions().get::<Code>().copied().or_else(|| code_in(response.headers()));
+            let line = Line {
+                started,
+                request_id,
+                protocol,
+                method,
+                path,
+                http: response.status().as_u16(),
+                code,
+                rpc: response.extensions().get::<Rpc>().copied().unwrap_or(Rpc::UNKNOWN),
+                shed: response.extensions().get::<Shed>().is_some(),
+                in_flight,
+            };
+            response.map(|body| Body::new(Logged { inner: body, line }))
+        }
     })
 }
 
@@ -36,11 +61,16 @@ fn code_in(fields: &HeaderMap) -> Option<Code> {
 
 struct Line {
     started: Instant,
+    request_id: Option<HeaderValue>,
     protocol: Protocol,
     method: Method,
     path: String,
     http: u16,
     code: Option<Code>,
+    rpc: Rpc,
+    shed: bool,
+    /// The call's place in the metrics (none when they are off); counted out when dropped.
+    in_flight: Option<InFlight>,
 }
 
 /// The response body, which writes the line when it is dropped.
@@ -76,13 +106,18 @@ impl http_body::Body for Logged {
 impl Drop for Logged {
     fn drop(&mut self) {
         let line = &self.line;
+        let elapsed = line.started.elapsed();
+        if let Some(in_flight) = &line.in_flight {
+            in_flight.finished(line.rpc, line.protocol, line.code, elapsed.as_secs_f64(), line.shed);
+        }
         tracing::info!(
+            request_id = line.request_id.as_ref().and_then(|id| id.to_str().ok()),
             protocol = line.protocol.name(),
             method = %line.method,
             path = %line.path,
             http = line.http,
             code = line.code.map(|c| c as i32),
-            latency_us = line.started.elapsed().as_micros() as u64,
+            latency_us = elapsed.as_micros() as u64,
             "call"
         );
     }

@@ -41,6 +41,8 @@ pub fn shed(max: usize) -> impl Layer<Inner, Service = Inner> + Clone {
                     Err(_overloaded) => {
                         let rendered = canned.iter().find(|(p, _)| *p == protocol).map(|(_, r)| r);
                         let mut response = rendered.expect("every protocol is rendered").response();
+                        // Counted as shed by the call metrics.
+                        response.extensions_mut().insert(crate::metrics::Shed);
                         if unread_body {
                             response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
                         }

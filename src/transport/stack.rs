@@ -1,6 +1,6 @@
 //! The one place the front door is composed, outer to inner, each concern its own layer.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use http::{Request, header::AUTHORIZATION};
 use tonic::body::Body;
@@ -8,8 +8,10 @@ use tower::{Layer, ServiceBuilder};
 use tower_http::sensitive_headers::{SetSensitiveRequestHeaders, SetSensitiveRequestHeadersLayer};
 
 use super::{
-    Inner, Protocol, access_log, auth, classify, classify::Target, cors, forward, grpc, grpc_web, limits, transcode,
+    Inner, Protocol, access_log, auth, classify, classify::Target, cors, forward, grpc, grpc_web, limits, probes,
+    request_id, transcode,
 };
+use crate::metrics::CallMetrics;
 
 /// Settings of the front door.
 #[derive(Debug, Clone)]
@@ -22,6 +24,10 @@ pub struct Settings {
     pub body_read_timeout: Duration,
     /// Allowed CORS origins; empty allows every origin.
     pub cors_origins: Vec<String>,
+    /// Where each call is counted and timed (none: metrics are off).
+    pub metrics: Option<Arc<CallMetrics>>,
+    /// What `/readyz` asks.
+    pub readiness: probes::Readiness,
 }
 
 /// The service on the port, around `routes`: tonic's routes holding the generated
@@ -50,7 +56,9 @@ pub fn front_door(
     }));
     Ok(ServiceBuilder::new()
         .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
-        .layer(access_log::layer())
+        .layer(request_id::layer())
+        .layer(probes::layer(settings.readiness.clone()))
+        .layer(access_log::layer(settings.metrics.clone()))
         .layer(cors::layer(&settings.cors_origins)?)
         .layer(limits::shed(settings.max_in_flight))
         .layer(classify::layer()?)
