@@ -36,9 +36,10 @@ impl MakeRequestId for RandomIds {
 /// The layer: an insane id is dropped before tower-http's layers set one and echo it.
 pub fn layer() -> impl Layer<Inner, Service = Inner> + Clone {
     tower::layer::layer_fn(|inner: Inner| {
+        // Set (outer) before propagate (inner): the echo sees the id whether given or generated.
         let with_id = Inner::new(
-            PropagateRequestIdLayer::new(X_REQUEST_ID)
-                .layer(SetRequestIdLayer::new(X_REQUEST_ID, RandomIds).layer(inner)),
+            SetRequestIdLayer::new(X_REQUEST_ID, RandomIds)
+                .layer(PropagateRequestIdLayer::new(X_REQUEST_ID).layer(inner)),
         );
         middleware(|mut request: Request<Body>, with_id: Inner| async move {
             let mut given = request.headers().get_all(X_REQUEST_ID).iter();
