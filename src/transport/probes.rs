@@ -22,13 +22,16 @@ pub const READY_WITHIN: Duration = Duration::from_millis(500);
 /// An answer is reused this long: probes, which need no credentials, cannot flood the store.
 const REUSE_FOR: Duration = Duration::from_millis(250);
 
+/// The last readiness answer: when it was found, and why the store is not ready (none: it is).
+type Answer = Option<(Instant, Option<&'static str>)>;
+
 /// What `/readyz` checks.
 #[derive(Debug, Clone)]
 pub struct Readiness {
     store: Arc<dyn Store>,
     metrics: Option<Arc<Metrics>>,
-    /// The last answer: when it was found, and the reason the store is not ready.
-    last: Arc<tokio::sync::Mutex<Option<(Instant, Option<&'static str>)>>>,
+    /// The last answer, reused for `REUSE_FOR`.
+    last: Arc<tokio::sync::Mutex<Answer>>,
     /// Whether the last answer was ready, to log changes only.
     was_ready: Arc<Mutex<bool>>,
 }
