@@ -3,12 +3,15 @@
 //! lets browsers read it; the access log line of the call carries it.
 
 mod common;
+#[path = "common/proxy.rs"]
+mod proxy;
 #[path = "common/process.rs"]
 mod process;
 
 use std::time::{Duration, Instant};
 
-use common::{Protocol, Rpc, TestServer, backend, backend::TestDb, client::Headers};
+use common::{Backend, Protocol, Rpc, TestServer, backend, backend::TestDb, client::Headers};
+use proxy::{Link, Proxy, upstream_of};
 use http::Method;
 use serde_json::json;
 use sessiond::domain::Permission;
@@ -116,6 +119,37 @@ async fn the_access_log_line_carries_the_request_id() {
             break;
         }
         assert!(Instant::now() < deadline, "the calls' lines lack their request ids:\n{log}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn lines_logged_within_a_call_carry_its_request_id() {
+    // The store going away makes the domain log a warning in the middle of the call.
+    let Some(db) = TestDb::fresh(Backend::Postgres).await else { return };
+    let user = process::add_user(&db.url, "alice");
+    let token = process::add_token(&db.url, &user, &["session.read"]);
+    let proxy = Proxy::start(upstream_of(&db.url)).await;
+    let server = process::Sessiond::start(&proxy.url_through(&db.url)).await;
+    proxy.set(Link::Down);
+    let answer = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("{}/v2/sessions/nope", server.base))
+        .bearer_auth(&token)
+        .header("x-request-id", "inside-7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 503);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = without_colours(&server.log());
+        if log.lines().any(|l| l.contains("store unavailable") && l.contains("call{request_id=\"inside-7\"}")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the warning lacks the call's request id:\n{log}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
