@@ -3,16 +3,16 @@
 //! lets browsers read it; the access log line of the call carries it.
 
 mod common;
-#[path = "common/proxy.rs"]
-mod proxy;
 #[path = "common/process.rs"]
 mod process;
+#[path = "common/proxy.rs"]
+mod proxy;
 
 use std::time::{Duration, Instant};
 
 use common::{Backend, Protocol, Rpc, TestServer, backend, backend::TestDb, client::Headers};
-use proxy::{Link, Proxy, upstream_of};
 use http::Method;
+use proxy::{Link, Proxy, upstream_of};
 use serde_json::json;
 use sessiond::domain::Permission;
 use tonic::Code;
@@ -123,35 +123,46 @@ async fn the_access_log_line_carries_the_request_id() {
     }
 }
 
+/// Log lines written in this test process (the server runs in it too), in plain text.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[tokio::test]
 async fn lines_logged_within_a_call_carry_its_request_id() {
     // The store going away makes the domain log a warning in the middle of the call.
-    let Some(db) = TestDb::fresh(Backend::Postgres).await else { return };
-    let user = process::add_user(&db.url, "alice");
-    let token = process::add_token(&db.url, &user, &["session.read"]);
+    let Some(mut db) = TestDb::fresh(Backend::Postgres).await else { return };
+    let captured = Captured::default();
+    let writer = captured.clone();
+    tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).init();
     let proxy = Proxy::start(upstream_of(&db.url)).await;
-    let server = process::Sessiond::start(&proxy.url_through(&db.url)).await;
+    db.url = proxy.url_through(&db.url);
+    let server = TestServer::start(db).await;
+    let ui = server.actor("login-ui", &[Permission::SessionRead]).await;
     proxy.set(Link::Down);
-    let answer = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .get(format!("{}/v2/sessions/nope", server.base))
-        .bearer_auth(&token)
-        .header("x-request-id", "inside-7")
-        .send()
+    let headers = Headers::bearer(&ui.token).with("x-request-id", "inside-7");
+    // On a task of its own, so that a failed request shows what the server logged.
+    let clients = server.clients.clone();
+    let call = tokio::spawn(async move {
+        clients.call(Protocol::Rest, Rpc::GetSession, json!({ "sessionId": "nope" }), &headers).await
+    });
+    let answer = call
         .await
-        .unwrap();
-    assert_eq!(answer.status(), 503);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let log = without_colours(&server.log());
-        if log.lines().any(|l| l.contains("store unavailable") && l.contains("call{request_id=\"inside-7\"}")) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the warning lacks the call's request id:\n{log}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        .unwrap_or_else(|e| panic!("{e}; the log:\n{}", String::from_utf8_lossy(&captured.0.lock().unwrap())));
+    assert_eq!(answer.code, Code::Unavailable, "{answer:?}");
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let warning = log.lines().find(|l| l.contains("store unavailable cause"));
+    assert!(warning.is_some_and(|l| l.contains("call{request_id=\"inside-7\"}")), "{log}");
 }
 
 /// The log as text, without the terminal colour escapes the text format writes.
