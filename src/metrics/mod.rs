@@ -92,7 +92,7 @@ impl Metrics {
         let logins = Family::default();
         registry.register(
             "logins",
-            "Factor checks (user, password, totp, otp_sms, otp_email) by outcome: success, rejected (wrong or \
+            "Credential checks (password, totp, otp_sms, otp_email) by outcome: success, rejected (wrong or \
              unusable credential), locked (the user is locked), error (the server could not decide)",
             logins.clone(),
         );
