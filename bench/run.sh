@@ -68,7 +68,9 @@ start_sessiond() {
     local port=$1 db=$2
     shift 2
     [[ $db == *://* ]] || db="sqlite:$db"
-    taskset -c "$SERVER_CPU" "$BIN/sessiond" --log-format json --database "$db" serve \
+    # Each server's /metrics beside it (PORT+100; `--metrics-listen none` in the options turns it off).
+    SESSIOND_METRICS_LISTEN=127.0.0.1:$((port + 100)) \
+        taskset -c "$SERVER_CPU" "$BIN/sessiond" --log-format json --database "$db" serve \
         --listen "127.0.0.1:$port" "$@" >"$OUT/sessiond-$port.log" 2>&1 &
     LAST_PID=$!
     PIDS+=("$LAST_PID")

@@ -1,6 +1,6 @@
 //! The command line: `serve`, `migrate`, and user and token administration.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{fmt, net::SocketAddr, path::PathBuf, str::FromStr};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -182,6 +182,33 @@ pub struct ServeArgs {
     /// Worker threads of the `multi-thread` runtime (default: one per core the process may use).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     pub worker_threads: Option<u16>,
+    /// Address of the Prometheus `/metrics` listener, or `none` for no metrics.
+    #[arg(long, env = "SESSIOND_METRICS_LISTEN", default_value = crate::config::DEFAULT_METRICS_LISTEN)]
+    pub metrics_listen: MetricsListen,
+}
+
+/// `--metrics-listen`: an address, or `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsListen(pub Option<SocketAddr>);
+
+impl FromStr for MetricsListen {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("none") {
+            return Ok(Self(None));
+        }
+        s.parse().map(|a| Self(Some(a))).map_err(|_| format!("`{s}` is neither HOST:PORT (an IP address) nor `none`"))
+    }
+}
+
+impl fmt::Display for MetricsListen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(address) => address.fmt(f),
+            None => f.write_str("none"),
+        }
+    }
 }
 
 /// Which tokio runtime `serve` runs on.
@@ -296,5 +323,17 @@ mod tests {
         let set = serve(&["--max-lifetime-secs", "60", "--max-metadata-bytes", "1024"]).unwrap();
         assert_eq!((set.max_lifetime_secs, set.max_metadata_bytes), (60, 1024));
         assert!(serve(&["--max-lifetime-secs", "0"]).is_err());
+    }
+
+    #[test]
+    fn metrics_listen_defaults_to_loopback_and_turns_off_with_none() {
+        assert_eq!(serve(&[]).unwrap().metrics_listen.0, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(serve(&["--metrics-listen", "none"]).unwrap().metrics_listen.0, None);
+        assert_eq!(
+            serve(&["--metrics-listen", "0.0.0.0:9100"]).unwrap().metrics_listen.0,
+            Some("0.0.0.0:9100".parse().unwrap())
+        );
+        let error = serve(&["--metrics-listen", "localhost"]).unwrap_err().to_string();
+        assert!(error.contains("neither HOST:PORT"), "{error}");
     }
 }

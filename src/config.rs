@@ -1,6 +1,6 @@
 //! Everything `serve` can be told, with the defaults a production deployment starts from.
 
-use std::{path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use crate::{domain::limits::Limits, oidc::OidcConfig, store::Durability};
 
@@ -64,7 +64,13 @@ pub struct Config {
     pub limits: Limits,
     /// JWT access tokens of this OIDC provider are accepted beside API tokens (`--oidc-issuer`).
     pub oidc: Option<OidcConfig>,
+    /// Where `/metrics` is served. The command line's default is `DEFAULT_METRICS_LISTEN`; this
+    /// type's default is off, so that servers embedded in tests or tools never race for a port.
+    pub metrics_listen: Option<SocketAddr>,
 }
+
+/// `--metrics-listen`'s default: loopback, the port registered for exporters like this one.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
 
 impl Default for Config {
     fn default() -> Self {
@@ -96,6 +102,7 @@ impl Default for Config {
             max_connections: 10_000,
             limits: Limits::default(),
             oidc: None,
+            metrics_listen: None,
         }
     }
 }

@@ -21,6 +21,7 @@
 //! - [`proto`]: generated code and the descriptor set.
 //! - [`config`], [`telemetry`], [`cli`]: settings, logging and the command line.
 //! - [`limits`]: the open-files limit, raised at start, and the connection cap it allows.
+//! - [`metrics`]: Prometheus families (calls, store, logins, sweeper, process) and `/metrics`.
 
 pub mod cli;
 pub mod config;
@@ -29,6 +30,7 @@ pub mod connections;
 pub mod domain;
 pub mod keyfile;
 pub mod limits;
+pub mod metrics;
 pub mod notify;
 pub mod oidc;
 pub mod proto;

@@ -69,6 +69,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 first_request_timeout: Duration::from_secs(args.first_request_timeout_secs),
                 idle_timeout: Duration::from_secs(args.idle_timeout_secs),
                 max_connections,
+                metrics_listen: args.metrics_listen.0,
                 limits: Limits {
                     max_lifetime: Duration::from_secs(args.max_lifetime_secs),
                     max_metadata_bytes: args.max_metadata_bytes,

@@ -22,6 +22,7 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeaders;
 use crate::{
     config::Config,
     connections::{self, Lifetimes, Verdict},
+    domain::events::LoginEvents,
     domain::{
         Timestamp,
         otp::{CodeSender, NoDelivery},
@@ -32,13 +33,14 @@ use crate::{
         user::Users,
     },
     keyfile,
+    metrics::{Metrics, TimedStore},
     notify::{Webhook, WebhookConfig},
     proto::{
         self, session::session_service_server::SessionServiceServer, user::user_service_server::UserServiceServer,
     },
     service::{SessionHandler, auth::Authenticated, users::UserHandler},
     store::{self, Store},
-    transport::{self, SESSION_SERVICE, USER_SERVICE, stack},
+    transport::{self, SESSION_SERVICE, USER_SERVICE, probes, stack},
 };
 
 /// Opens the configured store and serves on `listener` until `shutdown` resolves.
@@ -54,13 +56,44 @@ pub async fn run(
 }
 
 /// Serves on `listener` over an open store until `shutdown` resolves; closes the store at the end.
-/// Fails at once when the secrets key does not fit the database (see `keyfile::unlock`).
+/// Fails at once when the secrets key does not fit the database (see `keyfile::unlock`), or when
+/// the metrics address (`config.metrics_listen`) cannot be bound.
 pub async fn serve(
     listener: TcpListener,
     config: Config,
     store: Arc<dyn Store>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let metrics_listener = match config.metrics_listen {
+        None => None,
+        Some(address) => match TcpListener::bind(address).await {
+            Ok(listener) => Some(listener),
+            Err(e) => {
+                store.close().await;
+                return Err(anyhow::Error::new(e).context(format!(
+                    "cannot listen for metrics on {address} (--metrics-listen; `none` turns it off)"
+                )));
+            }
+        },
+    };
+    serve_with_metrics(listener, metrics_listener, config, store, shutdown).await
+}
+
+/// As `serve`, with `/metrics` on `metrics_listener` (none: no metrics) instead of the configured
+/// address.
+pub async fn serve_with_metrics(
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    config: Config,
+    store: Arc<dyn Store>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let metrics = metrics_listener.as_ref().map(|_| Metrics::new(Arc::clone(&store)));
+    // Every store operation timed, the backends untouched.
+    let store: Arc<dyn Store> = match &metrics {
+        Some(metrics) => Arc::new(TimedStore::new(store, metrics)),
+        None => store,
+    };
     let secrets = match keyfile::unlock(&config.database, config.secrets_key_file.as_deref(), Arc::clone(&store)).await
     {
         Ok(secrets) => secrets,
@@ -76,7 +109,14 @@ pub async fn serve(
             return Err(e);
         }
     };
-    let front_door = build_front_door(&config, Arc::clone(&store), secrets, code_sender)?;
+    let front_door = build_front_door(&config, Arc::clone(&store), secrets, code_sender, metrics.as_ref())?;
+    let exporter = match (metrics_listener, &metrics) {
+        (Some(listener), Some(metrics)) => {
+            tracing::info!(address = %listener.local_addr()?, "metrics listening");
+            Some(tokio::spawn(crate::metrics::serve_metrics(listener, Arc::clone(metrics))))
+        }
+        _ => None,
+    };
     // hyper's body becomes tonic's at the door; every layer inside speaks `tonic::body::Body`.
     let service = front_door.map_request(|request: http::Request<hyper::body::Incoming>| request.map(Body::new));
 
@@ -100,7 +140,7 @@ pub async fn serve(
     let mut at_capacity = false;
     let (stopping, shutdown_seen) = watch::channel(false);
 
-    let sweeper = tokio::spawn(sweep(Arc::clone(&store), Retention::of(&config), config.sweep_interval));
+    let sweeper = tokio::spawn(sweep(Arc::clone(&store), Retention::of(&config), config.sweep_interval, metrics));
     tracing::info!(
         address = %listener.local_addr()?,
         database = %store::redact_url(&config.database),
@@ -170,6 +210,9 @@ pub async fn serve(
         tracing::warn!(grace = ?config.shutdown_grace, "calls still running after the grace period were cut off");
     }
     sweeper.abort();
+    if let Some(exporter) = exporter {
+        exporter.abort();
+    }
     store.close().await;
     tracing::info!("stopped");
     Ok(())
@@ -189,6 +232,7 @@ pub fn build_front_door(
     store: Arc<dyn Store>,
     secrets: Secrets,
     code_sender: Arc<dyn CodeSender>,
+    metrics: Option<&Arc<Metrics>>,
 ) -> anyhow::Result<SetSensitiveRequestHeaders<transport::Inner>> {
     let hasher = PasswordHasher::new(config.max_hash_wait);
     let lockout = LockoutPolicy {
@@ -201,6 +245,11 @@ pub fn build_front_door(
         .with_limits(config.limits)
         .with_code_delivery(code_sender, config.otp_code_lifetime)
         .with_relying_party(relying_party);
+    let sessions = match metrics {
+        Some(metrics) => sessions.with_events(Arc::clone(metrics) as Arc<dyn LoginEvents>),
+        None => sessions,
+    };
+    let readiness = probes::Readiness::new(Arc::clone(&store), metrics.cloned());
     let users = Users::new(store, hasher);
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -243,6 +292,8 @@ pub fn build_front_door(
         },
         body_read_timeout: config.body_read_timeout,
         cors_origins: config.cors_origins.clone(),
+        metrics: metrics.map(|m| m.calls()),
+        readiness,
     };
     stack::front_door(routes, &settings)
 }
@@ -283,7 +334,7 @@ const ADMISSION_FLOOR: usize = 256;
 
 /// Removes the rows of sessions terminated or expired longer than `retention.sessions` ago, and
 /// history entries older than `retention.history`.
-async fn sweep(store: Arc<dyn Store>, retention: Retention, every: Duration) {
+async fn sweep(store: Arc<dyn Store>, retention: Retention, every: Duration, metrics: Option<Arc<Metrics>>) {
     let ago = |d: Duration| {
         Timestamp(Timestamp::now().micros().saturating_sub(i64::try_from(d.as_micros()).unwrap_or(i64::MAX)))
     };
@@ -291,11 +342,17 @@ async fn sweep(store: Arc<dyn Store>, retention: Retention, every: Duration) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        match store.sweep(ago(retention.sessions)).await {
-            Ok(0) => {}
-            Ok(removed) => tracing::info!(removed, "swept ended sessions"),
-            Err(e) => tracing::warn!(error = %e, "sweeping ended sessions failed"),
-        }
+        let sessions = match store.sweep(ago(retention.sessions)).await {
+            Ok(0) => 0,
+            Ok(removed) => {
+                tracing::info!(removed, "swept ended sessions");
+                removed
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "sweeping ended sessions failed");
+                0
+            }
+        };
         let before = ago(retention.history);
         let mut removed = 0;
         loop {
@@ -315,6 +372,9 @@ async fn sweep(store: Arc<dyn Store>, retention: Retention, every: Duration) {
         }
         if removed > 0 {
             tracing::info!(removed, "swept session history past its retention");
+        }
+        if let Some(metrics) = &metrics {
+            metrics.swept(sessions, removed);
         }
     }
 }

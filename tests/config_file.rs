@@ -12,6 +12,8 @@ use std::{
 fn sessiond(dir: &std::path::Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sessiond"));
     command.current_dir(dir).stdin(Stdio::null()).env("RUST_LOG", "warn");
+    // The default metrics port may be taken on the machine running the tests.
+    command.env("SESSIOND_METRICS_LISTEN", "none");
     for var in ["SESSIOND_DATABASE", "SESSIOND_LISTEN", "SESSIOND_CONFIG", "SESSIOND_SECRETS_KEY_FILE"] {
         command.env_remove(var);
     }

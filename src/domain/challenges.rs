@@ -7,6 +7,7 @@ use std::fmt;
 
 use super::{
     Error, ErrorClass, Result, Timestamp,
+    events::Factor,
     otp::{CodeMessage, CodeSlot, OtpChallenge, OtpMethod, SendError},
     session::{ChallengeRequest, Change, Checks, ReturnedCodes, Session, Sessions, ensure_may_check},
     user::{LockoutCounter, User},
@@ -89,35 +90,41 @@ impl Sessions {
     ) -> Result<()> {
         for (method, code) in checks.otp() {
             let Some(code) = code else { continue };
-            let user = self.session_user(session, method.as_str()).await?;
-            ensure_may_check(&user, LockoutCounter::OneTimeCode)?;
-            enabled_recipient(&user, method)?;
-            let challenge = session.otp_challenges.get(method).cloned().ok_or_else(|| {
-                Error::failed_precondition(
-                    "SESSION-OtpNotRequested",
-                    format!("no {} code is open on this session: request one first", method.as_str()),
-                )
-            })?;
-            if challenge.is_expired(now) {
-                return Err(Error::failed_precondition(
-                    "SESSION-OtpExpired",
-                    format!("the {} code has expired: request a new one", method.as_str()),
-                ));
-            }
-            let code = code.clone();
-            self.guarded(&user, LockoutCounter::OneTimeCode, async move {
-                Ok(if challenge.matches(&code) {
-                    Ok(())
-                } else {
-                    Err(Error::invalid_argument("SESSION-OtpInvalid", "the one-time code is invalid"))
-                })
-            })
-            .await?;
+            let checked = self.check_otp(session, method, code, now).await;
+            self.observed(Factor::Otp(method), checked)?;
             *session.otp_challenges.slot(method) = None;
             *session.factors.otp_mut(method) = Some(now);
             changes.push(Change::OtpChecked { method });
         }
         Ok(())
+    }
+
+    /// One one-time-code check: the code must match the challenge open for `method`.
+    async fn check_otp(&self, session: &Session, method: OtpMethod, code: &str, now: Timestamp) -> Result<()> {
+        let user = self.session_user(session, method.as_str()).await?;
+        ensure_may_check(&user, LockoutCounter::OneTimeCode)?;
+        enabled_recipient(&user, method)?;
+        let challenge = session.otp_challenges.get(method).cloned().ok_or_else(|| {
+            Error::failed_precondition(
+                "SESSION-OtpNotRequested",
+                format!("no {} code is open on this session: request one first", method.as_str()),
+            )
+        })?;
+        if challenge.is_expired(now) {
+            return Err(Error::failed_precondition(
+                "SESSION-OtpExpired",
+                format!("the {} code has expired: request a new one", method.as_str()),
+            ));
+        }
+        let code = code.to_owned();
+        self.guarded(&user, LockoutCounter::OneTimeCode, async move {
+            Ok(if challenge.matches(&code) {
+                Ok(())
+            } else {
+                Err(Error::invalid_argument("SESSION-OtpInvalid", "the one-time code is invalid"))
+            })
+        })
+        .await
     }
 }
 

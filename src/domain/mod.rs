@@ -4,6 +4,7 @@
 pub mod authz;
 mod challenges;
 pub mod error;
+pub mod events;
 pub mod keyring;
 pub mod limits;
 pub mod otp;

@@ -102,9 +102,40 @@ pub fn terminated(current: &Session, at: Timestamp, actor: &str) -> (Session, Hi
     (next, entry)
 }
 
+/// What a backend tells of itself for metrics, read at scrape time (cheap, no I/O to the database).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// SQLite: the write-ahead log's size in bytes.
+    pub wal_bytes: Option<u64>,
+    /// SQLite: checkpoint passes so far.
+    pub checkpoints: Option<u64>,
+    /// PostgreSQL: the connection pool.
+    pub pool: Option<PoolStats>,
+}
+
+/// A connection pool's state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Connections open, idle or in use.
+    pub size: u32,
+    pub idle: u32,
+    /// The pool's limit.
+    pub max: u32,
+    /// Store calls waiting for a connection.
+    pub waiting: u64,
+}
+
 /// Every store keeps passkeys too (`passkey::PasskeyStore`, a part of its own).
 #[async_trait]
 pub trait Store: PasskeyStore + Send + Sync + fmt::Debug + 'static {
+    /// A trivial query, for the readiness probe: `Ok` when the database answers (callers bound
+    /// the wait).
+    async fn ping(&self) -> StoreResult<()>;
+    /// What the backend tells of itself for metrics; nothing by default.
+    fn stats(&self) -> StoreStats {
+        StoreStats::default()
+    }
+
     // users
     async fn insert_user(&self, user: &User) -> StoreResult<()>;
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>>;

@@ -5,10 +5,12 @@
 use std::{collections::BTreeMap, future::Future, sync::Arc, time::Duration};
 
 use serde::{Deserialize, Serialize};
+use tracing::Instrument as _;
 
 use super::port::{SessionFilter, Store, StoreError, Termination, TerminationCheck};
 use super::{
     Caller, Error, ErrorClass, Permission, Result, Timestamp, authz,
+    events::{CheckOutcome, Factor, LoginEvents, Unobserved},
     limits::{self, Limits},
     otp::{self, CodeSender, NoDelivery, OtpChallenges, OtpMethod},
     passkey::RelyingParty,
@@ -67,6 +69,8 @@ pub struct Sessions {
     pub(super) code_lifetime: Duration,
     /// The browser origins passkeys may be used from.
     pub(super) relying_party: RelyingParty,
+    /// Who hears of factor checks and lockouts (the metrics).
+    events: Arc<dyn LoginEvents>,
 }
 
 impl Sessions {
@@ -80,12 +84,24 @@ impl Sessions {
             code_sender: Arc::new(NoDelivery),
             code_lifetime: otp::DEFAULT_CODE_LIFETIME,
             relying_party: RelyingParty::default(),
+            events: Arc::new(Unobserved),
         }
     }
 
     /// The same, allowing passkeys from the relying party's origins.
     pub fn with_relying_party(self, relying_party: RelyingParty) -> Self {
         Self { relying_party, ..self }
+    }
+
+    /// The same, reporting factor checks and lockouts to `events`.
+    pub fn with_events(self, events: Arc<dyn LoginEvents>) -> Self {
+        Self { events, ..self }
+    }
+
+    /// `result` of a `factor` check, reported.
+    pub(super) fn observed(&self, factor: Factor, result: Result<()>) -> Result<()> {
+        self.events.checked(factor, CheckOutcome::of(&result));
+        result
     }
 
     /// The same, delivering one-time codes through `sender`, valid for `lifetime`.
@@ -327,7 +343,7 @@ impl Sessions {
         }
         if let Some(password) = &checks.password {
             let user = self.session_user(session, "password").await?;
-            self.check_password(&user, password).await?;
+            self.observed(Factor::Password, self.check_password(&user, password).await)?;
             session.factors.password = Some(now);
             changes.push(Change::PasswordChecked);
         }
@@ -336,7 +352,7 @@ impl Sessions {
         }
         if let Some(code) = &checks.totp {
             let user = self.session_user(session, "totp").await?;
-            self.check_totp(&user, code, now).await?;
+            self.observed(Factor::Totp, self.check_totp(&user, code, now).await)?;
             session.factors.totp = Some(now);
             changes.push(Change::TotpChecked);
         }
@@ -407,20 +423,28 @@ impl Sessions {
         verify: impl Future<Output = Result<Result<()>>> + Send + 'static,
     ) -> Result<()> {
         let (store, user_id, max) = (Arc::clone(&self.store), user.id.clone(), self.lockout.max(counter));
-        let check = tokio::spawn(async move {
-            let attempt = match store.claim_attempt(&user_id, counter, max).await? {
-                None => return Err(user_not_found(&user_id)),
-                Some(Claim::Refused(failed_attempts)) => return Err(locked(failed_attempts)),
-                Some(Claim::Admitted(attempt)) => attempt,
-            };
-            match verify.await? {
-                Ok(()) => Ok(store.clear_attempts(&user_id, counter).await?),
-                // A wrong password carries the count (ZITADEL's `CredentialsCheckError`); the
-                // claim that reached the limit is still a wrong password, not a locked user.
-                Err(failure) if counter == LockoutCounter::Password => Err(failure.with_credentials(attempt)),
-                Err(failure) => Err(failure),
+        let events = Arc::clone(&self.events);
+        let check = tokio::spawn(
+            async move {
+                let attempt = match store.claim_attempt(&user_id, counter, max).await? {
+                    None => return Err(user_not_found(&user_id)),
+                    Some(Claim::Refused(failed_attempts)) => return Err(locked(failed_attempts)),
+                    Some(Claim::Admitted(attempt)) => attempt,
+                };
+                let verdict = verify.await?;
+                if verdict.is_err() && attempt >= max {
+                    events.locked(counter);
+                }
+                match verdict {
+                    Ok(()) => Ok(store.clear_attempts(&user_id, counter).await?),
+                    // A wrong password carries the count (ZITADEL's `CredentialsCheckError`); the
+                    // claim that reached the limit is still a wrong password, not a locked user.
+                    Err(failure) if counter == LockoutCounter::Password => Err(failure.with_credentials(attempt)),
+                    Err(failure) => Err(failure),
+                }
             }
-        });
+            .in_current_span(),
+        );
         check.await.map_err(Error::internal)?
     }
 }

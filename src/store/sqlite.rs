@@ -13,7 +13,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     thread::JoinHandle,
     time::Duration,
@@ -62,6 +62,7 @@ type Job = Box<dyn FnOnce(Result<&Connection, StoreError>) -> Finish + Send>;
 pub struct SqliteStore {
     writer: Mutex<Option<mpsc::Sender<Job>>>,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
+    wal: WalStats,
 }
 
 impl SqliteStore {
@@ -72,11 +73,12 @@ impl SqliteStore {
         let writer_path = path.clone();
         let conn = tokio::task::spawn_blocking(move || open_writer(&writer_path, durability)).await??;
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-        let checkpoint_path = path.clone();
+        let (checkpoint_path, wal) = (path.clone(), WalStats::new(&path));
+        let checkpoints = Arc::clone(&wal.checkpoints);
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx, checkpoint_path))?;
-        Ok(Self { writer: Mutex::new(Some(tx)), writer_thread: Mutex::new(Some(thread)) })
+            .spawn(move || writer_loop(conn, rx, checkpoint_path, checkpoints))?;
+        Ok(Self { writer: Mutex::new(Some(tx)), writer_thread: Mutex::new(Some(thread)), wal })
     }
 
     /// Runs a read on the database thread; answers once the transaction it ran in committed.
@@ -143,6 +145,14 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(translate)).await
+    }
+
+    fn stats(&self) -> crate::domain::port::StoreStats {
+        self.wal.read()
+    }
+
     async fn insert_user(&self, user: &User) -> StoreResult<()> {
         let user = user.clone();
         self.write(move |conn| {

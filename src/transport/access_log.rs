@@ -1,8 +1,10 @@
-//! One log line per call, written when its response body is done (sent or dropped): protocol,
-//! HTTP method, path, HTTP status, the gRPC code (from the rendered refusal, the response head or
-//! the trailers) and the latency. Headers are never logged, so tokens cannot leak here. Calls shed
-//! for overload get no line each (writing it would cost more than refusing): one line a second
-//! counts them.
+//! One log line per call, written when its response body is done (sent or dropped): request id,
+//! protocol, HTTP method, path, HTTP status, the gRPC code (from the rendered refusal, the response
+//! head or the trailers) and the latency; the call's metrics are recorded from the same facts at
+//! the same moment. The call runs in a span carrying its request id, so every line logged within
+//! it carries the id too. Headers other than the id are never logged, so tokens cannot leak here.
+//! Calls shed for overload get no line each (writing it would cost more than refusing): they are
+//! counted, and one line a second tells how many there were.
 
 use std::{
     pin::Pin,
@@ -15,60 +17,56 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request};
+use http::{HeaderMap, HeaderValue, Method, Request};
 use http_body::{Frame, SizeHint};
 use tonic::{Code, Status, body::Body};
 use tower::Layer;
+use tracing::Instrument as _;
 
-use super::{Inner, Protocol, forward, limits::Shed, middleware};
+use super::{Inner, Protocol, forward, middleware, request_id};
+use crate::metrics::{CallMetrics, InFlight, Rpc, Shed};
 
-pub fn layer() -> impl Layer<Inner, Service = Inner> + Clone {
-    let shed = Arc::new(ShedTally::new());
+/// The layer; `metrics` records each call when given.
+pub fn layer(metrics: Option<Arc<CallMetrics>>) -> impl Layer<Inner, Service = Inner> + Clone {
+    let tally = Arc::new(ShedTally::new());
     middleware(move |request: Request<Body>, inner: Inner| {
-        let shed = Arc::clone(&shed);
-        async move { logged(request, inner, &shed).await }
-    })
-}
-
-async fn logged(request: Request<Body>, inner: Inner, shed: &ShedTally) -> http::Response<Body> {
-    let started = Instant::now();
-    let protocol = Protocol::of(request.headers(), request.uri().path());
-    let method = request.method().clone();
-    // A clone of the parsed URI shares its bytes: no copy of the path per call.
-    let uri = request.uri().clone();
-    let response = forward(inner, request).await;
-    if response.extensions().get::<Shed>().is_some() {
-        shed.count();
-        return response;
-    }
-    let code = response.extensions().get::<Code>().copied().or_else(|| code_in(response.headers()));
-    let line = Line { started, protocol, method, uri, http: response.status().as_u16(), code };
-    response.map(|body| Body::new(Logged { inner: body, line }))
-}
-
-/// Calls shed since the last line about them, written at most once a second.
-#[derive(Debug)]
-struct ShedTally {
-    epoch: Instant,
-    unlogged: AtomicU64,
-    /// The second (since `epoch`) of the last line.
-    logged_at: AtomicU64,
-}
-
-impl ShedTally {
-    fn new() -> Self {
-        Self { epoch: Instant::now(), unlogged: AtomicU64::new(0), logged_at: AtomicU64::new(0) }
-    }
-
-    fn count(&self) {
-        self.unlogged.fetch_add(1, Ordering::Relaxed);
-        let now = self.epoch.elapsed().as_secs() + 1;
-        let last = self.logged_at.load(Ordering::Relaxed);
-        if now > last && self.logged_at.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
-            let shed = self.unlogged.swap(0, Ordering::Relaxed);
-            tracing::warn!(shed, "calls shed for overload (RESOURCE_EXHAUSTED) since the last such line");
+        let in_flight = metrics.as_ref().map(CallMetrics::start);
+        let tally = Arc::clone(&tally);
+        async move {
+            let started = Instant::now();
+            let protocol = Protocol::of(request.headers(), request.uri().path());
+            let method = request.method().clone();
+            // A clone of the parsed URI shares its bytes: no copy of the path per call.
+            let uri = request.uri().clone();
+            let request_id = request_id::of(&request);
+            let span = tracing::info_span!(
+                "call",
+                request_id = request_id.as_ref().and_then(|id| id.to_str().ok()).unwrap_or_default()
+            );
+            let response = forward(inner, request).instrument(span).await;
+            let code = response.extensions().get::<Code>().copied().or_else(|| code_in(response.headers()));
+            let rpc = response.extensions().get::<Rpc>().copied().unwrap_or(Rpc::UNKNOWN);
+            if response.extensions().get::<Shed>().is_some() {
+                if let Some(in_flight) = &in_flight {
+                    in_flight.finished(rpc, protocol, code, started.elapsed().as_secs_f64(), true);
+                }
+                tally.count();
+                return response;
+            }
+            let line = Line {
+                started,
+                request_id,
+                protocol,
+                method,
+                uri,
+                http: response.status().as_u16(),
+                code,
+                rpc,
+                in_flight,
+            };
+            response.map(|body| Body::new(Logged { inner: body, line }))
         }
-    }
+    })
 }
 
 fn code_in(fields: &HeaderMap) -> Option<Code> {
@@ -78,11 +76,15 @@ fn code_in(fields: &HeaderMap) -> Option<Code> {
 
 struct Line {
     started: Instant,
+    request_id: Option<HeaderValue>,
     protocol: Protocol,
     method: Method,
     uri: http::Uri,
     http: u16,
     code: Option<Code>,
+    rpc: Rpc,
+    /// The call's place in the metrics (none when they are off); counted out when dropped.
+    in_flight: Option<InFlight>,
 }
 
 /// The response body, which writes the line when it is dropped.
@@ -118,14 +120,44 @@ impl http_body::Body for Logged {
 impl Drop for Logged {
     fn drop(&mut self) {
         let line = &self.line;
+        let elapsed = line.started.elapsed();
+        if let Some(in_flight) = &line.in_flight {
+            in_flight.finished(line.rpc, line.protocol, line.code, elapsed.as_secs_f64(), false);
+        }
         tracing::info!(
+            request_id = line.request_id.as_ref().and_then(|id| id.to_str().ok()),
             protocol = line.protocol.name(),
             method = %line.method,
             path = %line.uri.path(),
             http = line.http,
             code = line.code.map(|c| c as i32),
-            latency_us = line.started.elapsed().as_micros() as u64,
+            latency_us = elapsed.as_micros() as u64,
             "call"
         );
+    }
+}
+
+/// Calls shed since the last line about them, written at most once a second.
+#[derive(Debug)]
+struct ShedTally {
+    epoch: Instant,
+    unlogged: AtomicU64,
+    /// The second (since `epoch`) of the last line.
+    logged_at: AtomicU64,
+}
+
+impl ShedTally {
+    fn new() -> Self {
+        Self { epoch: Instant::now(), unlogged: AtomicU64::new(0), logged_at: AtomicU64::new(0) }
+    }
+
+    fn count(&self) {
+        self.unlogged.fetch_add(1, Ordering::Relaxed);
+        let now = self.epoch.elapsed().as_secs() + 1;
+        let last = self.logged_at.load(Ordering::Relaxed);
+        if now > last && self.logged_at.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            let shed = self.unlogged.swap(0, Ordering::Relaxed);
+            tracing::warn!(shed, "calls shed for overload (RESOURCE_EXHAUSTED) since the last such line");
+        }
     }
 }

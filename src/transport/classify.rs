@@ -10,6 +10,8 @@ use prost_reflect::MethodDescriptor;
 use tonic::{Code, Status, body::Body};
 use tower::Layer;
 
+use crate::metrics::Rpc;
+
 use super::{
     Inner, Protocol, forward, media_type, middleware, refuse,
     routes::{Matched, RouteError, Routes},
@@ -64,8 +66,15 @@ async fn classify(routes: &Routes, mut request: Request<Body>, inner: Inner) -> 
     let protocol = Protocol::of(request.headers(), request.uri().path());
     match target(routes, protocol, &request) {
         Ok(target) => {
+            // The RPC's label for the call metrics, from what was classified (REST included).
+            let rpc = match &target.method {
+                Some(m) => Rpc::of(m.parent_service().full_name(), m.name()),
+                None => rpc_path(request.uri().path()).map_or(Rpc::UNKNOWN, |(s, m)| Rpc::of(s, m)),
+            };
             request.extensions_mut().insert(target);
-            forward(inner, request).await
+            let mut response = forward(inner, request).await;
+            response.extensions_mut().insert(rpc);
+            response
         }
         Err((status, http, extra)) => {
             let mut response = refuse::render(protocol, &status, http);

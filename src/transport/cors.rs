@@ -45,6 +45,7 @@ pub fn layer(origins: &[String]) -> anyhow::Result<impl Layer<Inner, Service = I
             header("grpc-accept-encoding"),
             header("connect-protocol-version"),
             header("connect-timeout-ms"),
+            header("x-request-id"),
         ])
         .expose_headers([
             header("grpc-status"),
@@ -52,6 +53,7 @@ pub fn layer(origins: &[String]) -> anyhow::Result<impl Layer<Inner, Service = I
             header("grpc-status-details-bin"),
             header("grpc-encoding"),
             header("grpc-accept-encoding"),
+            header("x-request-id"),
         ])
         .max_age(Duration::from_secs(7200));
     Ok(tower::layer::layer_fn(move |inner: Inner| {

@@ -133,6 +133,24 @@ pub fn has_trailer_frame(mut body: &[u8]) -> bool {
     false
 }
 
+/// The `grpc-status` in the body's trailer frame, if it has one (for the access log and metrics).
+pub fn trailer_code(mut body: &[u8]) -> Option<tonic::Code> {
+    while body.len() >= HEADER_LEN {
+        let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
+        let payload = body.get(HEADER_LEN..HEADER_LEN + len)?;
+        if body[0] & TRAILER_FLAG != 0 {
+            let block = std::str::from_utf8(payload).ok()?;
+            let value = block.split("\r\n").find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.trim().eq_ignore_ascii_case("grpc-status").then(|| value.trim().parse::<i32>().ok())?
+            })?;
+            return Some(tonic::Code::from_i32(value));
+        }
+        body = body.get(HEADER_LEN + len..).unwrap_or_default();
+    }
+    None
+}
+
 pub fn encode_base64(bytes: &[u8]) -> String {
     STANDARD.encode(bytes)
 }
@@ -140,6 +158,17 @@ pub fn encode_base64(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_trailer_frames_code_is_read_back() {
+        let mut fields = http::HeaderMap::new();
+        fields.insert("grpc-status", http::HeaderValue::from_static("5"));
+        fields.insert("grpc-message", http::HeaderValue::from_static("gone"));
+        let mut body = encode_message(b"hello").to_vec();
+        assert_eq!(trailer_code(&body), None);
+        body.extend_from_slice(&encode_trailers(&fields));
+        assert_eq!(trailer_code(&body), Some(tonic::Code::NotFound));
+    }
 
     #[test]
     fn one_frame_round_trips() {

@@ -75,6 +75,10 @@ async fn finish(text: bool, response: Response<Body>) -> Response<Body> {
         }
         bytes.extend_from_slice(&frame::encode_trailers(&fields));
     }
+    // The code, for the access log and metrics (outside, the trailers are inside the body).
+    if let Some(code) = frame::trailer_code(&bytes) {
+        parts.extensions.insert(code);
+    }
     let (content_type, bytes) =
         if text { (TEXT, Bytes::from(frame::encode_base64(&bytes))) } else { (BINARY, bytes.freeze()) };
     parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));

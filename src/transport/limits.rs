@@ -73,7 +73,8 @@ pub fn shed(admission: Admission) -> impl Layer<Inner, Service = Inner> + Clone 
                     Err(_overloaded) => {
                         let rendered = canned.iter().find(|(p, _)| *p == protocol).map(|(_, r)| r);
                         let mut response = rendered.expect("every protocol is rendered").response();
-                        response.extensions_mut().insert(Shed);
+                        // Counted as shed by the call metrics.
+                        response.extensions_mut().insert(crate::metrics::Shed);
                         if unread_body {
                             response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
                         }
@@ -84,10 +85,6 @@ pub fn shed(admission: Admission) -> impl Layer<Inner, Service = Inner> + Clone 
         }))
     })
 }
-
-/// Marks a response as an overload refusal (the access log counts these instead of logging each).
-#[derive(Debug, Clone, Copy)]
-pub struct Shed;
 
 const PROTOCOLS: [Protocol; 6] = [
     Protocol::Grpc,
@@ -329,7 +326,7 @@ mod tests {
             forward(service.clone(), request)
         });
         let responses = futures_util::future::join_all(calls).await;
-        responses.iter().filter(|r| r.extensions().get::<Shed>().is_none()).count()
+        responses.iter().filter(|r| r.extensions().get::<crate::metrics::Shed>().is_none()).count()
     }
 
     #[tokio::test]

@@ -9,8 +9,9 @@ use tower_http::sensitive_headers::{SetSensitiveRequestHeaders, SetSensitiveRequ
 
 use super::{
     Inner, Protocol, access_log, auth, classify, classify::Target, cors, forward, grpc, grpc_web, limits, openapi,
-    routes::Routes, transcode,
+    probes, request_id, routes::Routes, transcode,
 };
+use crate::metrics::CallMetrics;
 
 /// Settings of the front door.
 #[derive(Debug, Clone)]
@@ -23,6 +24,10 @@ pub struct Settings {
     pub body_read_timeout: Duration,
     /// Allowed CORS origins; empty allows every origin.
     pub cors_origins: Vec<String>,
+    /// Where each call is counted and timed (none: metrics are off).
+    pub metrics: Option<Arc<CallMetrics>>,
+    /// What `/readyz` asks.
+    pub readiness: probes::Readiness,
 }
 
 /// The service on the port, around `routes`: tonic's routes holding the generated
@@ -54,7 +59,9 @@ pub fn front_door(
     let openapi = openapi::layer(&rest_routes)?;
     Ok(ServiceBuilder::new()
         .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
-        .layer(access_log::layer())
+        .layer(request_id::layer())
+        .layer(probes::layer(settings.readiness.clone()))
+        .layer(access_log::layer(settings.metrics.clone()))
         .layer(cors::layer(&settings.cors_origins)?)
         .layer(openapi)
         .layer(limits::shed(settings.admission))

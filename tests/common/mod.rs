@@ -56,6 +56,8 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// A running server over its own database.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served, when the configuration asked for it (`127.0.0.1:0` works).
+    pub metrics: Option<SocketAddr>,
     pub config: Config,
     /// User and token administration on the server's store.
     pub users: Users,
@@ -102,8 +104,9 @@ impl TestServer {
             ..Config::default()
         };
         configure(&mut config);
-        let (addr, shutdown, task, users) = launch(&config).await;
-        Self { addr, clients: Clients::new(addr), config, users, db, shutdown: Some(shutdown), task: Some(task) }
+        let (addr, metrics, shutdown, task, users) = launch(&config).await;
+        let clients = Clients::new(addr);
+        Self { addr, metrics, clients, config, users, db, shutdown: Some(shutdown), task: Some(task) }
     }
 
     /// A fresh database of `backend` and a server on it; `None` when that backend is not
@@ -145,8 +148,9 @@ impl TestServer {
     /// Stops the server, then serves again on the same database (on a new port).
     pub async fn restart(&mut self) {
         self.stop().await;
-        let (addr, shutdown, task, users) = launch(&self.config).await;
+        let (addr, metrics, shutdown, task, users) = launch(&self.config).await;
         self.addr = addr;
+        self.metrics = metrics;
         self.clients = Clients::new(addr);
         self.users = users;
         self.shutdown = Some(shutdown);
@@ -235,8 +239,12 @@ pub fn otpauth_secret(uri: &str) -> Vec<u8> {
     out
 }
 
-/// Opens the store, binds 127.0.0.1:0 and spawns `serve`; the listener is accepting on return.
-async fn launch(config: &Config) -> (SocketAddr, oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>, Users) {
+/// What `launch` started: the API's address, the metrics' (if asked for), the shutdown, the task.
+type Launched = (SocketAddr, Option<SocketAddr>, oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>, Users);
+
+/// Opens the store, binds 127.0.0.1:0 (and the metrics address, if configured) and spawns `serve`;
+/// the listeners are accepting on return.
+async fn launch(config: &Config) -> Launched {
     let store: Arc<dyn Store> = store::open(&config.database, Default::default()).await.expect("open the store");
     let secrets = keyfile::unlock(&config.database, config.secrets_key_file.as_deref(), Arc::clone(&store))
         .await
@@ -244,9 +252,15 @@ async fn launch(config: &Config) -> (SocketAddr, oneshot::Sender<()>, JoinHandle
     let users = Users::new(Arc::clone(&store), PasswordHasher::default()).with_secrets(secrets);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().expect("bound address");
+    let metrics_listener = match config.metrics_listen {
+        Some(address) => Some(TcpListener::bind(address).await.expect("bind the metrics address")),
+        None => None,
+    };
+    let metrics = metrics_listener.as_ref().map(|l| l.local_addr().expect("bound metrics address"));
     let (shutdown, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(server::serve(listener, config.clone(), store, async move {
-        let _ = stopped.await;
-    }));
-    (addr, shutdown, task, users)
+    let task =
+        tokio::spawn(server::serve_with_metrics(listener, metrics_listener, config.clone(), store, async move {
+            let _ = stopped.await;
+        }));
+    (addr, metrics, shutdown, task, users)
 }

@@ -91,6 +91,8 @@ pub fn free_addr() -> SocketAddr {
 pub fn sessiond_command(database: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sessiond"));
     command.args(["--database", database]).env_remove("SESSIOND_SECRETS_KEY_FILE");
+    // Servers run side by side: none takes the fixed default metrics port.
+    command.env("SESSIOND_METRICS_LISTEN", "none");
     if let Some(key_file) = super::backend::secrets_key_file_for(database) {
         command.env("SESSIOND_SECRETS_KEY_FILE", key_file);
     }

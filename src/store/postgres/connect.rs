@@ -56,3 +56,31 @@ pub(super) async fn wait_for_database(options: &PgConnectOptions, target: &str) 
         attempt += 1;
     }
 }
+
+/// Calls waiting for a pooled connection: sqlx counts connections, not the calls queued for one.
+#[derive(Debug, Default)]
+pub(super) struct Waiting(std::sync::atomic::AtomicU64);
+
+impl Waiting {
+    /// Counts one waiter until the guard drops (the wait ended, or the call was dropped).
+    pub(super) fn enter(&self) -> impl Drop + '_ {
+        struct Leave<'a>(&'a Waiting);
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                self.0.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Leave(self)
+    }
+}
+
+pub(super) fn pool_stats(pool: &PgPool, waiting: &Waiting) -> crate::domain::port::StoreStats {
+    let pool = crate::domain::port::PoolStats {
+        size: pool.size(),
+        idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+        max: pool.options().get_max_connections(),
+        waiting: waiting.0.load(std::sync::atomic::Ordering::Relaxed),
+    };
+    crate::domain::port::StoreStats { pool: Some(pool), ..Default::default() }
+}

@@ -76,6 +76,8 @@ const STARTUP_RETRY_DELAY: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// Calls waiting for a connection (for metrics).
+    waiting: Waiting,
 }
 
 impl PostgresStore {
@@ -94,7 +96,7 @@ impl PostgresStore {
             .test_before_acquire(false)
             .connect_lazy_with(options);
         migrate(&pool).await.with_context(|| format!("cannot migrate the PostgreSQL database {target}"))?;
-        Ok(Self { pool })
+        Ok(Self { pool, waiting: Waiting::default() })
     }
 
     /// Runs one store call: a connection, then `op` (again after a serialization failure or
@@ -106,6 +108,7 @@ impl PostgresStore {
     {
         let deadline = Instant::now() + CALL_TIMEOUT;
         let acquire = || async {
+            let _waiting = self.waiting.enter();
             match tokio::time::timeout_at(deadline, self.pool.acquire()).await {
                 Ok(Ok(conn)) => Ok(conn),
                 Ok(Err(e)) => Err(translate(e).into_store()),
@@ -172,6 +175,14 @@ impl PostgresStore {
 
 #[async_trait]
 impl Store for PostgresStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.run(|conn| Box::pin(async move { Ok(sqlx::query("SELECT 1").execute(conn).await.map(drop)?) })).await
+    }
+
+    fn stats(&self) -> crate::domain::port::StoreStats {
+        pool_stats(&self.pool, &self.waiting)
+    }
+
     async fn insert_user(&self, user: &User) -> StoreResult<()> {
         let user = user.clone();
         self.run(move |conn| {

@@ -85,7 +85,12 @@ pub(super) fn migrate(conn: &Connection) -> StoreResult<()> {
 /// Should writes outrun the disk so that passes never get that short, the writer is asked anyway
 /// past `WAL_HARD_LIMIT_FRAMES`: a longer pause for it, a bounded WAL. (A RESTART checkpoint would do the same by holding the write lock through a copy and two
 /// syncs: the writer waited 50-100 ms behind each one.)
-pub(super) fn checkpoint_loop(path: &Path, stop: &std::sync::mpsc::Receiver<()>, wal_restart: &AtomicBool) {
+pub(super) fn checkpoint_loop(
+    path: &Path,
+    stop: &std::sync::mpsc::Receiver<()>,
+    wal_restart: &AtomicBool,
+    checkpoints: &AtomicU64,
+) {
     let conn = match Connection::open(path).and_then(|c| c.execute_batch("PRAGMA busy_timeout = 5000;").map(|()| c)) {
         Ok(conn) => conn,
         Err(e) => {
@@ -94,10 +99,23 @@ pub(super) fn checkpoint_loop(path: &Path, stop: &std::sync::mpsc::Receiver<()>,
         }
     };
     let mut wait = CHECKPOINT_EVERY;
+    let mut copied_before = 0;
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(wait) {
         let started = std::time::Instant::now();
         // (busy, frames in the WAL, frames copied)
-        let frames = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1));
+        let pass =
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)));
+        // Counted when it copied frames the pass before it had not (an idle WAL is not a checkpoint).
+        if let Ok((_, copied)) = pass
+            && copied > 0
+            && copied != copied_before
+        {
+            checkpoints.fetch_add(1, Ordering::Relaxed);
+        }
+        let frames = pass.map(|(frames, copied)| {
+            copied_before = copied;
+            frames
+        });
         wait = match frames {
             Ok(frames) if frames > WAL_RESTART_FRAMES => {
                 if started.elapsed() < CAUGHT_UP || frames > WAL_HARD_LIMIT_FRAMES {
@@ -116,13 +134,13 @@ pub(super) fn checkpoint_loop(path: &Path, stop: &std::sync::mpsc::Receiver<()>,
     }
 }
 
-pub(super) fn writer_loop(conn: Connection, mut jobs: mpsc::Receiver<Job>, path: PathBuf) {
+pub(super) fn writer_loop(conn: Connection, mut jobs: mpsc::Receiver<Job>, path: PathBuf, checkpoints: Arc<AtomicU64>) {
     let (stop_checkpoints, stop) = std::sync::mpsc::channel::<()>();
     let wal_restart = Arc::new(AtomicBool::new(false));
     let checkpointer_restart = Arc::clone(&wal_restart);
     let checkpointer = std::thread::Builder::new()
         .name("sqlite-checkpoint".into())
-        .spawn(move || checkpoint_loop(&path, &stop, &checkpointer_restart));
+        .spawn(move || checkpoint_loop(&path, &stop, &checkpointer_restart, &checkpoints));
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = jobs.blocking_recv() {
         batch.push(first);
@@ -166,5 +184,30 @@ pub(super) fn writer_loop(conn: Connection, mut jobs: mpsc::Receiver<Job>, path:
     }
     if let Err((_, e)) = conn.close() {
         tracing::error!(error = %e, "closing the sqlite database failed");
+    }
+}
+
+/// What the store tells of itself for metrics: the WAL file's size, read at scrape time, and the
+/// checkpoint passes the checkpointer counts.
+#[derive(Debug)]
+pub(super) struct WalStats {
+    pub(super) wal_path: PathBuf,
+    pub(super) checkpoints: Arc<AtomicU64>,
+}
+
+impl WalStats {
+    pub(super) fn new(path: &Path) -> Self {
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        Self { wal_path: wal.into(), checkpoints: Arc::new(AtomicU64::new(0)) }
+    }
+
+    pub(super) fn read(&self) -> crate::domain::port::StoreStats {
+        crate::domain::port::StoreStats {
+            // No WAL file (yet, or after a clean close) is an empty one.
+            wal_bytes: Some(std::fs::metadata(&self.wal_path).map_or(0, |m| m.len())),
+            checkpoints: Some(self.checkpoints.load(Ordering::Relaxed)),
+            pool: None,
+        }
     }
 }
