@@ -397,8 +397,22 @@ for scenario in $SCENARIOS; do
         # baseline's target/release) on copies of one template, both on the server core, arms
         # alternated round by round.
         [[ -n ${BENCH_BASE:-} ]] || { echo "the ab scenario needs BENCH_BASE=<baseline target/release>" >&2; exit 2; }
-        copy_db "$SMALL" "$DIR/ab-base.db"
-        copy_db "$SMALL" "$DIR/ab-new.db"
+        # The template is made by the baseline's own binaries (an older schema is migrated forward
+        # by the new build at its start; a newer one would not open in the old).
+        AB_TEMPLATE=$DIR/ab-$(sha256sum "$BENCH_BASE/sessiond" | cut -c1-8)-$POOL.db
+        if [[ ! -f $AB_TEMPLATE || ! -f $AB_TEMPLATE.token ]]; then
+            log "ab: template database made by the baseline"
+            rm -f "$AB_TEMPLATE" "$AB_TEMPLATE-wal" "$AB_TEMPLATE-shm"
+            AB_USER=$("$BENCH_BASE/sessiond" --database "sqlite:$AB_TEMPLATE" users add --login-name bench 2>/dev/null)
+            "$BENCH_BASE/sessiond" --database "sqlite:$AB_TEMPLATE" tokens add --user "$AB_USER" \
+                --permission session.read --permission session.write --permission session.delete 2>/dev/null >"$AB_TEMPLATE.token"
+            "$BENCH_BASE/examples/bulkload" --database "sqlite:$AB_TEMPLATE" --user "$AB_USER" --seed bg --count 1000
+            "$BENCH_BASE/examples/bulkload" --database "sqlite:$AB_TEMPLATE" --user "$AB_USER" --seed del --count "$POOL"
+            "$BENCH_BASE/sessiond" --database "sqlite:$AB_TEMPLATE" migrate 2>/dev/null
+        fi
+        LOADGEN_TOKEN=$(cat "$AB_TEMPLATE.token")
+        copy_db "$AB_TEMPLATE" "$DIR/ab-base.db"
+        copy_db "$AB_TEMPLATE" "$DIR/ab-new.db"
         NEW_BIN=$BIN; BIN=$BENCH_BASE
         start_sessiond $((PORT + 53)) "$DIR/ab-base.db" --runtime "$RUNTIME"; B=$LAST_PID
         BIN=$NEW_BIN
@@ -410,6 +424,7 @@ for scenario in $SCENARIOS; do
                 --arm "base:grpc:$rpc" --arm "new:grpc:$rpc" --arm "base:grpc-web:$rpc" --arm "new:grpc-web:$rpc" \
                 --arm "base:connect:$rpc" --arm "new:connect:$rpc" --arm "base:rest:$rpc" --arm "new:rest:$rpc"
         done
+        LOADGEN_TOKEN=
         cleanup
         ;;
     *)
