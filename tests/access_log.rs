@@ -10,7 +10,7 @@ mod process;
 use std::time::{Duration, Instant};
 
 use backend::{Backend, TestDb};
-use process::{Rest, Sessiond, add_token, add_user};
+use process::{Rest, Sessiond, add_token, add_user, without_colours};
 use sessiond::proto::session::{GetSessionRequest, session_service_client::SessionServiceClient};
 
 #[tokio::test]
@@ -58,18 +58,4 @@ async fn every_call_is_logged_with_its_code_and_never_the_token() {
         assert!(Instant::now() < deadline, "the calls were not logged as expected:\n{log}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// The log as text, without the terminal colour escapes the text format writes.
-fn without_colours(log: &str) -> String {
-    let mut out = String::with_capacity(log.len());
-    let mut chars = log.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            chars.by_ref().find(|c| *c == 'm');
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }

@@ -113,7 +113,7 @@ async fn the_access_log_line_carries_the_request_id() {
 
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let log = without_colours(&server.log());
+        let log = process::without_colours(&server.log());
         let logged = |id: &str| log.lines().any(|l| l.contains(" call") && l.contains(&format!("request_id=\"{id}\"")));
         if logged("trace-me-42") && logged(&generated) {
             break;
@@ -163,18 +163,4 @@ async fn lines_logged_within_a_call_carry_its_request_id() {
     let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     let warning = log.lines().find(|l| l.contains("store unavailable cause"));
     assert!(warning.is_some_and(|l| l.contains("call{request_id=\"inside-7\"}")), "{log}");
-}
-
-/// The log as text, without the terminal colour escapes the text format writes.
-fn without_colours(log: &str) -> String {
-    let mut out = String::with_capacity(log.len());
-    let mut chars = log.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            chars.by_ref().find(|c| *c == 'm');
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }

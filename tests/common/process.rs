@@ -221,3 +221,17 @@ impl Rest {
         self.send(reqwest::Method::POST, "/v2/sessions/search", Some(serde_json::json!({}))).await
     }
 }
+
+/// The log as text, without the terminal colour escapes the text format writes.
+pub fn without_colours(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|c| *c == 'm');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
