@@ -149,6 +149,12 @@ async fn lines_logged_within_a_call_carry_its_request_id() {
     db.url = proxy.url_through(&db.url);
     let server = TestServer::start(db).await;
     let ui = server.actor("login-ui", &[Permission::SessionRead]).await;
+    // One call answered first: the server has read its key check through the proxy and serves
+    // (cutting the link before that would stop its start, not fail a call).
+    server
+        .call(Protocol::Rest, Rpc::GetSession, json!({ "sessionId": "before-the-outage" }), &ui.token)
+        .await
+        .expect_error(Code::NotFound, "SESSION-NotFound");
     proxy.set(Link::Down);
     let headers = Headers::bearer(&ui.token).with("x-request-id", "inside-7");
     // On a task of its own, so that a failed request shows what the server logged.
