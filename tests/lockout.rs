@@ -54,7 +54,10 @@ async fn guesses_never_outrun_the_password_lockout(backend: Backend, guesses: us
     let (by_kind, counts) = tally(&outcomes);
     let verified = by_kind.get(&(Code::InvalidArgument, "USER-PasswordInvalid".into())).copied().unwrap_or(0);
     let refused = by_kind.get(&(Code::FailedPrecondition, "USER-Locked".into())).copied().unwrap_or(0);
-    let shed = by_kind.get(&(Code::ResourceExhausted, "USER-HashingBusy".into())).copied().unwrap_or(0);
+    // Shed before verifying anything: by the hashing slots, or by the adaptive in-flight limit when
+    // the machine is too slow for the burst (a loaded CI host).
+    let shed = by_kind.get(&(Code::ResourceExhausted, "USER-HashingBusy".into())).copied().unwrap_or(0)
+        + by_kind.get(&(Code::ResourceExhausted, "SERVER-Overloaded".into())).copied().unwrap_or(0);
     assert_eq!(verified + refused + shed, guesses, "only these answers: {by_kind:?}");
     // Each verified guess held one claimed attempt: exactly the limit's worth, numbered 1..=MAX.
     assert!(verified <= MAX as usize, "{verified} wrong passwords verified, limit {MAX}: {by_kind:?}");
@@ -193,8 +196,9 @@ async fn concurrent_totp_guesses_never_outrun_the_lockout(backend: Backend) {
     let (by_kind, _) = tally(&outcomes);
     let wrong = outcomes.iter().filter(|o| o.code == Code::InvalidArgument).count();
     let refused = by_kind.get(&(Code::FailedPrecondition, "USER-Locked".into())).copied().unwrap_or(0);
+    let overloaded = by_kind.get(&(Code::ResourceExhausted, "SERVER-Overloaded".into())).copied().unwrap_or(0);
     assert!(wrong <= MAX as usize, "{wrong} codes verified, limit {MAX}: {by_kind:?}");
-    assert_eq!(wrong + refused, guesses.len(), "only wrong or locked: {by_kind:?}");
+    assert_eq!(wrong + refused + overloaded, guesses.len(), "only wrong, locked or shed unread: {by_kind:?}");
 
     let right = server.call(Protocol::Rest, Rpc::SetSession, totp_check(&session.id, &valid[2]), &ui.token).await;
     right.expect_error(Code::FailedPrecondition, "USER-Locked");
