@@ -280,8 +280,7 @@ pub fn build_front_door(
     let direct = stack::Direct::default()
         .with(Authenticated::new(sessions, users.clone()).with_oidc(oidc.clone()))
         .with(Authenticated::new(user_service, users).with_oidc(oidc));
-    let routes =
-        tonic::service::Routes::new(health_service).add_service(reflection_v1).add_service(reflection_v1alpha);
+    let routes = tonic::service::Routes::new(health_service).add_service(reflection_v1).add_service(reflection_v1alpha);
     let settings = stack::Settings {
         body_limit: config.body_limit,
         admission: transport::limits::Admission {

@@ -125,7 +125,8 @@ fn logged(call: Begun, response: Response<Body>) -> Response<Body> {
         tally.count();
         return response;
     }
-    let line = Line { started, request_id, protocol, method, uri, http: response.status().as_u16(), code, rpc, in_flight };
+    let line =
+        Line { started, request_id, protocol, method, uri, http: response.status().as_u16(), code, rpc, in_flight };
     response.map(|body| Body::new(Logged { inner: body, line }))
 }
 

@@ -14,11 +14,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, Version, header};
 use http_body::{Frame, SizeHint};
 use tonic::{Code, Status, body::Body};
-use tower::{
-    Layer, Service, ServiceBuilder, ServiceExt,
-    load_shed::LoadShed,
-    util::Oneshot,
-};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt, load_shed::LoadShed, util::Oneshot};
 
 use super::{Next, PassOr, Protocol, answer, classify::Target, pass, refuse};
 

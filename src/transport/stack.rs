@@ -63,15 +63,14 @@ pub fn front_door(direct: Direct, routes: tonic::service::Routes, settings: &Set
     let web = grpc_web::service(native.clone());
     let body_limit = settings.body_limit;
     // Hands the call to its protocol's path (its future as it is).
-    let dispatch = Inner::from_fn(move |request: Request<Body>| {
-        match request.extensions().get::<Target>().map(|t| t.protocol) {
+    let dispatch =
+        Inner::from_fn(move |request: Request<Body>| match request.extensions().get::<Target>().map(|t| t.protocol) {
             Some(Protocol::Grpc) => native.call_now(request),
             Some(Protocol::GrpcWeb { .. }) => web.call_now(request),
             Some(Protocol::Connect { .. } | Protocol::Rest) | None => {
                 Box::pin(transcode::serve(request, core.clone(), body_limit))
             }
-        }
-    });
+        });
     // One route table for routing REST and for describing it.
     let rest_routes = Arc::new(Routes::from_pool(crate::proto::pool())?);
     let openapi = openapi::layer(&rest_routes)?;
