@@ -17,7 +17,6 @@ use tokio::{
 };
 use tonic::{body::Body, codec::CompressionEncoding};
 use tower::ServiceExt as _;
-use tower_http::sensitive_headers::SetSensitiveRequestHeaders;
 
 use crate::{
     config::Config,
@@ -233,7 +232,7 @@ pub fn build_front_door(
     secrets: Secrets,
     code_sender: Arc<dyn CodeSender>,
     metrics: Option<&Arc<Metrics>>,
-) -> anyhow::Result<SetSensitiveRequestHeaders<transport::Inner>> {
+) -> anyhow::Result<transport::Inner> {
     let hasher = PasswordHasher::new(config.max_hash_wait);
     let lockout = LockoutPolicy {
         max_password_attempts: config.max_failed_attempts,
@@ -278,11 +277,10 @@ pub fn build_front_door(
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(config.body_limit);
-    let routes = tonic::service::Routes::new(Authenticated::new(sessions, users.clone()).with_oidc(oidc.clone()))
-        .add_service(Authenticated::new(user_service, users).with_oidc(oidc))
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha);
+    let direct = stack::Direct::default()
+        .with(Authenticated::new(sessions, users.clone()).with_oidc(oidc.clone()))
+        .with(Authenticated::new(user_service, users).with_oidc(oidc));
+    let routes = tonic::service::Routes::new(health_service).add_service(reflection_v1).add_service(reflection_v1alpha);
     let settings = stack::Settings {
         body_limit: config.body_limit,
         admission: transport::limits::Admission {
@@ -295,7 +293,7 @@ pub fn build_front_door(
         metrics: metrics.map(|m| m.calls()),
         readiness,
     };
-    stack::front_door(routes, &settings)
+    stack::front_door(direct, routes, &settings)
 }
 
 /// With `--oidc-issuer`, the verifier of the issuer's JWTs, its keys being fetched (an issuer

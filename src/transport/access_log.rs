@@ -7,66 +7,127 @@
 //! counted, and one line a second tells how many there were.
 
 use std::{
+    convert::Infallible,
     pin::Pin,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    task::{Context, Poll},
+    task::{Context, Poll, ready},
     time::Instant,
 };
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request};
+use http::{HeaderMap, HeaderValue, Method, Request, Response};
 use http_body::{Frame, SizeHint};
 use tonic::{Code, Status, body::Body};
-use tower::Layer;
-use tracing::Instrument as _;
+use tower::{Layer, Service};
+use tracing::{Instrument as _, instrument::Instrumented};
 
-use super::{Inner, Protocol, forward, middleware, request_id};
+use super::{Next, Protocol, request_id};
 use crate::metrics::{CallMetrics, InFlight, Rpc, Shed};
 
 /// The layer; `metrics` records each call when given.
-pub fn layer(metrics: Option<Arc<CallMetrics>>) -> impl Layer<Inner, Service = Inner> + Clone {
-    let tally = Arc::new(ShedTally::new());
-    middleware(move |request: Request<Body>, inner: Inner| {
-        let in_flight = metrics.as_ref().map(CallMetrics::start);
-        let tally = Arc::clone(&tally);
-        async move {
-            let started = Instant::now();
-            let protocol = Protocol::of(request.headers(), request.uri().path());
-            let method = request.method().clone();
-            // A clone of the parsed URI shares its bytes: no copy of the path per call.
-            let uri = request.uri().clone();
-            let request_id = request_id::of(&request);
-            let span = tracing::info_span!(
-                "call",
-                request_id = request_id.as_ref().and_then(|id| id.to_str().ok()).unwrap_or_default()
-            );
-            let response = forward(inner, request).instrument(span).await;
-            let code = response.extensions().get::<Code>().copied().or_else(|| code_in(response.headers()));
-            let rpc = response.extensions().get::<Rpc>().copied().unwrap_or(Rpc::UNKNOWN);
-            if response.extensions().get::<Shed>().is_some() {
-                if let Some(in_flight) = &in_flight {
-                    in_flight.finished(rpc, protocol, code, started.elapsed().as_secs_f64(), true);
-                }
-                tally.count();
-                return response;
-            }
-            let line = Line {
-                started,
-                request_id,
-                protocol,
-                method,
-                uri,
-                http: response.status().as_u16(),
-                code,
-                rpc,
-                in_flight,
-            };
-            response.map(|body| Body::new(Logged { inner: body, line }))
+#[derive(Debug, Clone)]
+pub struct AccessLogLayer {
+    metrics: Option<Arc<CallMetrics>>,
+    tally: Arc<ShedTally>,
+}
+
+impl AccessLogLayer {
+    pub fn new(metrics: Option<Arc<CallMetrics>>) -> Self {
+        Self { metrics, tally: Arc::new(ShedTally::new()) }
+    }
+}
+
+impl<S> Layer<S> for AccessLogLayer {
+    type Service = AccessLog<S>;
+
+    fn layer(&self, inner: S) -> AccessLog<S> {
+        AccessLog { inner, metrics: self.metrics.clone(), tally: Arc::clone(&self.tally) }
+    }
+}
+
+/// Runs the call in its span and logs it (and records its metrics) when its response is done.
+#[derive(Debug, Clone)]
+pub struct AccessLog<S> {
+    inner: S,
+    metrics: Option<Arc<CallMetrics>>,
+    tally: Arc<ShedTally>,
+}
+
+impl<S: Next> Service<Request<Body>> for AccessLog<S> {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Logging<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let started = Instant::now();
+        let in_flight = self.metrics.as_ref().map(CallMetrics::start);
+        let protocol = Protocol::of(request.headers(), request.uri().path());
+        let method = request.method().clone();
+        // A clone of the parsed URI shares its bytes: no copy of the path per call.
+        let uri = request.uri().clone();
+        let request_id = request_id::of(&request);
+        let span = tracing::info_span!(
+            "call",
+            request_id = request_id.as_ref().and_then(|id| id.to_str().ok()).unwrap_or_default()
+        );
+        let call = Begun { started, request_id, protocol, method, uri, in_flight, tally: Arc::clone(&self.tally) };
+        Logging { inner: self.inner.call(request).instrument(span), call: Some(call) }
+    }
+}
+
+/// What the line needs from the request.
+struct Begun {
+    started: Instant,
+    request_id: Option<HeaderValue>,
+    protocol: Protocol,
+    method: Method,
+    uri: http::Uri,
+    in_flight: Option<InFlight>,
+    tally: Arc<ShedTally>,
+}
+
+pin_project_lite::pin_project! {
+    /// The call in its span; its response's body writes the line.
+    pub struct Logging<F> {
+        #[pin]
+        inner: Instrumented<F>,
+        call: Option<Begun>,
+    }
+}
+
+impl<F: Future<Output = Result<Response<Body>, Infallible>>> Future for Logging<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let Ok(response) = ready!(this.inner.poll(cx));
+        let call = this.call.take().expect("a call is answered once");
+        Poll::Ready(Ok(logged(call, response)))
+    }
+}
+
+/// The response, its body wrapped to write the line when done (a shed call is only counted).
+fn logged(call: Begun, response: Response<Body>) -> Response<Body> {
+    let code = response.extensions().get::<Code>().copied().or_else(|| code_in(response.headers()));
+    let rpc = response.extensions().get::<Rpc>().copied().unwrap_or(Rpc::UNKNOWN);
+    let Begun { started, request_id, protocol, method, uri, in_flight, tally } = call;
+    if response.extensions().get::<Shed>().is_some() {
+        if let Some(in_flight) = &in_flight {
+            in_flight.finished(rpc, protocol, code, started.elapsed().as_secs_f64(), true);
         }
-    })
+        tally.count();
+        return response;
+    }
+    let line =
+        Line { started, request_id, protocol, method, uri, http: response.status().as_u16(), code, rpc, in_flight };
+    response.map(|body| Body::new(Logged { inner: body, line }))
 }
 
 fn code_in(fields: &HeaderMap) -> Option<Code> {

@@ -2,33 +2,68 @@
 //! extensions (no lookups here: the service resolves it). A SessionService call without a usable
 //! credential is refused before its body is read. The token never appears in `Debug` output.
 
+use std::{
+    convert::Infallible,
+    task::{Context, Poll},
+};
+
 use http::{HeaderMap, Request, Response, header::AUTHORIZATION};
 use tonic::{Code, Status, body::Body};
-use tower::Layer;
+use tower::{Layer, Service};
 
-use super::{Inner, SESSION_SERVICE, USER_SERVICE, classify::Target, forward, middleware, refuse};
+use super::{Next, PassOr, SESSION_SERVICE, USER_SERVICE, answer, classify::Target, pass, refuse};
 use crate::service::auth::Bearer;
 
 /// The layer: SessionService and UserService calls get their `Bearer` in the extensions or are
 /// refused.
-pub fn layer() -> impl Layer<Inner, Service = Inner> + Clone {
-    middleware(|mut request: Request<Body>, inner: Inner| async move {
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CredentialLayer;
+
+impl<S> Layer<S> for CredentialLayer {
+    type Service = Credential<S>;
+
+    fn layer(&self, inner: S) -> Credential<S> {
+        Credential { inner }
+    }
+}
+
+/// See [`CredentialLayer`].
+#[derive(Debug, Clone)]
+pub struct Credential<S> {
+    inner: S,
+}
+
+impl<S: Next> Service<Request<Body>> for Credential<S> {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = PassOr<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
         let protocol = request
             .extensions()
             .get::<Target>()
             .filter(|t| t.is_of(SESSION_SERVICE) || t.is_of(USER_SERVICE))
             .map(|t| t.protocol);
         let Some(protocol) = protocol else {
-            return forward(inner, request).await;
+            return pass(self.inner.call(request));
         };
         match bearer(request.headers()) {
             Ok(bearer) => {
                 request.extensions_mut().insert(bearer);
-                forward(inner, request).await
+                pass(self.inner.call(request))
             }
-            Err(status) => refuse::early(request, refuse::render(protocol, &status, None)).await as Response<Body>,
+            Err(status) => answer(refuse::early(request, refuse::render(protocol, &status, None))),
         }
-    })
+    }
+}
+
+/// The layer.
+pub fn layer() -> CredentialLayer {
+    CredentialLayer
 }
 
 fn unauthenticated(id: &str, message: &str) -> Status {

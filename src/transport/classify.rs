@@ -3,17 +3,23 @@
 //! What names nothing we serve is refused here, before authentication: 404, 405 with `Allow`,
 //! 415 with `Accept-Post`, and gRPC over HTTP/1.x (which cannot carry its trailers).
 
-use std::sync::Arc;
+use std::{
+    convert::Infallible,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll, ready},
+};
 
+use futures_util::future::Either;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use prost_reflect::MethodDescriptor;
 use tonic::{Code, Status, body::Body};
-use tower::Layer;
+use tower::{Layer, Service};
 
 use crate::metrics::Rpc;
 
 use super::{
-    Inner, Protocol, forward, media_type, middleware, refuse,
+    Answer, Next, Protocol, answer, media_type, refuse,
     routes::{Matched, RouteError, Routes},
     rpc_path,
 };
@@ -55,32 +61,79 @@ fn unknown_method(path: &str) -> Refusal {
 }
 
 /// The layer that classifies; REST routes come from the descriptors' `google.api.http` rules.
-pub fn layer(routes: Arc<Routes>) -> impl Layer<Inner, Service = Inner> + Clone {
-    middleware(move |request: Request<Body>, inner: Inner| {
-        let routes = Arc::clone(&routes);
-        async move { classify(&routes, request, inner).await }
-    })
+pub fn layer(routes: Arc<Routes>) -> ClassifyLayer {
+    ClassifyLayer { routes }
 }
 
-async fn classify(routes: &Routes, mut request: Request<Body>, inner: Inner) -> Response<Body> {
-    let protocol = Protocol::of(request.headers(), request.uri().path());
-    match target(routes, protocol, &request) {
-        Ok(target) => {
-            // The RPC's label for the call metrics, from what was classified (REST included).
-            let rpc = match &target.method {
-                Some(m) => Rpc::of(m.parent_service().full_name(), m.name()),
-                None => rpc_path(request.uri().path()).map_or(Rpc::UNKNOWN, |(s, m)| Rpc::of(s, m)),
-            };
-            request.extensions_mut().insert(target);
-            let mut response = forward(inner, request).await;
-            response.extensions_mut().insert(rpc);
-            response
+/// See [`layer`].
+#[derive(Debug, Clone)]
+pub struct ClassifyLayer {
+    routes: Arc<Routes>,
+}
+
+impl<S> Layer<S> for ClassifyLayer {
+    type Service = Classify<S>;
+
+    fn layer(&self, inner: S) -> Classify<S> {
+        Classify { inner, routes: Arc::clone(&self.routes) }
+    }
+}
+
+/// Classifies each request, refuses what names nothing served, and labels the response with
+/// the RPC for the call metrics.
+#[derive(Debug, Clone)]
+pub struct Classify<S> {
+    inner: S,
+    routes: Arc<Routes>,
+}
+
+impl<S: Next> Service<Request<Body>> for Classify<S> {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Either<Labelled<S::Future>, Answer>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+        let protocol = Protocol::of(request.headers(), request.uri().path());
+        match target(&self.routes, protocol, &request) {
+            Ok(target) => {
+                // The RPC's label for the call metrics, from what was classified (REST included).
+                let rpc = match &target.method {
+                    Some(m) => Rpc::of(m.parent_service().full_name(), m.name()),
+                    None => rpc_path(request.uri().path()).map_or(Rpc::UNKNOWN, |(s, m)| Rpc::of(s, m)),
+                };
+                request.extensions_mut().insert(target);
+                Either::Left(Labelled { inner: self.inner.call(request), rpc })
+            }
+            Err((status, http, extra)) => {
+                let mut response = refuse::render(protocol, &status, http);
+                response.headers_mut().extend(extra);
+                answer(refuse::early(request, response))
+            }
         }
-        Err((status, http, extra)) => {
-            let mut response = refuse::render(protocol, &status, http);
-            response.headers_mut().extend(extra);
-            refuse::early(request, response).await
-        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The classified call, whose response gets the RPC's label.
+    pub struct Labelled<F> {
+        #[pin]
+        inner: F,
+        rpc: Rpc,
+    }
+}
+
+impl<F: Future<Output = Result<Response<Body>, Infallible>>> Future for Labelled<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let Ok(mut response) = ready!(this.inner.poll(cx));
+        response.extensions_mut().insert(*this.rpc);
+        Poll::Ready(Ok(response))
     }
 }
 
@@ -144,8 +197,8 @@ fn target(routes: &Routes, protocol: Protocol, request: &Request<Body>) -> Resul
 /// any other path goes on to tonic (reflection), which answers UNIMPLEMENTED for what it lacks.
 fn grpc_target(protocol: Protocol, path: &str, method: Option<MethodDescriptor>) -> Result<Target, Refusal> {
     let service_known =
-        rpc_path(path).is_some_and(|(service, _)| crate::proto::pool().get_service_by_name(service).is_some());
-    if method.is_none() && service_known {
+        || rpc_path(path).is_some_and(|(service, _)| crate::proto::pool().get_service_by_name(service).is_some());
+    if method.is_none() && service_known() {
         return Err(unknown_method(path));
     }
     Ok(Target { protocol, method, rest: None })

@@ -3,19 +3,72 @@
 //! exposed. A request from an origin outside a configured list, or with no origin at all, gets no
 //! CORS headers: it passes straight to the edge.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    convert::Infallible,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use anyhow::Context as _;
-use http::{HeaderName, HeaderValue, Method, Request, header::ORIGIN};
+use futures_util::future::Either;
+use http::{HeaderName, HeaderValue, Method, Request, Response, header::ORIGIN};
 use tonic::body::Body;
-use tower::Layer;
+use tower::{Layer, Service, ServiceExt, util::Oneshot};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use super::{Inner, forward, middleware};
+use super::Next;
 
 /// The layer: `origins` empty allows every origin (callers authenticate with bearer tokens,
 /// never cookies).
-pub fn layer(origins: &[String]) -> anyhow::Result<impl Layer<Inner, Service = Inner> + Clone> {
+#[derive(Debug, Clone)]
+pub struct Cors {
+    /// tower-http's CORS rules, put around the inner service for cross-origin requests only.
+    rules: Arc<CorsLayer>,
+    /// The configured origins (none: every origin).
+    allowed: Option<Arc<[HeaderValue]>>,
+}
+
+/// The layer's service: cross-origin requests go through tower-http's CORS, others straight on.
+#[derive(Debug, Clone)]
+pub struct CorsService<S> {
+    inner: S,
+    cors: Cors,
+}
+
+impl<S> Layer<S> for Cors {
+    type Service = CorsService<S>;
+
+    fn layer(&self, inner: S) -> CorsService<S> {
+        CorsService { inner, cors: self.clone() }
+    }
+}
+
+impl<S: Next> Service<Request<Body>> for CorsService<S> {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Either<Oneshot<tower_http::cors::Cors<S>, Request<Body>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let cross_origin = match (request.headers().get(ORIGIN), &self.cors.allowed) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(origin), Some(list)) => list.contains(origin),
+        };
+        if cross_origin {
+            Either::Left(self.cors.rules.layer(self.inner.clone()).oneshot(request))
+        } else {
+            Either::Right(self.inner.call(request))
+        }
+    }
+}
+
+/// The layer for `origins` (empty: every origin).
+pub fn layer(origins: &[String]) -> anyhow::Result<Cors> {
     let allowed: Option<Arc<[HeaderValue]>> = if origins.is_empty() {
         None
     } else {
@@ -56,18 +109,5 @@ pub fn layer(origins: &[String]) -> anyhow::Result<impl Layer<Inner, Service = I
             header("x-request-id"),
         ])
         .max_age(Duration::from_secs(7200));
-    Ok(tower::layer::layer_fn(move |inner: Inner| {
-        let with_cors = Inner::new(cors.clone().layer(inner.clone()));
-        let allowed = allowed.clone();
-        middleware(move |request: Request<Body>, plain: Inner| {
-            let with_cors = with_cors.clone();
-            let cross_origin = match (request.headers().get(ORIGIN), &allowed) {
-                (None, _) => false,
-                (Some(_), None) => true,
-                (Some(origin), Some(list)) => list.contains(origin),
-            };
-            async move { forward(if cross_origin { with_cors } else { plain }, request).await }
-        })
-        .layer(inner)
-    }))
+    Ok(Cors { rules: Arc::new(cors), allowed })
 }

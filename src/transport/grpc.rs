@@ -3,12 +3,18 @@
 //! (unknown method, unsupported encoding, oversized message) get the `ErrorDetail` and the
 //! contract's code that every other error carries.
 
-use http::{HeaderMap, HeaderValue, Request};
+use std::{
+    convert::Infallible,
+    pin::Pin,
+    task::{Context, Poll, ready},
+};
+
+use http::{HeaderMap, HeaderValue, Request, Response, Uri};
 use http_body_util::{BodyExt, Full};
 use tonic::{Code, Status, body::Body};
-use tower::Layer;
+use tower::{Layer, Service};
 
-use super::{Inner, Protocol, classify::Target, forward, frame, middleware, refuse};
+use super::{Inner, Next, Protocol, classify::Target, forward, frame, middleware, refuse};
 use crate::service::status::internal;
 
 /// The encodings tonic is configured to accept, as `grpc-accept-encoding` names them.
@@ -52,16 +58,64 @@ fn unsupported_encoding(message: &str) -> Status {
 }
 
 /// Gives the statuses tonic answers on its own (in a trailers-only response) their detail.
-pub fn details() -> impl Layer<Inner, Service = Inner> + Clone {
-    middleware(|request: Request<Body>, inner: Inner| async move {
+pub fn details() -> DetailsLayer {
+    DetailsLayer
+}
+
+/// See [`details`].
+#[derive(Debug, Clone, Copy)]
+pub struct DetailsLayer;
+
+impl<S> Layer<S> for DetailsLayer {
+    type Service = Details<S>;
+
+    fn layer(&self, inner: S) -> Details<S> {
+        Details { inner }
+    }
+}
+
+/// See [`details`].
+#[derive(Debug, Clone)]
+pub struct Details<S> {
+    inner: S,
+}
+
+impl<S: Next> Service<Request<Body>> for Details<S> {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Detailed<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
         let uri = request.uri().clone();
-        let mut response = forward(inner, request).await;
+        Detailed { inner: self.inner.call(request), uri }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// tonic's answer, its bare status given the detail.
+    pub struct Detailed<F> {
+        #[pin]
+        inner: F,
+        uri: Uri,
+    }
+}
+
+impl<F: Future<Output = Result<Response<Body>, Infallible>>> Future for Detailed<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let Ok(mut response) = ready!(this.inner.poll(cx));
         if let Some(status) = bare_status(response.headers()) {
-            let mapped = with_detail(&status, uri.path());
+            let mapped = with_detail(&status, this.uri.path());
             rewrite_status(response.headers_mut(), &mapped);
         }
-        response
-    })
+        Poll::Ready(Ok(response))
+    }
 }
 
 /// A non-OK status in `headers` that carries no details.

@@ -3,19 +3,20 @@
 //! `connect-timeout-ms`), which covers everything after the request head.
 
 use std::{
+    convert::Infallible,
     pin::Pin,
-    sync::Arc,
-    task::{Context, Poll},
+    sync::LazyLock,
+    task::{Context, Poll, ready},
     time::Duration,
 };
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Request, Version, header};
+use http::{HeaderMap, HeaderValue, Request, Response, Version, header};
 use http_body::{Frame, SizeHint};
 use tonic::{Code, Status, body::Body};
-use tower::{Layer, ServiceBuilder, ServiceExt};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt, load_shed::LoadShed, util::Oneshot};
 
-use super::{Inner, Protocol, classify::Target, forward, middleware, refuse};
+use super::{Next, PassOr, Protocol, answer, classify::Target, pass, refuse};
 
 /// How admission adapts: the limit starts open at `max`, shrinks by a tenth per call that took
 /// longer than `target` (queueing), and grows by one per call answered within it while it is at
@@ -48,42 +49,88 @@ impl Admission {
 /// so that what is admitted does not queue behind the store; the next one is refused at once
 /// with RESOURCE_EXHAUSTED in its own protocol, before anything of it is read. A refusal costs a
 /// canned response (and no access-log line of its own, see `access_log`).
-pub fn shed(admission: Admission) -> impl Layer<Inner, Service = Inner> + Clone {
-    // Rendered once per protocol: refusing must cost a small fraction of serving.
-    let overloaded =
-        refuse::status(Code::ResourceExhausted, "SERVER-Overloaded", "the server is overloaded; retry later");
-    let canned: Arc<[(Protocol, refuse::Rendered)]> =
-        PROTOCOLS.iter().map(|protocol| (*protocol, refuse::Rendered::new(*protocol, &overloaded, None))).collect();
-    tower::layer::layer_fn(move |inner: Inner| {
-        let canned = Arc::clone(&canned);
-        let limited = ServiceBuilder::new()
-            .load_shed()
-            .layer(tower_acc::ConcurrencyLimitLayer::new(admission.algorithm()))
-            .service(inner);
-        Inner::new(tower::service_fn(move |request: Request<Body>| {
-            let limited = limited.clone();
-            let canned = Arc::clone(&canned);
-            async move {
-                let protocol = Protocol::of(request.headers(), request.uri().path());
-                // The request is gone once the shed service refused it: keep what the refusal needs.
-                let unread_body = request.version() < Version::HTTP_2 && has_body(request.headers());
-                let answer = limited.oneshot(request).await;
-                Ok(match answer {
-                    Ok(response) => response,
-                    Err(_overloaded) => {
-                        let rendered = canned.iter().find(|(p, _)| *p == protocol).map(|(_, r)| r);
-                        let mut response = rendered.expect("every protocol is rendered").response();
-                        // Counted as shed by the call metrics.
-                        response.extensions_mut().insert(crate::metrics::Shed);
-                        if unread_body {
-                            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-                        }
-                        response
-                    }
-                })
-            }
+pub fn shed(admission: Admission) -> ShedLayer {
+    ShedLayer { limit: tower_acc::ConcurrencyLimitLayer::new(admission.algorithm()) }
+}
+
+/// See [`shed`].
+#[derive(Debug, Clone)]
+pub struct ShedLayer {
+    limit: tower_acc::ConcurrencyLimitLayer<tower_acc::Aimd>,
+}
+
+impl<S> Layer<S> for ShedLayer {
+    type Service = Shed<S>;
+
+    fn layer(&self, inner: S) -> Shed<S> {
+        Shed { limited: ServiceBuilder::new().load_shed().layer(self.limit.clone()).service(inner) }
+    }
+}
+
+type Limited<S> = LoadShed<tower_acc::ConcurrencyLimit<S, tower_acc::Aimd>>;
+
+/// The limit's service: admits the call or answers the canned refusal.
+#[derive(Debug, Clone)]
+pub struct Shed<S> {
+    limited: Limited<S>,
+}
+
+impl<S: Next> Service<Request<Body>> for Shed<S> {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Shedding<S>;
+
+    /// Always ready: whether a call is admitted is decided when it comes (by its own clone of
+    /// the limit), so that a refusal is a response.
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let protocol = Protocol::of(request.headers(), request.uri().path());
+        // The request is gone once the shed service refused it: keep what the refusal needs.
+        let unread_body = request.version() < Version::HTTP_2 && has_body(request.headers());
+        Shedding { inner: self.limited.clone().oneshot(request), protocol, unread_body }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An admitted call, or the refusal of one.
+    pub struct Shedding<S: Next> {
+        #[pin]
+        inner: Oneshot<Limited<S>, Request<Body>>,
+        protocol: Protocol,
+        unread_body: bool,
+    }
+}
+
+impl<S: Next> Future for Shedding<S> {
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        Poll::Ready(Ok(match ready!(this.inner.poll(cx)) {
+            Ok(response) => response,
+            Err(_overloaded) => overloaded(*this.protocol, *this.unread_body),
         }))
-    })
+    }
+}
+
+/// The canned refusal, rendered once per protocol: refusing must cost a small fraction of serving.
+fn overloaded(protocol: Protocol, unread_body: bool) -> Response<Body> {
+    static CANNED: LazyLock<Vec<(Protocol, refuse::Rendered)>> = LazyLock::new(|| {
+        let overloaded =
+            refuse::status(Code::ResourceExhausted, "SERVER-Overloaded", "the server is overloaded; retry later");
+        PROTOCOLS.iter().map(|protocol| (*protocol, refuse::Rendered::new(*protocol, &overloaded, None))).collect()
+    });
+    let rendered = CANNED.iter().find(|(p, _)| *p == protocol).map(|(_, r)| r);
+    let mut response = rendered.expect("every protocol is rendered").response();
+    // Counted as shed by the call metrics.
+    response.extensions_mut().insert(crate::metrics::Shed);
+    if unread_body {
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 const PROTOCOLS: [Protocol; 6] = [
@@ -103,20 +150,54 @@ fn has_body(headers: &HeaderMap) -> bool {
 /// The body limit and read deadline: a body declared larger than `limit` is refused at once; one
 /// that grows past it, or does not arrive within `read_timeout`, fails as it is read, with the
 /// status the reader hands on to the client.
-pub fn body_guard(limit: usize, read_timeout: Duration) -> impl Layer<Inner, Service = Inner> + Clone {
-    middleware(move |request: Request<Body>, inner: Inner| async move {
+pub fn body_guard(limit: usize, read_timeout: Duration) -> BodyGuardLayer {
+    BodyGuardLayer { limit, read_timeout }
+}
+
+/// See [`body_guard`].
+#[derive(Debug, Clone, Copy)]
+pub struct BodyGuardLayer {
+    limit: usize,
+    read_timeout: Duration,
+}
+
+impl<S> Layer<S> for BodyGuardLayer {
+    type Service = BodyGuard<S>;
+
+    fn layer(&self, inner: S) -> BodyGuard<S> {
+        BodyGuard { inner, guard: *self }
+    }
+}
+
+/// The body guard's service.
+#[derive(Debug, Clone)]
+pub struct BodyGuard<S> {
+    inner: S,
+    guard: BodyGuardLayer,
+}
+
+impl<S: Next> Service<Request<Body>> for BodyGuard<S> {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = PassOr<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let BodyGuardLayer { limit, read_timeout } = self.guard;
         let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|n| n > limit as u64) {
             let protocol = protocol_of(&request);
             let mut response = refuse::render(protocol, &too_large(limit), None);
             response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-            return response;
+            return answer(std::future::ready(response));
         }
-        let request = request.map(|body| {
-            Body::new(Guarded { inner: body, limit, read: 0, timer: Box::pin(tokio::time::sleep(read_timeout)) })
-        });
-        forward(inner, request).await
-    })
+        let until = tokio::time::Instant::now() + read_timeout;
+        let request = request.map(|body| Body::new(Guarded { inner: body, limit, read: 0, until, timer: None }));
+        pass(self.inner.call(request))
+    }
 }
 
 fn too_large(limit: usize) -> Status {
@@ -140,7 +221,10 @@ struct Guarded {
     inner: Body,
     limit: usize,
     read: usize,
-    timer: Pin<Box<tokio::time::Sleep>>,
+    /// When the body must have arrived.
+    until: tokio::time::Instant,
+    /// Armed the first time the body is waited for (a body already there needs no timer).
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl http_body::Body for Guarded {
@@ -159,7 +243,8 @@ impl http_body::Body for Guarded {
                 None => None,
             });
         }
-        match this.timer.as_mut().poll(cx) {
+        let until = this.until;
+        match this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until))).as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Some(Err(refuse::status(
                 Code::DeadlineExceeded,
                 "REQUEST-BodyTimeout",
@@ -228,31 +313,66 @@ fn client_went_away(error: &(dyn std::error::Error + 'static)) -> bool {
 /// The call deadline from `grpc-timeout` or `connect-timeout-ms` (the shorter wins): it covers
 /// authentication, the body read and the handler. A zero deadline has expired already, and
 /// nothing runs.
-pub fn deadline() -> impl Layer<Inner, Service = Inner> + Clone {
-    middleware(|request: Request<Body>, inner: Inner| async move {
+pub fn deadline() -> DeadlineLayer {
+    DeadlineLayer
+}
+
+/// See [`deadline`].
+#[derive(Debug, Clone, Copy)]
+pub struct DeadlineLayer;
+
+impl<S> Layer<S> for DeadlineLayer {
+    type Service = Deadline<S>;
+
+    fn layer(&self, inner: S) -> Deadline<S> {
+        Deadline { inner }
+    }
+}
+
+/// The deadline's service: a call without a deadline passes untimed.
+#[derive(Debug, Clone)]
+pub struct Deadline<S> {
+    inner: S,
+}
+
+impl<S: Next> Service<Request<Body>> for Deadline<S> {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = PassOr<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let Some(limit) = parse_deadline(request.headers()).transpose() else {
+            return pass(self.inner.call(request));
+        };
         let protocol = protocol_of(&request);
-        let limit = match parse_deadline(request.headers()) {
-            Ok(None) => return forward(inner, request).await,
-            Ok(Some(limit)) => limit,
-            Err(status) => return refuse::early(request, refuse::render(protocol, &status, None)).await,
+        let limit = match limit {
+            Ok(limit) => limit,
+            Err(status) => return answer(refuse::early(request, refuse::render(protocol, &status, None))),
         };
         let expired = || refuse::status(Code::DeadlineExceeded, "REQUEST-DeadlineExceeded", "the call ran out of time");
         if limit.is_zero() {
-            return refuse::early(request, refuse::render(protocol, &expired(), None)).await;
+            return answer(refuse::early(request, refuse::render(protocol, &expired(), None)));
         }
         let http1 = request.version() < Version::HTTP_2;
-        match tokio::time::timeout(limit, forward(inner, request)).await {
-            Ok(response) => response,
-            Err(_) => {
-                let mut response = refuse::render(protocol, &expired(), None);
-                // The body may not have been read to its end.
-                if http1 {
-                    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        let call = tokio::time::timeout(limit, self.inner.call(request));
+        answer(async move {
+            match call.await {
+                Ok(Ok(response)) => response,
+                Err(_) => {
+                    let mut response = refuse::render(protocol, &expired(), None);
+                    // The body may not have been read to its end.
+                    if http1 {
+                        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    }
+                    response
                 }
-                response
             }
-        }
-    })
+        })
+    }
 }
 
 /// `grpc-timeout` (`<1-8 digits><H|M|S|m|u|n>`) and `connect-timeout-ms` (`<1-10 digits>`).
@@ -298,7 +418,10 @@ pub fn parse_deadline(headers: &HeaderMap) -> Result<Option<Duration>, Status> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::transport::{Inner, forward};
 
     #[test]
     fn a_client_hanging_up_is_not_a_malformed_body() {
@@ -343,7 +466,7 @@ mod tests {
             }))
         };
         let admission = Admission { max: 64, floor: 4, target: Duration::from_millis(100) };
-        let service = shed(admission).layer(inner);
+        let service = Inner::new(shed(admission).layer(inner));
 
         // It starts open: a first burst is served whole.
         assert_eq!(admitted_of(&service, 64).await, 64);

@@ -29,7 +29,10 @@ use std::{
     task::{Context, Poll},
 };
 
-use futures_util::{FutureExt, future::BoxFuture};
+use futures_util::{
+    FutureExt,
+    future::{BoxFuture, Either},
+};
 use http::{HeaderMap, Request, Response, header};
 use tonic::body::Body;
 use tower::{Layer, Service, ServiceExt, layer::layer_fn};
@@ -39,9 +42,48 @@ pub const SESSION_SERVICE: &str = "zitadel.session.v2.SessionService";
 /// The user service (passkey registration), which needs one too.
 pub const USER_SERVICE: &str = "zitadel.user.v2.UserService";
 
-/// Every layer of the stack takes and gives this: a request with tonic's body, a response that
-/// is always rendered (refusals are responses, never errors). A clone is one reference count:
-/// each layer calls the one inside it without copying the stack below.
+/// What every layer of the stack is, and what it wraps: a service of a request with tonic's body
+/// that answers with a rendered response, never an error (refusals are responses), and is
+/// always ready. The layers are concrete services over the next one: a call that passes a layer
+/// hands on the inner service's own future, with nothing boxed or polled on the way.
+pub trait Next:
+    Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send + 'static>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> Next for S where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send + 'static>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// A layer's own answer (a refusal, a probe, the OpenAPI document): boxed, off the hot path.
+pub type Answer = BoxFuture<'static, Result<Response<Body>, Infallible>>;
+
+/// What a layer that only looks at the request returns: the inner service's future as it is,
+/// or the layer's own answer.
+pub type PassOr<F> = Either<F, Answer>;
+
+/// The layer's own answer, in place of the inner service's.
+pub fn answer<F>(response: impl Future<Output = Response<Body>> + Send + 'static) -> PassOr<F> {
+    Either::Right(Box::pin(response.map(Ok::<_, Infallible>)))
+}
+
+/// The inner service's future, handed on.
+pub fn pass<F>(future: F) -> PassOr<F> {
+    Either::Left(future)
+}
+
+/// A service behind one reference count, its future boxed: where the stack branches (dispatch
+/// to the protocols' paths, which share tonic's routes) and at the door itself. A clone is one
+/// reference count: each caller calls it without copying the stack below.
 #[derive(Clone)]
 pub struct Inner(Arc<dyn Fn(Request<Body>) -> BoxFuture<'static, Response<Body>> + Send + Sync>);
 
@@ -53,15 +95,19 @@ impl std::fmt::Debug for Inner {
 
 impl Inner {
     /// A tower service that is always ready and never fails (tonic's routes, tonic-web, CORS).
-    pub fn new<S>(service: S) -> Self
-    where
-        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + Sync + 'static,
-        S::Future: Send + 'static,
-    {
+    pub fn new<S: Next>(service: S) -> Self {
         Self(Arc::new(move |request| {
             let call = service.clone().oneshot(request);
             Box::pin(async move { call.await.unwrap_or_else(|never| match never {}) })
         }))
+    }
+
+    /// A function of the request that answers it (a dispatch between services).
+    pub fn from_fn<F>(f: F) -> Self
+    where
+        F: Fn(Request<Body>) -> BoxFuture<'static, Response<Body>> + Send + Sync + 'static,
+    {
+        Self(Arc::new(f))
     }
 
     fn call_now(&self, request: Request<Body>) -> BoxFuture<'static, Response<Body>> {

@@ -4,7 +4,9 @@
 //! (a probe is not a call). gRPC health (`grpc.health.v1.Health`) is served as before.
 
 use std::{
+    convert::Infallible,
     sync::{Arc, Mutex},
+    task::{Context, Poll},
     time::{Duration, Instant},
 };
 
@@ -12,9 +14,9 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use tonic::body::Body;
-use tower::Layer;
+use tower::{Layer, Service};
 
-use super::{Inner, forward, middleware};
+use super::{Next, PassOr, answer, pass};
 use crate::{metrics::Metrics, store::Store};
 
 /// How long the store has to answer the readiness query (an orchestrator's probe waits 1 s).
@@ -85,31 +87,64 @@ impl Readiness {
 }
 
 /// The probes' layer; every other path passes through untouched.
-pub fn layer(readiness: Readiness) -> impl Layer<Inner, Service = Inner> + Clone {
-    middleware(move |request: Request<Body>, inner: Inner| {
-        let readiness = readiness.clone();
-        async move {
-            let path = request.uri().path();
-            if path != "/healthz" && path != "/readyz" {
-                return forward(inner, request).await;
-            }
-            if request.method() != Method::GET && request.method() != Method::HEAD {
-                let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "probes answer GET and HEAD\n");
-                response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-                return response;
-            }
-            let head = request.method() == Method::HEAD;
-            let (status, body) = if path == "/healthz" {
-                (StatusCode::OK, "ok\n")
-            } else {
-                match readiness.check().await {
-                    None => (StatusCode::OK, "ready\n"),
-                    Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason),
-                }
-            };
-            text(status, if head { "" } else { body })
+#[derive(Debug, Clone)]
+pub struct ProbesLayer(Readiness);
+
+impl ProbesLayer {
+    pub fn new(readiness: Readiness) -> Self {
+        Self(readiness)
+    }
+}
+
+impl<S> Layer<S> for ProbesLayer {
+    type Service = Probes<S>;
+
+    fn layer(&self, inner: S) -> Probes<S> {
+        Probes { inner, readiness: self.0.clone() }
+    }
+}
+
+/// Answers `/healthz` and `/readyz`; hands every other request on.
+#[derive(Debug, Clone)]
+pub struct Probes<S> {
+    inner: S,
+    readiness: Readiness,
+}
+
+impl<S: Next> Service<Request<Body>> for Probes<S> {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = PassOr<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let path = request.uri().path();
+        if path != "/healthz" && path != "/readyz" {
+            return pass(self.inner.call(request));
         }
-    })
+        answer(probe(self.readiness.clone(), request))
+    }
+}
+
+async fn probe(readiness: Readiness, request: Request<Body>) -> Response<Body> {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "probes answer GET and HEAD\n");
+        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    let head = request.method() == Method::HEAD;
+    let (status, body) = if request.uri().path() == "/healthz" {
+        (StatusCode::OK, "ok\n")
+    } else {
+        match readiness.check().await {
+            None => (StatusCode::OK, "ready\n"),
+            Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason),
+        }
+    };
+    text(status, if head { "" } else { body })
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {

@@ -2,12 +2,17 @@
 //! generated otherwise (a random UUID), put on the request for every layer and log line of the
 //! call, and echoed on every response, refusals included.
 
-use http::{HeaderValue, Request, header::HeaderName};
-use tonic::body::Body;
-use tower::Layer;
-use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use std::{
+    convert::Infallible,
+    pin::Pin,
+    task::{Context, Poll, ready},
+};
 
-use super::{Inner, forward, middleware};
+use http::{HeaderValue, Request, Response, header::HeaderName};
+use tonic::body::Body;
+use tower::{Layer, Service};
+
+use super::Next;
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Longest request id accepted from a caller (ids are logged with every line of the call).
@@ -20,42 +25,79 @@ pub fn is_sane(id: &HeaderValue) -> bool {
     !bytes.is_empty() && bytes.len() <= MAX_LEN && bytes.iter().all(|b| b.is_ascii_graphic())
 }
 
-/// Random v4 UUIDs from the thread-local generator (no system call per id).
-#[derive(Debug, Clone, Copy, Default)]
-struct RandomIds;
+/// A random v4 UUID from the thread-local generator (no system call per id).
+fn generated() -> HeaderValue {
+    let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
+    let text = id.hyphenated().encode_lower(&mut text);
+    HeaderValue::from_str(text).expect("a UUID is a valid header value")
+}
 
-impl MakeRequestId for RandomIds {
-    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
-        let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
-        let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
-        let text = id.hyphenated().encode_lower(&mut text);
-        Some(RequestId::new(HeaderValue::from_str(text).expect("a UUID is a valid header value")))
+/// The layer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestIdLayer;
+
+impl<S> Layer<S> for RequestIdLayer {
+    type Service = RequestId<S>;
+
+    fn layer(&self, inner: S) -> RequestId<S> {
+        RequestId { inner }
     }
 }
 
-/// The layer: an insane id is dropped before tower-http's layers set one and echo it.
-pub fn layer() -> impl Layer<Inner, Service = Inner> + Clone {
-    tower::layer::layer_fn(|inner: Inner| {
-        // Set (outer) before propagate (inner): the echo sees the id whether given or generated.
-        let with_id = Inner::new(
-            SetRequestIdLayer::new(X_REQUEST_ID, RandomIds)
-                .layer(PropagateRequestIdLayer::new(X_REQUEST_ID).layer(inner)),
-        );
-        middleware(|mut request: Request<Body>, with_id: Inner| async move {
-            let mut given = request.headers().get_all(X_REQUEST_ID).iter();
-            let keep = match (given.next(), given.next()) {
-                (None, _) => true,
-                (Some(id), None) => is_sane(id),
-                // Two ids: neither is the request's.
-                (Some(_), Some(_)) => false,
-            };
-            if !keep {
-                request.headers_mut().remove(X_REQUEST_ID);
-            }
-            forward(with_id, request).await
-        })
-        .layer(with_id)
-    })
+/// Keeps the caller's id when it is sane and alone, puts a generated one in its place
+/// otherwise, and echoes it on the response unless the response names one itself.
+#[derive(Debug, Clone)]
+pub struct RequestId<S> {
+    inner: S,
+}
+
+impl<S: Next> Service<Request<Body>> for RequestId<S> {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Echo<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+        let mut given = request.headers().get_all(X_REQUEST_ID).iter();
+        let kept = match (given.next(), given.next()) {
+            (Some(id), None) if is_sane(id) => Some(id.clone()),
+            // None, an insane one, or two (neither is the request's).
+            _ => None,
+        };
+        let id = kept.unwrap_or_else(|| {
+            let id = generated();
+            // Replaces every id the caller gave.
+            request.headers_mut().insert(X_REQUEST_ID, id.clone());
+            id
+        });
+        Echo { inner: self.inner.call(request), id: Some(id) }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The inner call, whose response gets the request's id.
+    pub struct Echo<F> {
+        #[pin]
+        inner: F,
+        id: Option<HeaderValue>,
+    }
+}
+
+impl<F: Future<Output = Result<Response<Body>, Infallible>>> Future for Echo<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let Ok(mut response) = ready!(this.inner.poll(cx));
+        if let Some(id) = this.id.take() {
+            response.headers_mut().entry(X_REQUEST_ID).or_insert(id);
+        }
+        Poll::Ready(Ok(response))
+    }
 }
 
 /// The request's id, as the layer set it.
@@ -79,11 +121,10 @@ mod tests {
 
     #[test]
     fn generated_ids_are_uuids() {
-        let request = Request::new(());
-        let id = RandomIds.make_request_id(&request).unwrap();
-        let text = id.header_value().to_str().unwrap();
+        let id = generated();
+        let text = id.to_str().unwrap();
         assert_eq!(text.len(), 36);
         assert!(uuid::Uuid::parse_str(text).is_ok());
-        assert_ne!(RandomIds.make_request_id(&request).unwrap().header_value(), id.header_value());
+        assert_ne!(generated(), id);
     }
 }

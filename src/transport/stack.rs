@@ -3,13 +3,13 @@
 use std::{sync::Arc, time::Duration};
 
 use http::{Request, header::AUTHORIZATION};
-use tonic::body::Body;
+use tonic::{body::Body, server::NamedService};
 use tower::{Layer, ServiceBuilder};
-use tower_http::sensitive_headers::{SetSensitiveRequestHeaders, SetSensitiveRequestHeadersLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 
 use super::{
-    Inner, Protocol, access_log, auth, classify, classify::Target, cors, forward, grpc, grpc_web, limits, openapi,
-    probes, request_id, routes::Routes, transcode,
+    Inner, Next, Protocol, access_log, auth, classify, classify::Target, cors, grpc, grpc_web, limits, openapi, probes,
+    request_id, routes::Routes, transcode,
 };
 use crate::metrics::CallMetrics;
 
@@ -30,44 +30,64 @@ pub struct Settings {
     pub readiness: probes::Readiness,
 }
 
-/// The service on the port, around `routes`: tonic's routes holding the generated
-/// SessionService server, health and reflection.
-pub fn front_door(
-    routes: tonic::service::Routes,
-    settings: &Settings,
-) -> anyhow::Result<SetSensitiveRequestHeaders<Inner>> {
-    // Every protocol ends here: tonic's routes, with tonic's own errors given their detail.
-    let core = grpc::details().layer(Inner::new(routes.prepare()));
+/// The services called by their path prefix (`/<package.Service>/`) without tonic's router: the
+/// generated servers of the APIs, which every call reaches (the router's path match, its body
+/// conversions and its boxed route are skipped for them).
+#[derive(Debug, Clone, Default)]
+pub struct Direct(Vec<(String, Inner)>);
+
+impl Direct {
+    /// `service` serves every path under its name.
+    pub fn with<S: Next + NamedService>(mut self, service: S) -> Self {
+        self.0.push((format!("/{}/", S::NAME), Inner::new(service)));
+        self
+    }
+
+    /// The service whose prefix `path` has.
+    fn find(&self, path: &str) -> Option<&Inner> {
+        self.0.iter().find(|(prefix, _)| path.starts_with(prefix.as_str())).map(|(_, service)| service)
+    }
+}
+
+/// The service on the port, around `direct` (the APIs' generated servers) and `routes` (tonic's
+/// routes for the rest: health and reflection).
+pub fn front_door(direct: Direct, routes: tonic::service::Routes, settings: &Settings) -> anyhow::Result<Inner> {
+    let routes = Inner::new(routes.prepare());
+    let served = Inner::from_fn(move |request: Request<Body>| match direct.find(request.uri().path()) {
+        Some(service) => service.call_now(request),
+        None => routes.call_now(request),
+    });
+    // Every protocol ends here, with tonic's own errors given their detail.
+    let core = Inner::new(grpc::details().layer(served));
     let native = grpc::unary_framing().layer(core.clone());
     let web = grpc_web::service(native.clone());
     let body_limit = settings.body_limit;
-    let dispatch = Inner::new(tower::service_fn(move |request: Request<Body>| {
-        let (native, web, core) = (native.clone(), web.clone(), core.clone());
-        async move {
-            let protocol = request.extensions().get::<Target>().map(|t| t.protocol);
-            Ok(match protocol {
-                Some(Protocol::Grpc) => forward(native, request).await,
-                Some(Protocol::GrpcWeb { .. }) => forward(web, request).await,
-                Some(Protocol::Connect { .. } | Protocol::Rest) | None => {
-                    transcode::serve(request, core, body_limit).await
-                }
-            })
-        }
-    }));
+    // Hands the call to its protocol's path (its future as it is).
+    let dispatch =
+        Inner::from_fn(move |request: Request<Body>| match request.extensions().get::<Target>().map(|t| t.protocol) {
+            Some(Protocol::Grpc) => native.call_now(request),
+            Some(Protocol::GrpcWeb { .. }) => web.call_now(request),
+            Some(Protocol::Connect { .. } | Protocol::Rest) | None => {
+                Box::pin(transcode::serve(request, core.clone(), body_limit))
+            }
+        });
     // One route table for routing REST and for describing it.
     let rest_routes = Arc::new(Routes::from_pool(crate::proto::pool())?);
     let openapi = openapi::layer(&rest_routes)?;
-    Ok(ServiceBuilder::new()
-        .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
-        .layer(request_id::layer())
-        .layer(probes::layer(settings.readiness.clone()))
-        .layer(access_log::layer(settings.metrics.clone()))
-        .layer(cors::layer(&settings.cors_origins)?)
-        .layer(openapi)
-        .layer(limits::shed(settings.admission))
-        .layer(classify::layer(rest_routes))
-        .layer(limits::body_guard(settings.body_limit, settings.body_read_timeout))
-        .layer(limits::deadline())
-        .layer(auth::layer())
-        .service(dispatch))
+    // Boxed once, here: every layer inside is a concrete service over the next.
+    Ok(Inner::new(
+        ServiceBuilder::new()
+            .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
+            .layer(request_id::RequestIdLayer)
+            .layer(probes::ProbesLayer::new(settings.readiness.clone()))
+            .layer(access_log::AccessLogLayer::new(settings.metrics.clone()))
+            .layer(cors::layer(&settings.cors_origins)?)
+            .layer(openapi)
+            .layer(limits::shed(settings.admission))
+            .layer(classify::layer(rest_routes))
+            .layer(limits::body_guard(settings.body_limit, settings.body_read_timeout))
+            .layer(limits::deadline())
+            .layer(auth::layer())
+            .service(dispatch),
+    ))
 }

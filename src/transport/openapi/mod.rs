@@ -7,15 +7,20 @@ mod schema;
 #[cfg(test)]
 mod tests;
 
+use std::{
+    convert::Infallible,
+    task::{Context, Poll},
+};
+
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, StatusCode, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use prost_reflect::DescriptorPool;
 use serde_json::{Map, Value as Json, json};
 use tonic::{Code, body::Body};
-use tower::Layer;
+use tower::{Layer, Service};
 
 use super::{
-    Inner, Protocol, forward, middleware, refuse,
+    Next, PassOr, Protocol, answer, pass, refuse,
     routes::{RouteError, Routes},
 };
 
@@ -28,34 +33,64 @@ const STATUS: &str = "google.rpc.Status";
 /// The layer answering `GET` and `HEAD` on [`PATH`] with the document, without authentication
 /// (it describes the API, it holds nothing); every other path goes on. Refuses to build when a
 /// REST route would take the same path.
-pub fn layer(routes: &Routes) -> anyhow::Result<impl Layer<Inner, Service = Inner> + Clone + use<>> {
+pub fn layer(routes: &Routes) -> anyhow::Result<OpenApiLayer> {
     match routes.find(&Method::GET, PATH) {
         Err(RouteError::NotFound) => {}
         Ok(matched) => anyhow::bail!("the REST route of {} takes {PATH}", matched.route.method.full_name()),
         Err(_) => anyhow::bail!("a REST route takes {PATH}"),
     }
     let body = Bytes::from(serde_json::to_vec(&document(crate::proto::pool(), routes)?)?);
-    Ok(middleware(move |request: Request<Body>, inner: Inner| {
-        let body = body.clone();
-        async move {
-            if request.uri().path() != PATH {
-                return forward(inner, request).await;
-            }
-            if request.method() == Method::GET || request.method() == Method::HEAD {
-                let mut response = refuse::bytes_response(StatusCode::OK, "application/json", body);
-                response.extensions_mut().insert(Code::Ok);
-                return response;
-            }
-            let status = refuse::status(
-                Code::Unimplemented,
-                "REQUEST-MethodNotAllowed",
-                &format!("{} is not allowed on {PATH}; allowed: GET, HEAD", request.method()),
-            );
-            let mut response = refuse::render(Protocol::Rest, &status, Some(StatusCode::METHOD_NOT_ALLOWED));
-            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-            refuse::early(request, response).await
+    Ok(OpenApiLayer { body })
+}
+
+/// See [`layer`]; holds the document, rendered once.
+#[derive(Debug, Clone)]
+pub struct OpenApiLayer {
+    body: Bytes,
+}
+
+impl<S> Layer<S> for OpenApiLayer {
+    type Service = OpenApi<S>;
+
+    fn layer(&self, inner: S) -> OpenApi<S> {
+        OpenApi { inner, body: self.body.clone() }
+    }
+}
+
+/// Answers [`PATH`]; hands every other request on.
+#[derive(Debug, Clone)]
+pub struct OpenApi<S> {
+    inner: S,
+    body: Bytes,
+}
+
+impl<S: Next> Service<Request<Body>> for OpenApi<S> {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = PassOr<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        if request.uri().path() != PATH {
+            return pass(self.inner.call(request));
         }
-    }))
+        if request.method() == Method::GET || request.method() == Method::HEAD {
+            let mut response = refuse::bytes_response(StatusCode::OK, "application/json", self.body.clone());
+            response.extensions_mut().insert(Code::Ok);
+            return answer(std::future::ready(response));
+        }
+        let status = refuse::status(
+            Code::Unimplemented,
+            "REQUEST-MethodNotAllowed",
+            &format!("{} is not allowed on {PATH}; allowed: GET, HEAD", request.method()),
+        );
+        let mut response = refuse::render(Protocol::Rest, &status, Some(StatusCode::METHOD_NOT_ALLOWED));
+        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        answer(refuse::early(request, response))
+    }
 }
 
 /// The document: every route of every service with `google.api.http` rules in `pool`.
