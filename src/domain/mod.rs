@@ -139,3 +139,12 @@ impl Caller {
         self.permissions.contains(p)
     }
 }
+
+/// Who calls an RPC: a caller authenticated already (an OIDC access token, or a call that is not
+/// worth fusing), or an API token the call's own store job checks, re-read in the same job as the
+/// call's work so that no revocation is missed.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    Caller(Caller),
+    Token(token::ApiToken),
+}
