@@ -146,5 +146,28 @@ impl Caller {
 #[derive(Debug, Clone)]
 pub enum Principal {
     Caller(Caller),
-    Token(token::ApiToken),
+    Token(Presented),
+}
+
+/// An API token as a call presented it, and whether the call has found it valid yet (shared with
+/// whoever must answer for an invalid token if the call fails: `service::auth`).
+#[derive(Debug, Clone)]
+pub struct Presented {
+    pub token: token::ApiToken,
+    valid: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Presented {
+    pub fn new(token: token::ApiToken) -> Self {
+        Self { token, valid: Default::default() }
+    }
+
+    /// The call found the token valid (the caller it names authenticated).
+    pub fn proven(&self) {
+        self.valid.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn is_proven(&self) -> bool {
+        self.valid.load(std::sync::atomic::Ordering::Acquire)
+    }
 }

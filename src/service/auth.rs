@@ -22,7 +22,7 @@ use tower::{Service, ServiceExt};
 
 use crate::{
     domain::{
-        Caller, ErrorClass, Principal, Result,
+        Caller, ErrorClass, Presented, Principal, Result,
         token::ApiToken,
         user::{Users, invalid_token},
     },
@@ -122,8 +122,12 @@ where
                 let Some(token) = ApiToken::parse(bearer.expose()) else {
                     return Ok(Status::from(invalid_token()).into_http());
                 };
-                request.extensions_mut().insert(Principal::Token(token));
+                let presented = Presented::new(token);
+                request.extensions_mut().insert(Principal::Token(presented.clone()));
                 let response = inner.oneshot(request).await?;
+                if presented.is_proven() {
+                    return Ok(response);
+                }
                 return Ok(unless_unauthenticated(response, &users, &bearer).await);
             }
             match caller(&users, oidc.as_deref(), &bearer).await {
@@ -137,9 +141,9 @@ where
     }
 }
 
-/// The answer of a call that decided its token in its own store step, unless it failed with
-/// another error than UNAUTHENTICATED and its token does not authenticate: then that refusal. (A
-/// failure may come before the store step decided: a malformed request or id.)
+/// The answer of a call that never found its token valid, unless it failed with another error
+/// than UNAUTHENTICATED and its token does not authenticate: then that refusal. (A call fails
+/// before its store step decided on a malformed request or id, or a body that does not decode.)
 async fn unless_unauthenticated(response: Response<Body>, users: &Users, bearer: &Bearer) -> Response<Body> {
     // Errors are answered trailers-only: their code is in the head. 16 is UNAUTHENTICATED.
     let failed = response.headers().get("grpc-status").is_some_and(|code| code != "0" && code != "16");

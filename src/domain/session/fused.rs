@@ -28,9 +28,10 @@ impl Sessions {
             Principal::Token(presented) => presented,
         };
         validate_session_id(session_id)?;
-        let (row, found) = self.store.token_and_session(&presented.id, session_id).await?;
+        let (row, found) = self.store.token_and_session(&presented.token.id, session_id).await?;
         let now = Timestamp::now();
-        let caller = authenticated(presented, row, now)?;
+        let caller = authenticated(&presented.token, row, now)?;
+        presented.proven();
         readable(&caller, session_id, found, token, now)
     }
 
@@ -45,13 +46,14 @@ impl Sessions {
             let now = Timestamp::now();
             let (bearer, session_token) = (presented.clone(), token.map(str::to_owned));
             let decide: AuthorizedTermination = Box::new(move |row| {
-                let caller = authenticated(&bearer, row, now)?;
+                let caller = authenticated(&bearer.token, row, now)?;
+                bearer.proven();
                 let who = caller.clone();
                 let check: TerminationCheck =
                     Box::new(move |current| authz::may_delete(&who, current, session_token.as_deref()));
                 Ok((caller, check))
             });
-            self.store.terminate_session_as(&presented.id, session_id, now, decide)
+            self.store.terminate_session_as(&presented.token.id, session_id, now, decide)
         })
         .await
     }
@@ -63,7 +65,8 @@ impl Sessions {
         let presented = match principal {
             Principal::Token(presented) if fusable(&request) => presented,
             Principal::Token(presented) => {
-                let caller = authenticate_token(self.store.as_ref(), presented).await?;
+                let caller = authenticate_token(self.store.as_ref(), &presented.token).await?;
+                presented.proven();
                 return self.create(&caller, request).await;
             }
             Principal::Caller(caller) => return self.create(caller, request).await,
@@ -75,7 +78,8 @@ impl Sessions {
         let (check, user_agent, lifetime) = (request.checks.user.clone(), request.user_agent, request.lifetime);
         let (presented_token, token_hash, user_check) = (presented.clone(), token.hash(), check.clone());
         let build: SessionBuild = Box::new(move |row, user| {
-            let caller = authenticated(&presented_token, row, now)?;
+            let caller = authenticated(&presented_token.token, row, now)?;
+            presented_token.proven();
             authz::may_create(&caller)?;
             let mut session = new_session(&caller, token_hash, user_agent, now);
             let mut changes = vec![super::Change::Created];
@@ -90,7 +94,7 @@ impl Sessions {
             let entry = first_entry(&session, &caller, changes);
             Ok((session, entry))
         });
-        let session = self.store.create_session_as(&presented.id, check.as_ref(), now, build).await??;
+        let session = self.store.create_session_as(&presented.token.id, check.as_ref(), now, build).await??;
         let (session_id, details) = (session.id.clone(), session.details());
         Ok(Issued { session_id, details, token: Some(token), codes: ReturnedCodes::default() })
     }
