@@ -5,6 +5,7 @@
 #
 #   bench/run.sh                  # everything (first run also bulk-loads 1M sessions, ~2 min)
 #   bench/run.sh matrix sync      # only some: matrix runtime sync million latency h2load logging shapes overload
+#   BENCH_BASE=... bench/run.sh postgres-ab   # the same on PostgreSQL (a database for each side)
 #   BENCH_BASE=/path/to/baseline/target/release bench/run.sh ab   # same-run A/B against a baseline build
 #
 # Knobs (environment): BENCH_DIR (databases, default /tmp/sessiond-bench), BENCH_POOL (sessions
@@ -13,7 +14,8 @@
 # BENCH_PORT (7800: ports PORT .. PORT+54 on 127.0.0.1), BENCH_MILLION (1000000), BENCH_OUT,
 # BENCH_OVERLOAD_SECS (60: each open-loop step of the overload scenario),
 # BENCH_POSTGRES (server URL for the postgres scenario, default the local test server; it creates
-# and drops the database `sessiond_bench` there), BENCH_PG_POOL (sessions to delete there, 150000).
+# and drops the database `sessiond_bench` there), BENCH_PG_POOL (sessions to delete there, 150000),
+# BENCH_PG_SETTINGS (e.g. "commit_delay=200 commit_siblings=2": set on that database for its sessions).
 # Every loop is bounded by rounds x seconds; every server listens on 127.0.0.1 only.
 set -euo pipefail
 
@@ -198,7 +200,10 @@ for scenario in $SCENARIOS; do
         "$BIN/examples/bulkload" --database "$PG_URL" --user "$PG_USER" --seed bg --count 1000
         "$BIN/examples/bulkload" --database "$PG_URL" --user "$PG_USER" --seed del --count "$PG_POOL" | tee "$OUT/bulkload-postgres.txt"
         psql "$PG_URL" -q -c 'VACUUM ANALYZE' -c 'CHECKPOINT'
-        echo "postgres: $(psql "$PG_URL" -Atc 'SHOW server_version'), synchronous_commit=$(psql "$PG_URL" -Atc 'SHOW synchronous_commit'), shared_buffers=$(psql "$PG_URL" -Atc 'SHOW shared_buffers')" | tee "$OUT/postgres.txt"
+        for setting in ${BENCH_PG_SETTINGS:-}; do
+            psql "$PG_BASE" -q -c "ALTER DATABASE sessiond_bench SET ${setting%%=*} = '${setting#*=}'"
+        done
+        echo "postgres: $(psql "$PG_URL" -Atc 'SHOW server_version'), synchronous_commit=$(psql "$PG_URL" -Atc 'SHOW synchronous_commit'), shared_buffers=$(psql "$PG_URL" -Atc 'SHOW shared_buffers'), commit_delay=$(psql "$PG_URL" -Atc 'SHOW commit_delay'), commit_siblings=$(psql "$PG_URL" -Atc 'SHOW commit_siblings')" | tee "$OUT/postgres.txt"
         pin_postgres "$SERVER_CPU"; PG_PINNED=1
         start_sessiond $((PORT + 51)) "$PG_URL" --runtime "$RUNTIME"; S=$LAST_PID
         start_ceiling $((PORT + 52)) --runtime "$RUNTIME"; C=$LAST_PID
@@ -212,6 +217,54 @@ for scenario in $SCENARIOS; do
         done
         cleanup
         psql "$PG_BASE" -q -c 'DROP DATABASE IF EXISTS sessiond_bench'
+        ;;
+    postgres-ab)
+        # Same-run A/B on PostgreSQL: this build ("new") and BENCH_BASE's ("base"), each on a
+        # database of its own on the one PostgreSQL server (deletes consume each one's pool),
+        # both servers and PostgreSQL pinned to the server core, arms alternated.
+        [[ -n ${BENCH_BASE:-} ]] || { echo "the postgres-ab scenario needs BENCH_BASE=<baseline target/release>" >&2; exit 2; }
+        command -v psql >/dev/null || { echo "psql missing" >&2; exit 1; }
+        # One user and one token for both: made on the base side, copied to the new side.
+        for side in base new; do
+            SIDE_BIN=$BIN; [[ $side == base ]] && SIDE_BIN=$BENCH_BASE
+            SIDE_URL=${PG_BASE%/*}/sessiond_bench_$side
+            log "postgres-ab: database sessiond_bench_$side, 1,000 + $PG_POOL sessions"
+            psql "$PG_BASE" -q -c "DROP DATABASE IF EXISTS sessiond_bench_$side" -c "CREATE DATABASE sessiond_bench_$side"
+            if [[ $side == base ]]; then
+                AB_USER=$("$SIDE_BIN/sessiond" --database "$SIDE_URL" users add --login-name bench 2>/dev/null)
+                LOADGEN_TOKEN=$("$SIDE_BIN/sessiond" --database "$SIDE_URL" tokens add --user "$AB_USER" \
+                    --permission session.read --permission session.write --permission session.delete 2>/dev/null)
+            else
+                "$SIDE_BIN/sessiond" --database "$SIDE_URL" migrate 2>/dev/null
+                for table in users api_tokens; do
+                    psql "${PG_BASE%/*}/sessiond_bench_base" -q -c "COPY $table TO STDOUT" | psql "$SIDE_URL" -q -c "COPY $table FROM STDIN"
+                done
+            fi
+            "$SIDE_BIN/examples/bulkload" --database "$SIDE_URL" --user "$AB_USER" --seed bg --count 1000
+            "$SIDE_BIN/examples/bulkload" --database "$SIDE_URL" --user "$AB_USER" --seed del --count "$PG_POOL"
+            psql "$SIDE_URL" -q -c 'VACUUM ANALYZE' -c 'CHECKPOINT'
+            for setting in ${BENCH_PG_SETTINGS:-}; do
+                psql "$PG_BASE" -q -c "ALTER DATABASE sessiond_bench_$side SET ${setting%%=*} = '${setting#*=}'"
+            done
+        done
+        pin_postgres "$SERVER_CPU"; PG_PINNED=1
+        NEW_BIN=$BIN; BIN=$BENCH_BASE
+        start_sessiond $((PORT + 55)) "${PG_BASE%/*}/sessiond_bench_base" --runtime "$RUNTIME"; B=$LAST_PID
+        BIN=$NEW_BIN
+        start_sessiond $((PORT + 56)) "${PG_BASE%/*}/sessiond_bench_new" --runtime "$RUNTIME"; N=$LAST_PID
+        start_ceiling $((PORT + 52)) --runtime "$RUNTIME"; C=$LAST_PID
+        for rpc in delete get create; do
+            log "postgres-ab: $rpc"
+            LOADGEN_POOL=$PG_POOL loadgen "postgres-ab-$rpc" \
+                --title "$rpc: before (base) and after (new), same run (PostgreSQL on the server core)" \
+                --server "base=127.0.0.1:$((PORT + 55)),pid=$B" --server "new=127.0.0.1:$((PORT + 56)),pid=$N" \
+                --server "ceiling=127.0.0.1:$((PORT + 52)),pid=$C,any-id" \
+                --arm "ceiling:grpc:$rpc" --arm "base:grpc:$rpc" --arm "new:grpc:$rpc" \
+                --arm "base:rest:$rpc" --arm "new:rest:$rpc"
+        done
+        LOADGEN_TOKEN=
+        cleanup
+        psql "$PG_BASE" -q -c 'DROP DATABASE IF EXISTS sessiond_bench_base' -c 'DROP DATABASE IF EXISTS sessiond_bench_new'
         ;;
     runtime)
         log "runtime: current-thread vs multi-thread (the default; tokio sizes it by the allowed CPUs: 1 worker under taskset)"

@@ -9,6 +9,8 @@ mod common;
 mod edges;
 #[path = "protocols/limits.rs"]
 mod limits;
+#[path = "protocols/precedence.rs"]
+mod precedence;
 #[path = "protocols/wire.rs"]
 mod wire;
 

@@ -139,3 +139,35 @@ impl Caller {
         self.permissions.contains(p)
     }
 }
+
+/// Who calls an RPC: a caller authenticated already (an OIDC access token, or a call that is not
+/// worth fusing), or an API token the call's own store job checks, re-read in the same job as the
+/// call's work so that no revocation is missed.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    Caller(Caller),
+    Token(Presented),
+}
+
+/// An API token as a call presented it, and whether the call has found it valid yet (shared with
+/// whoever must answer for an invalid token if the call fails: `service::auth`).
+#[derive(Debug, Clone)]
+pub struct Presented {
+    pub token: token::ApiToken,
+    valid: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Presented {
+    pub fn new(token: token::ApiToken) -> Self {
+        Self { token, valid: Default::default() }
+    }
+
+    /// The call found the token valid (the caller it names authenticated).
+    pub fn proven(&self) {
+        self.valid.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn is_proven(&self) -> bool {
+        self.valid.load(std::sync::atomic::Ordering::Acquire)
+    }
+}

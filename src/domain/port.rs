@@ -7,12 +7,12 @@ use std::fmt;
 use async_trait::async_trait;
 
 use super::{
-    Timestamp,
+    Caller, Timestamp,
     keyring::SealedSecret,
     otp::OtpMethod,
     passkey::PasskeyStore,
     secrets::{ClearTotpSecret, KeyCheck},
-    session::{Change, HistoryEntry, Session, SessionQuery},
+    session::{Change, HistoryEntry, Session, SessionQuery, UserCheck},
     user::{ApiTokenRecord, Claim, LockoutCounter, TotpEnrolment, User, UserState},
 };
 
@@ -50,6 +50,17 @@ pub struct SessionFilter {
 
 /// Decides, from the session as stored, whether it may be terminated (the domain's authorisation).
 pub type TerminationCheck = Box<dyn FnOnce(&Session) -> Result<(), super::Error> + Send>;
+
+/// An API token's row and its user, as the store read them (`None`: no such token).
+pub type TokenRow = Option<(ApiTokenRecord, User)>;
+
+/// Authenticates the caller from the token row the job read, and decides how it may terminate
+/// (the caller is the termination's actor).
+pub type AuthorizedTermination = Box<dyn FnOnce(TokenRow) -> Result<(Caller, TerminationCheck), super::Error> + Send>;
+
+/// Builds a new session from the token row and the checked user (`None`: none by that name, or
+/// no check) the job read: the session and its first history entry, or the refusal.
+pub type SessionBuild = Box<dyn FnOnce(TokenRow, Option<User>) -> Result<(Session, HistoryEntry), super::Error> + Send>;
 
 /// What `Store::terminate_session` did.
 #[derive(Debug)]
@@ -215,6 +226,33 @@ pub trait Store: PasskeyStore + Send + Sync + fmt::Debug + 'static {
         self.update_session(&current, &next, &entry).await?;
         Ok(Termination::Terminated(next))
     }
+    /// The token `token_id` (with its user) and the session `id`, read together: in one job, or
+    /// one statement.
+    async fn token_and_session(&self, token_id: &str, id: &str) -> StoreResult<(TokenRow, Option<Session>)>;
+    /// `terminate_session` on behalf of an API token, in one step with its authentication: the
+    /// token row is read and `decide` asked before the session is; a refused token is answered
+    /// `Refused` and nothing is read or written further. A backend that cannot run the decision
+    /// between its read and its write re-checks the token in the write (`Conflict` if it no
+    /// longer holds).
+    async fn terminate_session_as(
+        &self,
+        token_id: &str,
+        id: &str,
+        at: Timestamp,
+        decide: AuthorizedTermination,
+    ) -> StoreResult<Termination>;
+    /// Creates a session on behalf of an API token, in one step with its authentication and the
+    /// user check: the token row and the user `user` names are read, `build` decides, and unless
+    /// it refuses the session and its first history entry are inserted. Nothing is written for a
+    /// refusal, nor when the token no longer holds at the write (revoked, expired or its user
+    /// disabled meanwhile: refused as `invalid_token`).
+    async fn create_session_as(
+        &self,
+        token_id: &str,
+        user: Option<&UserCheck>,
+        at: Timestamp,
+        build: SessionBuild,
+    ) -> StoreResult<Result<Session, super::Error>>;
     /// One page of matching sessions, and the number of all matches.
     async fn list_sessions(&self, filter: &SessionFilter) -> StoreResult<(u64, Vec<Session>)>;
     async fn session_history(&self, id: &str) -> StoreResult<Vec<HistoryEntry>>;

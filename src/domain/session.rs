@@ -24,6 +24,7 @@ use super::{
 /// Page size when `limit` is 0, and the largest page a caller may ask for.
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
 pub const MAX_PAGE_SIZE: u32 = 1000;
+mod fused;
 mod records;
 
 pub use records::*;
@@ -119,22 +120,7 @@ impl Sessions {
         authz::may_create(caller)?;
         let now = Timestamp::now();
         let token = Secret::generate();
-        let mut session = Session {
-            id: new_session_id(),
-            resource_owner: caller.org_id.clone(),
-            creator_id: caller.user_id.clone(),
-            creation_date: now,
-            change_date: now,
-            sequence: 1,
-            token_hash: token.hash(),
-            factors: Factors::default(),
-            metadata: BTreeMap::new(),
-            user_agent: request.user_agent,
-            expiration_date: None,
-            terminated_at: None,
-            otp_challenges: OtpChallenges::default(),
-            passkey_challenge: None,
-        };
+        let mut session = new_session(caller, token.hash(), request.user_agent, now);
         let mut changes = vec![Change::Created];
         let metadata = self.merge_metadata(&session.metadata, request.metadata)?;
         self.run_checks(&mut session, &request.checks, now, &mut changes).await?;
@@ -143,13 +129,7 @@ impl Sessions {
             apply_lifetime(&mut session, lifetime, now, &mut changes);
         }
         let issued = self.issue_challenges(&mut session, &request.challenges, now, &mut changes).await?;
-        let entry = HistoryEntry {
-            session_id: session.id.clone(),
-            sequence: 1,
-            at: now,
-            actor: caller.user_id.clone(),
-            changes,
-        };
+        let entry = first_entry(&session, caller, changes);
         self.store.create_session(&session, &entry).await?;
         let codes = issued.deliver();
         Ok(Issued { session_id: session.id.clone(), details: session.details(), token: Some(token), codes })
@@ -157,12 +137,7 @@ impl Sessions {
 
     pub async fn get(&self, caller: &Caller, session_id: &str, token: Option<&str>) -> Result<Session> {
         validate_session_id(session_id)?;
-        let session = self.load(session_id).await?;
-        if !session.is_live(Timestamp::now()) {
-            return Err(session_not_found(session_id));
-        }
-        authz::may_read(caller, &session, token)?;
-        Ok(session)
+        readable(caller, session_id, self.store.session(session_id).await?, token, Timestamp::now())
     }
 
     pub async fn set(&self, caller: &Caller, request: SetSession) -> Result<Issued> {
@@ -196,13 +171,26 @@ impl Sessions {
 
     pub async fn delete(&self, caller: &Caller, session_id: &str, token: Option<&str>) -> Result<Details> {
         validate_session_id(session_id)?;
-        let mut attempt = 0;
-        loop {
+        self.terminating(session_id, || {
             // The store reads, asks this check and writes in one step where it can.
             let (who, presented) = (caller.clone(), token.map(str::to_owned));
             let check: TerminationCheck =
                 Box::new(move |current| authz::may_delete(&who, current, presented.as_deref()));
-            match self.store.terminate_session(session_id, Timestamp::now(), &caller.user_id, check).await {
+            self.store.terminate_session(session_id, Timestamp::now(), &caller.user_id, check)
+        })
+        .await
+    }
+
+    /// Runs `terminate` (one store step) until it does not conflict, a few times at most, and
+    /// answers what it did.
+    async fn terminating<F, Fut>(&self, session_id: &str, mut terminate: F) -> Result<Details>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = std::result::Result<Termination, StoreError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match terminate().await {
                 Ok(Termination::NotFound) => return Err(session_not_found(session_id)),
                 Ok(Termination::Refused(refusal)) => return Err(refusal),
                 // Already terminated: the same answer as the first time, nothing written.
@@ -310,36 +298,14 @@ impl Sessions {
                 UserCheck::ById(id) => self.store.user_by_id(id).await?,
                 UserCheck::ByLoginName(name) => self.store.user_by_login_name(name).await?,
             };
-            let Some(user) = found else {
+            if found.is_none()
+                && let Some(password) = &checks.password
+            {
                 // A password check for nobody takes as long as one for somebody: the answer's
                 // timing must not tell which login names exist.
-                if let Some(password) = &checks.password {
-                    self.hasher.slot().await?.verify_dummy(password.clone()).await?;
-                }
-                return Err(match check {
-                    UserCheck::ById(id) => user_not_found(id),
-                    UserCheck::ByLoginName(name) => {
-                        Error::not_found("USER-NotFound", format!("no user with login name `{name}`"))
-                    }
-                });
-            };
-            if let Some(existing) = session.user_id()
-                && existing != user.id
-            {
-                return Err(Error::invalid_argument(
-                    "SESSION-UserMismatch",
-                    "the user check names another user than the session's",
-                ));
+                self.hasher.slot().await?.verify_dummy(password.clone()).await?;
             }
-            ensure_active(&user)?;
-            session.factors.user = Some(UserFactor {
-                id: user.id.clone(),
-                login_name: user.login_name.clone(),
-                display_name: user.display_name.clone(),
-                org_id: user.org_id.clone(),
-                verified_at: now,
-            });
-            changes.push(Change::UserChecked { user_id: user.id });
+            check_user(session, check, found, now, changes)?;
         }
         if let Some(password) = &checks.password {
             let user = self.session_user(session, "password").await?;
@@ -449,6 +415,51 @@ impl Sessions {
     }
 }
 
+/// The user check on `session` with the user it names as read (`None`: nobody by that id or
+/// name): the user factor, or the refusal.
+pub(super) fn check_user(
+    session: &mut Session,
+    check: &UserCheck,
+    found: Option<User>,
+    now: Timestamp,
+    changes: &mut Vec<Change>,
+) -> Result<()> {
+    let Some(user) = found else {
+        return Err(match check {
+            UserCheck::ById(id) => user_not_found(id),
+            UserCheck::ByLoginName(name) => {
+                Error::not_found("USER-NotFound", format!("no user with login name `{name}`"))
+            }
+        });
+    };
+    if let Some(existing) = session.user_id()
+        && existing != user.id
+    {
+        return Err(Error::invalid_argument(
+            "SESSION-UserMismatch",
+            "the user check names another user than the session's",
+        ));
+    }
+    ensure_active(&user)?;
+    session.factors.user = Some(UserFactor {
+        id: user.id.clone(),
+        login_name: user.login_name.clone(),
+        display_name: user.display_name.clone(),
+        org_id: user.org_id.clone(),
+        verified_at: now,
+    });
+    changes.push(Change::UserChecked { user_id: user.id });
+    Ok(())
+}
+
+/// Get's decision on the session as read (`None`: no such session): live and readable by the
+/// caller, or refused.
+fn readable(caller: &Caller, id: &str, found: Option<Session>, token: Option<&str>, now: Timestamp) -> Result<Session> {
+    let session = found.filter(|s| s.is_live(now)).ok_or_else(|| session_not_found(id))?;
+    authz::may_read(caller, &session, token)?;
+    Ok(session)
+}
+
 /// A user check may pass: the user is active and not locked (a locked user's refusal carries the
 /// failed attempts of the counter that locked it).
 pub(super) fn ensure_active(user: &User) -> Result<()> {
@@ -483,6 +494,37 @@ impl MetadataMerge {
     fn apply(self, session: &mut Session, changes: &mut Vec<Change>) {
         session.metadata = self.metadata;
         changes.extend(self.changes);
+    }
+}
+
+/// A new session of `caller`'s, before any check or change.
+fn new_session(caller: &Caller, token_hash: SecretHash, user_agent: UserAgent, now: Timestamp) -> Session {
+    Session {
+        id: new_session_id(),
+        resource_owner: caller.org_id.clone(),
+        creator_id: caller.user_id.clone(),
+        creation_date: now,
+        change_date: now,
+        sequence: 1,
+        token_hash,
+        factors: Factors::default(),
+        metadata: BTreeMap::new(),
+        user_agent,
+        expiration_date: None,
+        terminated_at: None,
+        otp_challenges: OtpChallenges::default(),
+        passkey_challenge: None,
+    }
+}
+
+/// A new session's first history entry, by its creator.
+fn first_entry(session: &Session, caller: &Caller, changes: Vec<Change>) -> HistoryEntry {
+    HistoryEntry {
+        session_id: session.id.clone(),
+        sequence: 1,
+        at: session.creation_date,
+        actor: caller.user_id.clone(),
+        changes,
     }
 }
 

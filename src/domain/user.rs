@@ -172,21 +172,10 @@ impl Users {
         Self { secrets: Some(secrets), ..self }
     }
 
-    /// Resolves a presented bearer token to its caller. Unknown, malformed, revoked and expired
-    /// tokens, and tokens of inactive users, are all the same UNAUTHENTICATED to the client.
+    /// Resolves a presented bearer token to its caller (`invalid_token` when it names none).
     pub async fn authenticate(&self, presented: &str) -> Result<Caller> {
-        let invalid = || Error::unauthenticated("AUTH-InvalidToken", "the bearer token is invalid, expired or revoked");
-        let token = ApiToken::parse(presented).ok_or_else(invalid)?;
-        let (record, user) = self.store.api_token(&token.id).await?.ok_or_else(invalid)?;
-        let now = Timestamp::now();
-        let valid = record.secret_hash.matches(token.secret.expose())
-            && record.revoked_at.is_none()
-            && record.expires_at.is_none_or(|at| at > now)
-            && user.state == UserState::Active;
-        if !valid {
-            return Err(invalid());
-        }
-        Ok(Caller { user_id: user.id, org_id: user.org_id, token_id: record.id, permissions: record.permissions })
+        let token = ApiToken::parse(presented).ok_or_else(invalid_token)?;
+        authenticate_token(self.store.as_ref(), &token).await
     }
 
     /// The caller for a user an outside issuer vouched for (a verified OIDC access token): the
@@ -349,6 +338,32 @@ impl Users {
             Err(Error::not_found("TOKEN-NotFound", format!("no token with id `{token_id}`")))
         }
     }
+}
+
+/// The caller `token` names, looked up in a store call of its own.
+pub(crate) async fn authenticate_token(store: &dyn Store, token: &ApiToken) -> Result<Caller> {
+    authenticated(token, store.api_token(&token.id).await?, Timestamp::now())
+}
+
+/// The caller a presented token names, decided on its row and its user as the store read them
+/// (`None`: no such token), wherever they were read: in a lookup of their own or in the job that
+/// does the call's work. The secret is compared in constant time.
+pub fn authenticated(token: &ApiToken, found: Option<(ApiTokenRecord, User)>, now: Timestamp) -> Result<Caller> {
+    let (record, user) = found.ok_or_else(invalid_token)?;
+    let valid = record.secret_hash.matches(token.secret.expose())
+        && record.revoked_at.is_none()
+        && record.expires_at.is_none_or(|at| at > now)
+        && user.state == UserState::Active;
+    if !valid {
+        return Err(invalid_token());
+    }
+    Ok(Caller { user_id: user.id, org_id: user.org_id, token_id: record.id, permissions: record.permissions })
+}
+
+/// Unknown, malformed, revoked and expired tokens, and tokens of inactive users, are all the same
+/// UNAUTHENTICATED to the client.
+pub fn invalid_token() -> Error {
+    Error::unauthenticated("AUTH-InvalidToken", "the bearer token is invalid, expired or revoked")
 }
 
 /// A phone number in E.164 form (`+` and 8 to 15 digits), or an email address with one `@`,

@@ -7,13 +7,16 @@ use async_trait::async_trait;
 use prometheus_client::{encoding::EncodeLabelSet, metrics::family::Family, metrics::histogram::Histogram};
 
 use crate::domain::{
-    Timestamp,
+    Error, Timestamp,
     keyring::SealedSecret,
     otp::OtpMethod,
     passkey::{PasskeyRecord, PasskeyStore, PendingRegistration},
-    port::{SessionFilter, Store, StoreResult, StoreStats, Termination, TerminationCheck},
+    port::{
+        AuthorizedTermination, SessionBuild, SessionFilter, Store, StoreResult, StoreStats, Termination,
+        TerminationCheck, TokenRow,
+    },
     secrets::{ClearTotpSecret, KeyCheck},
-    session::{HistoryEntry, Session},
+    session::{HistoryEntry, Session, UserCheck},
     user::{ApiTokenRecord, Claim, LockoutCounter, TotpEnrolment, User, UserState},
 };
 
@@ -137,6 +140,27 @@ impl Store for TimedStore {
         check: TerminationCheck,
     ) -> StoreResult<Termination> {
         self.timed("terminate_session", self.inner.terminate_session(id, at, actor, check)).await
+    }
+    async fn token_and_session(&self, token_id: &str, id: &str) -> StoreResult<(TokenRow, Option<Session>)> {
+        self.timed("token_and_session", self.inner.token_and_session(token_id, id)).await
+    }
+    async fn terminate_session_as(
+        &self,
+        token_id: &str,
+        id: &str,
+        at: Timestamp,
+        decide: AuthorizedTermination,
+    ) -> StoreResult<Termination> {
+        self.timed("terminate_session_as", self.inner.terminate_session_as(token_id, id, at, decide)).await
+    }
+    async fn create_session_as(
+        &self,
+        token_id: &str,
+        user: Option<&UserCheck>,
+        at: Timestamp,
+        build: SessionBuild,
+    ) -> StoreResult<Result<Session, Error>> {
+        self.timed("create_session_as", self.inner.create_session_as(token_id, user, at, build)).await
     }
     async fn list_sessions(&self, filter: &SessionFilter) -> StoreResult<(u64, Vec<Session>)> {
         self.timed("list_sessions", self.inner.list_sessions(filter)).await

@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     domain::{
-        Caller, Error,
+        Caller, Error, Principal,
         session::{CreateSession, Sessions, SetSession},
         token::Secret,
     },
@@ -43,6 +43,15 @@ fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
         .ok_or_else(|| Error::unauthenticated("AUTH-MissingCredentials", "the request carries no bearer token").into())
 }
 
+/// Who calls a hot RPC: the caller the transport authenticated, or the API token the call's own
+/// store step checks (`auth::Authenticated` leaves it for the call).
+fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
+    match request.extensions().get::<Principal>() {
+        Some(principal) => Ok(principal.clone()),
+        None => caller(request).map(Principal::Caller),
+    }
+}
+
 /// An empty string is an absent value (proto3).
 fn present(s: Option<String>) -> Option<String> {
     s.filter(|s| !s.is_empty())
@@ -54,7 +63,7 @@ impl SessionService for SessionHandler {
         &self,
         request: Request<pb::CreateSessionRequest>,
     ) -> Result<Response<pb::CreateSessionResponse>, Status> {
-        let caller = caller(&request)?;
+        let principal = principal(&request)?;
         let r = request.into_inner();
         let challenges = convert::challenges(r.challenges)?;
         let input = CreateSession {
@@ -64,7 +73,7 @@ impl SessionService for SessionHandler {
             user_agent: convert::user_agent(r.user_agent),
             lifetime: convert::lifetime(r.lifetime)?,
         };
-        let issued = self.sessions.create(&caller, input).await?;
+        let issued = self.sessions.create_as(&principal, input).await?;
         Ok(Response::new(pb::CreateSessionResponse {
             details: Some(convert::details(&issued.details)),
             session_id: issued.session_id,
@@ -77,10 +86,10 @@ impl SessionService for SessionHandler {
         &self,
         request: Request<pb::GetSessionRequest>,
     ) -> Result<Response<pb::GetSessionResponse>, Status> {
-        let caller = caller(&request)?;
+        let principal = principal(&request)?;
         let r = request.into_inner();
         let token = present(r.session_token);
-        let session = self.sessions.get(&caller, &r.session_id, token.as_deref()).await?;
+        let session = self.sessions.get_as(&principal, &r.session_id, token.as_deref()).await?;
         Ok(Response::new(pb::GetSessionResponse { session: Some(convert::session(&session)) }))
     }
 
@@ -111,10 +120,10 @@ impl SessionService for SessionHandler {
         &self,
         request: Request<pb::DeleteSessionRequest>,
     ) -> Result<Response<pb::DeleteSessionResponse>, Status> {
-        let caller = caller(&request)?;
+        let principal = principal(&request)?;
         let r = request.into_inner();
         let token = present(r.session_token);
-        let details = self.sessions.delete(&caller, &r.session_id, token.as_deref()).await?;
+        let details = self.sessions.delete_as(&principal, &r.session_id, token.as_deref()).await?;
         Ok(Response::new(pb::DeleteSessionResponse { details: Some(convert::details(&details)) }))
     }
 

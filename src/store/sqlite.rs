@@ -24,25 +24,27 @@ use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter, typ
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Durability, SessionFilter, Store, StoreError, StoreResult, Termination, TerminationCheck, TerminationStep,
+    Durability, SessionFilter, Store, StoreError, StoreResult, Termination, TerminationCheck,
     codec::{comparison, decode_state_into, encode_changes, encode_state, history_entry, lockout_columns, otp_columns},
-    terminated, termination_step,
 };
+use crate::domain::port::{AuthorizedTermination, SessionBuild, TokenRow};
 use crate::domain::{
     Permissions, Timestamp,
     keyring::SealedSecret,
     otp::OtpMethod,
     secrets::{ClearTotpSecret, KeyCheck},
-    session::{HistoryEntry, Session, SessionQuery, TimeComparison},
+    session::{HistoryEntry, Session, SessionQuery, TimeComparison, UserCheck},
     token::SecretHash,
     user::{ApiTokenRecord, Claim, LockoutCounter, TotpEnrolment, User, UserState},
 };
 
+mod fused;
 mod passkeys;
 mod rows;
 mod secrets;
 mod writer;
 
+use fused::*;
 use rows::*;
 use writer::*;
 
@@ -405,49 +407,37 @@ impl Store for SqliteStore {
         check: TerminationCheck,
     ) -> StoreResult<Termination> {
         let (id, actor) = (id.to_owned(), actor.to_owned());
-        self.write(move |conn| {
-            let current = match termination_step(read_session(conn, &id)?, check) {
-                TerminationStep::Write(current) => current,
-                TerminationStep::Answer(answer) => return Ok(answer),
-            };
-            let (next, entry) = terminated(&current, at, &actor);
-            let changed = conn
-                .prepare_cached(
-                    "UPDATE sessions SET change_date = ?3, sequence = ?4, terminated_at = ?5 \
-                     WHERE id = ?1 AND sequence = ?2",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        next.id,
-                        i64::try_from(current.sequence).unwrap_or(i64::MAX),
-                        next.change_date.0,
-                        i64::try_from(next.sequence).unwrap_or(i64::MAX),
-                        at.0
-                    ])
-                })
-                .map_err(translate)?;
-            if changed != 1 {
-                return Err(StoreError::Conflict);
-            }
-            insert_history(conn, &entry)?;
-            Ok(Termination::Terminated(next))
-        })
-        .await
+        self.write(move |conn| terminate_in(conn, &id, at, &actor, check)).await
+    }
+
+    async fn token_and_session(&self, token_id: &str, id: &str) -> StoreResult<(TokenRow, Option<Session>)> {
+        self.read_token_and_session(token_id, id).await
+    }
+
+    async fn terminate_session_as(
+        &self,
+        token_id: &str,
+        id: &str,
+        at: Timestamp,
+        decide: AuthorizedTermination,
+    ) -> StoreResult<Termination> {
+        self.terminate_authorized(token_id, id, at, decide).await
+    }
+
+    async fn create_session_as(
+        &self,
+        token_id: &str,
+        user: Option<&UserCheck>,
+        at: Timestamp,
+        build: SessionBuild,
+    ) -> StoreResult<Result<Session, crate::domain::Error>> {
+        self.create_built(token_id, user, at, build).await
     }
 
     async fn create_session(&self, session: &Session, entry: &HistoryEntry) -> StoreResult<()> {
-        let values = session_params(session);
-        let entry = entry.clone();
-        self.write(move |conn| {
-            conn.prepare_cached(
-                "INSERT INTO sessions (id, resource_owner, creator_id, user_id, fingerprint_id, creation_date, change_date, \
-                 sequence, token_hash, expiration_date, terminated_at, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            )
-            .and_then(|mut s| s.execute(params_from_iter(values)))
-            .map_err(translate)?;
-            insert_history(conn, &entry)
-        })
-        .await
+        // Encoded here, off the database thread.
+        let (values, entry) = (session_params(session), entry.clone());
+        self.write(move |conn| insert_session(conn, values, &entry)).await
     }
 
     async fn update_session(&self, current: &Session, next: &Session, entry: &HistoryEntry) -> StoreResult<()> {

@@ -12,35 +12,36 @@ use std::{str::FromStr, time::Duration};
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use futures_util::future::BoxFuture;
 use rand::Rng as _;
 use sqlx::{
     Connection as _, PgConnection, Postgres, QueryBuilder, Row as _,
     postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow},
     query::Query,
 };
-use tokio::time::Instant;
 
 use self::{
     error::{Failure, translate},
     migrate::migrate,
 };
 use super::{
-    SessionFilter, Store, StoreError, StoreResult,
+    SessionFilter, Store, StoreError, StoreResult, Termination,
     codec::{comparison, decode_state_into, encode_changes, encode_state, history_entry, lockout_columns, otp_columns},
 };
 use crate::domain::{
     Permissions, Timestamp,
     keyring::SealedSecret,
     otp::OtpMethod,
+    port::{AuthorizedTermination, SessionBuild, TokenRow},
     secrets::{ClearTotpSecret, KeyCheck},
-    session::{HistoryEntry, Session, SessionQuery, TimeComparison},
+    session::{HistoryEntry, Session, SessionQuery, TimeComparison, UserCheck},
     token::SecretHash,
     user::{ApiTokenRecord, Claim, LockoutCounter, TotpEnrolment, User, UserState},
 };
 
+mod call;
 mod connect;
 mod error;
+mod fused;
 mod migrate;
 mod passkeys;
 mod rows;
@@ -97,60 +98,6 @@ impl PostgresStore {
             .connect_lazy_with(options);
         migrate(&pool).await.with_context(|| format!("cannot migrate the PostgreSQL database {target}"))?;
         Ok(Self { pool, waiting: Waiting::default() })
-    }
-
-    /// Runs one store call: a connection, then `op` (again after a serialization failure or
-    /// deadlock), all within `CALL_TIMEOUT`. `op` may run several times, so it owns its inputs.
-    async fn run<T, F>(&self, op: F) -> StoreResult<T>
-    where
-        T: Send,
-        F: for<'c> Fn(&'c mut PgConnection) -> BoxFuture<'c, Result<T, Failure>> + Send + Sync,
-    {
-        let deadline = Instant::now() + CALL_TIMEOUT;
-        let acquire = || async {
-            let _waiting = self.waiting.enter();
-            match tokio::time::timeout_at(deadline, self.pool.acquire()).await {
-                Ok(Ok(conn)) => Ok(conn),
-                Ok(Err(e)) => Err(translate(e).into_store()),
-                Err(_) => Err(StoreError::Unavailable("no database connection in time".into())),
-            }
-        };
-        let mut conn = acquire().await?;
-        let mut retries = 0;
-        // Every pooled connection may have been terminated at once: try each, then a new one.
-        let mut reconnects = 0;
-        loop {
-            let error = match tokio::time::timeout_at(deadline, op(&mut conn)).await {
-                Ok(Ok(value)) => return Ok(value),
-                Ok(Err(Failure::Terminated(cause))) if reconnects <= MAX_CONNECTIONS => {
-                    // The server ended this connection (its transaction, if any, rolled back):
-                    // again on another one.
-                    tracing::debug!(cause = %cause, "a pooled connection was terminated; reconnecting");
-                    reconnects += 1;
-                    conn.close_on_drop();
-                    conn = acquire().await?;
-                    continue;
-                }
-                Ok(Err(Failure::Retry(cause))) => {
-                    let delay = backoff(retries);
-                    if retries >= MAX_RETRIES || Instant::now() + delay >= deadline {
-                        tracing::warn!(cause = %cause, retries, "giving up on a transaction that kept conflicting");
-                        return Err(StoreError::Conflict);
-                    }
-                    retries += 1;
-                    tokio::time::sleep(delay).await;
-                    continue;
-                }
-                Ok(Err(failure @ (Failure::Store(_) | Failure::Terminated(_)))) => failure.into_store(),
-                Err(_) => StoreError::Unavailable("the database did not answer in time".into()),
-            };
-            if matches!(error, StoreError::Unavailable(_)) {
-                // The connection may be mid-statement or dead: returning it to the pool would make
-                // the pool test it without a deadline. Close it instead (sqlx bounds that close).
-                conn.close_on_drop();
-            }
-            return Err(error);
-        }
     }
 }
 
@@ -522,6 +469,30 @@ impl Store for PostgresStore {
             })
         })
         .await
+    }
+
+    async fn token_and_session(&self, token_id: &str, id: &str) -> StoreResult<(TokenRow, Option<Session>)> {
+        self.read_token_and_session(token_id, id).await
+    }
+
+    async fn terminate_session_as(
+        &self,
+        token_id: &str,
+        id: &str,
+        at: Timestamp,
+        decide: AuthorizedTermination,
+    ) -> StoreResult<Termination> {
+        self.terminate_authorized(token_id, id, at, decide).await
+    }
+
+    async fn create_session_as(
+        &self,
+        token_id: &str,
+        user: Option<&UserCheck>,
+        at: Timestamp,
+        build: SessionBuild,
+    ) -> StoreResult<Result<Session, crate::domain::Error>> {
+        self.create_built(token_id, user, at, build).await
     }
 
     async fn list_sessions(&self, filter: &SessionFilter) -> StoreResult<(u64, Vec<Session>)> {

@@ -77,22 +77,27 @@ pub(super) fn token_from_row(row: &PgRow) -> Result<ApiTokenRecord, sqlx::Error>
 pub(super) const SESSION_COLUMNS: &str = "id, resource_owner, creator_id, creation_date, change_date, sequence, token_hash, expiration_date, terminated_at, state";
 
 pub(super) fn session_from_row(row: &PgRow) -> Result<Session, Failure> {
-    let hash: Vec<u8> = row.try_get(6)?;
-    let sequence: i64 = row.try_get(5)?;
-    let state: String = row.try_get(9)?;
+    session_at(row, 0)
+}
+
+/// The session whose `SESSION_COLUMNS` start at column `at`.
+pub(super) fn session_at(row: &PgRow, at: usize) -> Result<Session, Failure> {
+    let hash: Vec<u8> = row.try_get(at + 6)?;
+    let sequence: i64 = row.try_get(at + 5)?;
+    let state: String = row.try_get(at + 9)?;
     let mut session = Session {
-        id: row.try_get(0)?,
-        resource_owner: row.try_get(1)?,
-        creator_id: row.try_get(2)?,
-        creation_date: Timestamp(row.try_get(3)?),
-        change_date: Timestamp(row.try_get(4)?),
+        id: row.try_get(at)?,
+        resource_owner: row.try_get(at + 1)?,
+        creator_id: row.try_get(at + 2)?,
+        creation_date: Timestamp(row.try_get(at + 3)?),
+        change_date: Timestamp(row.try_get(at + 4)?),
         sequence: u64::try_from(sequence).unwrap_or_default(),
         token_hash: SecretHash::from_slice(&hash).unwrap_or(SecretHash([0; 32])),
         factors: Default::default(),
         metadata: Default::default(),
         user_agent: Default::default(),
-        expiration_date: row.try_get::<Option<i64>, _>(7)?.map(Timestamp),
-        terminated_at: row.try_get::<Option<i64>, _>(8)?.map(Timestamp),
+        expiration_date: row.try_get::<Option<i64>, _>(at + 7)?.map(Timestamp),
+        terminated_at: row.try_get::<Option<i64>, _>(at + 8)?.map(Timestamp),
         otp_challenges: Default::default(),
         passkey_challenge: None,
     };

@@ -1,0 +1,136 @@
+//! The calls fused with their authentication (`Store::token_and_session`, `terminate_session_as`,
+//! `create_session_as`): each is one job on the database thread, which reads the token row with
+//! the call's own rows and runs the domain's decision between its reads and its write. Nothing
+//! runs between them, so a decision never acts on a stale read.
+
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter, types::Value};
+
+use super::{
+    SqliteStore, StoreError, StoreResult, Termination, TerminationCheck,
+    rows::{
+        TOKEN_WITH_USER, USER_COLUMNS, insert_history, read_session, session_params, token_from_row, user_from_row,
+    },
+    translate,
+};
+use crate::domain::{
+    Error, Timestamp,
+    port::{AuthorizedTermination, SessionBuild, TerminationStep, TokenRow, terminated, termination_step},
+    session::{HistoryEntry, Session, UserCheck},
+    user::User,
+};
+
+impl SqliteStore {
+    pub(super) async fn read_token_and_session(
+        &self,
+        token_id: &str,
+        id: &str,
+    ) -> StoreResult<(TokenRow, Option<Session>)> {
+        let (token_id, id) = (token_id.to_owned(), id.to_owned());
+        self.read(move |conn| Ok((read_token(conn, &token_id)?, read_session(conn, &id)?))).await
+    }
+
+    pub(super) async fn terminate_authorized(
+        &self,
+        token_id: &str,
+        id: &str,
+        at: Timestamp,
+        decide: AuthorizedTermination,
+    ) -> StoreResult<Termination> {
+        let (token_id, id) = (token_id.to_owned(), id.to_owned());
+        self.write(move |conn| {
+            let (caller, check) = match decide(read_token(conn, &token_id)?) {
+                Ok(decided) => decided,
+                Err(refusal) => return Ok(Termination::Refused(refusal)),
+            };
+            terminate_in(conn, &id, at, &caller.user_id, check)
+        })
+        .await
+    }
+
+    pub(super) async fn create_built(
+        &self,
+        token_id: &str,
+        user: Option<&UserCheck>,
+        _at: Timestamp,
+        build: SessionBuild,
+    ) -> StoreResult<Result<Session, Error>> {
+        let (token_id, user) = (token_id.to_owned(), user.cloned());
+        self.write(move |conn| {
+            let token = read_token(conn, &token_id)?;
+            let user = match &user {
+                Some(check) => read_checked_user(conn, check)?,
+                None => None,
+            };
+            let (session, entry) = match build(token, user) {
+                Ok(built) => built,
+                Err(refusal) => return Ok(Err(refusal)),
+            };
+            insert_session(conn, session_params(&session), &entry)?;
+            Ok(Ok(session))
+        })
+        .await
+    }
+}
+
+fn read_token(conn: &Connection, token_id: &str) -> StoreResult<TokenRow> {
+    conn.prepare_cached(TOKEN_WITH_USER)
+        .and_then(|mut s| s.query_row([token_id], |r| Ok((token_from_row(r)?, user_from_row(r, 7)?))).optional())
+        .map_err(translate)
+}
+
+fn read_checked_user(conn: &Connection, check: &UserCheck) -> StoreResult<Option<User>> {
+    let (sql, key) = match check {
+        UserCheck::ById(id) => (format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"), id),
+        UserCheck::ByLoginName(name) => (format!("SELECT {USER_COLUMNS} FROM users WHERE login_name = ?1"), name),
+    };
+    conn.prepare_cached(&sql)
+        .and_then(|mut s| s.query_row([key], |r| user_from_row(r, 0)).optional())
+        .map_err(translate)
+}
+
+/// Reads the session, asks `check`, and unless refused or terminated already writes the
+/// termination at `at` by `actor` and its history entry.
+pub(super) fn terminate_in(
+    conn: &Connection,
+    id: &str,
+    at: Timestamp,
+    actor: &str,
+    check: TerminationCheck,
+) -> StoreResult<Termination> {
+    let current = match termination_step(read_session(conn, id)?, check) {
+        TerminationStep::Write(current) => current,
+        TerminationStep::Answer(answer) => return Ok(answer),
+    };
+    let (next, entry) = terminated(&current, at, actor);
+    let changed = conn
+        .prepare_cached(
+            "UPDATE sessions SET change_date = ?3, sequence = ?4, terminated_at = ?5 WHERE id = ?1 AND sequence = ?2",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                next.id,
+                i64::try_from(current.sequence).unwrap_or(i64::MAX),
+                next.change_date.0,
+                i64::try_from(next.sequence).unwrap_or(i64::MAX),
+                at.0
+            ])
+        })
+        .map_err(translate)?;
+    if changed != 1 {
+        return Err(StoreError::Conflict);
+    }
+    insert_history(conn, &entry)?;
+    Ok(Termination::Terminated(next))
+}
+
+/// Inserts a session (its columns as `session_params` lists them) and its first history entry.
+pub(super) fn insert_session(conn: &Connection, values: [Value; 12], entry: &HistoryEntry) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO sessions (id, resource_owner, creator_id, user_id, fingerprint_id, creation_date, change_date, \
+         sequence, token_hash, expiration_date, terminated_at, state) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )
+    .and_then(|mut s| s.execute(params_from_iter(values)))
+    .map_err(translate)?;
+    insert_history(conn, entry)
+}
