@@ -53,6 +53,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0003_sealed_secrets.sql"),
     include_str!("../../migrations/sqlite/0004_otp_email_sms.sql"),
     include_str!("../../migrations/sqlite/0005_passkeys.sql"),
+    include_str!("../../migrations/sqlite/0006_history_append.sql"),
 ];
 
 type Finish = Box<dyn FnOnce(Option<StoreError>) + Send>;
@@ -558,9 +559,12 @@ impl Store for SqliteStore {
     async fn sweep_history(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {
         self.write(move |conn| {
             let n = conn
+                // The table is clustered by (at, session_id, sequence): the oldest entries are its
+                // first rows, found and deleted by their key.
                 .prepare_cached(
-                    "DELETE FROM session_history WHERE (session_id, sequence) IN \
-                     (SELECT session_id, sequence FROM session_history WHERE at < ?1 ORDER BY at LIMIT ?2)",
+                    "DELETE FROM session_history WHERE (at, session_id, sequence) IN \
+                     (SELECT at, session_id, sequence FROM session_history WHERE at < ?1 \
+                     ORDER BY at, session_id, sequence LIMIT ?2)",
                 )
                 .and_then(|mut s| s.execute(params![before.0, limit]))
                 .map_err(translate)?;
