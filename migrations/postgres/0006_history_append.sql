@@ -1,8 +1,9 @@
 -- sessiond schema (as migrations/sqlite/0006_history_append.sql): the history keyed by time. On
--- SQLite this makes every history write an append; the heap here appends already, so the change
--- keeps the two schemas alike and the cost the same (one B-tree appended to, one by session): the
--- primary key takes over from `session_history_at` for the retention sweep, and the unique index
--- by session reads one session's history in sequence order.
+-- SQLite that makes every history write an append; the heap here appends already, so the change
+-- keeps the two schemas alike at the same cost per write (one B-tree appended to, one by session;
+-- no sequence, which the distributed engines do without): the primary key by time takes over from
+-- `session_history_at` for the retention sweep, and the unique index by session reads one
+-- session's history in sequence order.
 CREATE UNIQUE INDEX session_history_session ON session_history (session_id, sequence);
 ALTER TABLE session_history DROP CONSTRAINT session_history_pkey, ADD PRIMARY KEY (at, session_id, sequence);
 DROP INDEX session_history_at;

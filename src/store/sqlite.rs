@@ -559,12 +559,10 @@ impl Store for SqliteStore {
     async fn sweep_history(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {
         self.write(move |conn| {
             let n = conn
-                // The table is clustered by (at, session_id, sequence): the oldest entries are its
-                // first rows, found and deleted by their key.
+                // The oldest entries by `session_history_at`, deleted by their rowid.
                 .prepare_cached(
-                    "DELETE FROM session_history WHERE (at, session_id, sequence) IN \
-                     (SELECT at, session_id, sequence FROM session_history WHERE at < ?1 \
-                     ORDER BY at, session_id, sequence LIMIT ?2)",
+                    "DELETE FROM session_history WHERE entry IN \
+                     (SELECT entry FROM session_history WHERE at < ?1 ORDER BY at, entry LIMIT ?2)",
                 )
                 .and_then(|mut s| s.execute(params![before.0, limit]))
                 .map_err(translate)?;
