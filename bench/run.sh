@@ -397,12 +397,17 @@ for scenario in $SCENARIOS; do
     shapes)
         # The writer's cost per termination by statement shape, outside the server (one core).
         log "shapes: SQLite cost of one termination"
-        for variant in "all-columns" "store" "store --batch 64" "store --batch 256" "store --no-savepoint" \
-            "store --no-history" "store --no-autocheckpoint" "minimal" "minimal --no-autocheckpoint" \
-            "minimal --no-autocheckpoint --cache-kib 16384 --batch 64"; do
+        # The store's settings (16 MiB cache, checkpoints deferred, batches of 64), then one thing
+        # changed at a time: the history's layout before and after migration 0006 (issue 13), what
+        # the index by session and the sessions' terminated index cost, the page size, the cache.
+        STORE="--no-autocheckpoint --cache-kib 16384 --batch 64"
+        for variant in "--history by-session" "--history append" "--history append-unindexed" "--history by-time" \
+            "--no-history" "--drop-index sessions_terminated" "--page-size 2048" "--page-size 8192" \
+            "--cache-kib 65536" "--history by-session --cache-kib 65536"; do
             copy_db "$SMALL" "$DIR/shapes.db"
             # shellcheck disable=SC2086 # the variant is a list of options
-            taskset -c "$SERVER_CPU" "$BIN/examples/sqlite_write_shapes" --database "$DIR/shapes.db" --shape $variant
+            taskset -c "$SERVER_CPU" "$BIN/examples/sqlite_write_shapes" --database "$DIR/shapes.db" --shape minimal \
+                $STORE $variant
         done | tee "$OUT/shapes.txt"
         rm -f "$DIR/shapes.db" "$DIR/shapes.db-wal" "$DIR/shapes.db-shm"
         ;;

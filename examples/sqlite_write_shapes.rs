@@ -3,6 +3,9 @@
 //! batches, on a copy of a benchmark database (`bench/run.sh` builds one). Evidence for
 //! BENCHMARKS.md's "what would close the gap"; it never touches a database a server is using.
 //!
+//! The history's layout is rebuilt on the copy before the run (`--history`), from the rows it
+//! holds, so that every layout starts from B-trees built the same way.
+//!
 //! ```sh
 //! cp /tmp/sessiond-bench/small-400000.db /tmp/shapes.db
 //! taskset -c 0 target/release/examples/sqlite_write_shapes --database /tmp/shapes.db --shape all-columns --batch 16
@@ -29,13 +32,68 @@ enum Shape {
     Minimal,
 }
 
+/// How `session_history` is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum History {
+    /// Clustered by (session_id, sequence), an index on `at` (migrations 0001-0005).
+    BySession,
+    /// Rows appended in commit order (a rowid), an index on `at` and one by session (migration 0006).
+    Append,
+    /// As `append` without the index by session: what that index costs per write.
+    AppendUnindexed,
+    /// Clustered by (at, session_id, sequence) WITHOUT ROWID, an index by session.
+    ByTime,
+}
+
+impl History {
+    /// The SQL that rebuilds the history of a database at any schema version into this layout.
+    fn rebuild(self) -> String {
+        const COLUMNS: &str = "session_id TEXT NOT NULL, sequence INTEGER NOT NULL, at INTEGER NOT NULL, \
+                               actor TEXT NOT NULL, changes TEXT NOT NULL";
+        let copy = |order: &str| {
+            format!(
+                "INSERT INTO h (session_id, sequence, at, actor, changes) \
+                 SELECT session_id, sequence, at, actor, changes FROM session_history ORDER BY {order}; \
+                 DROP TABLE session_history; ALTER TABLE h RENAME TO session_history;"
+            )
+        };
+        match self {
+            Self::BySession => format!(
+                "CREATE TABLE h ({COLUMNS}, PRIMARY KEY (session_id, sequence)) WITHOUT ROWID; {} \
+                 CREATE INDEX session_history_at ON session_history (at);",
+                copy("session_id, sequence")
+            ),
+            Self::Append => MIGRATION_0006.to_owned(),
+            Self::AppendUnindexed => format!("{MIGRATION_0006}; DROP INDEX session_history_session;"),
+            Self::ByTime => format!(
+                "CREATE TABLE h ({COLUMNS}, PRIMARY KEY (at, session_id, sequence)) WITHOUT ROWID; {} \
+                 CREATE UNIQUE INDEX session_history_session ON session_history (session_id, sequence);",
+                copy("at, session_id, sequence")
+            ),
+        }
+    }
+}
+
+const MIGRATION_0006: &str = include_str!("../migrations/sqlite/0006_history_append.sql");
+
+/// A later option overrides an earlier one (`bench/run.sh` adds variants to common settings).
 #[derive(Debug, Parser)]
+#[command(args_override_self = true)]
 struct Args {
     /// A copy of a benchmark database (its "del" pool is consumed).
     #[arg(long)]
     database: String,
     #[arg(long, value_enum)]
     shape: Shape,
+    /// The history's layout, rebuilt on the copy before the run.
+    #[arg(long, value_enum, default_value_t = History::Append)]
+    history: History,
+    /// Indexes to drop before the run (what each costs per write).
+    #[arg(long)]
+    drop_index: Vec<String>,
+    /// Rebuild the copy with pages of this size first (VACUUM; SQLite's default is 4096).
+    #[arg(long)]
+    page_size: Option<u32>,
     /// Terminations per transaction (the writer's group commit).
     #[arg(long, default_value_t = 16)]
     batch: usize,
@@ -78,6 +136,25 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let conn = Connection::open(&args.database)?;
     conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
+    let rebuild = Instant::now();
+    if let Some(size) = args.page_size {
+        // The page size of a WAL database changes only outside WAL mode, by a VACUUM.
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = DELETE; PRAGMA page_size = {size}; VACUUM; PRAGMA journal_mode = WAL;"
+        ))?;
+    }
+    conn.execute_batch(&format!("BEGIN IMMEDIATE; {}; COMMIT;", args.history.rebuild()))?;
+    for index in &args.drop_index {
+        conn.execute_batch(&format!("DROP INDEX {index}"))?;
+    }
+    // The rebuild's pages go into the file before the measurement starts.
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
+    let history_rows: i64 = conn.query_row("SELECT COUNT(*) FROM session_history", [], |r| r.get(0))?;
+    println!(
+        "history rebuilt as {:?} ({history_rows} entries) in {:.1} s",
+        args.history,
+        rebuild.elapsed().as_secs_f64()
+    );
     if let Some(kib) = args.cache_kib {
         conn.execute_batch(&format!("PRAGMA cache_size = -{kib}"))?;
     }
@@ -163,8 +240,11 @@ fn main() -> anyhow::Result<()> {
         })
     });
     println!(
-        "{:?} batch {} savepoint {} history {} cache {} autocheckpoint {}: {:.0}/s, CPU {:.1} us, written {:.1} KiB, read {:.1} KiB per termination",
+        "{:?} {:?}{} page {} batch {} savepoint {} history {} cache {} autocheckpoint {}: {:.0}/s, CPU {:.1} us, written {:.1} KiB, read {:.1} KiB per termination",
         args.shape,
+        args.history,
+        args.drop_index.iter().map(|i| format!(" without {i}")).collect::<String>(),
+        conn.query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))?,
         args.batch,
         !args.no_savepoint,
         !args.no_history,

@@ -55,6 +55,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0003_sealed_secrets.sql"),
     include_str!("../../migrations/sqlite/0004_otp_email_sms.sql"),
     include_str!("../../migrations/sqlite/0005_passkeys.sql"),
+    include_str!("../../migrations/sqlite/0006_history_append.sql"),
 ];
 
 type Finish = Box<dyn FnOnce(Option<StoreError>) + Send>;
@@ -548,9 +549,10 @@ impl Store for SqliteStore {
     async fn sweep_history(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {
         self.write(move |conn| {
             let n = conn
+                // The oldest entries by `session_history_at`, deleted by their rowid.
                 .prepare_cached(
-                    "DELETE FROM session_history WHERE (session_id, sequence) IN \
-                     (SELECT session_id, sequence FROM session_history WHERE at < ?1 ORDER BY at LIMIT ?2)",
+                    "DELETE FROM session_history WHERE entry IN \
+                     (SELECT entry FROM session_history WHERE at < ?1 ORDER BY at, entry LIMIT ?2)",
                 )
                 .and_then(|mut s| s.execute(params![before.0, limit]))
                 .map_err(translate)?;

@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0003_sealed_secrets.sql"),
     include_str!("../../../migrations/postgres/0004_otp_email_sms.sql"),
     include_str!("../../../migrations/postgres/0005_passkeys.sql"),
+    include_str!("../../../migrations/postgres/0006_history_append.sql"),
 ];
 /// Rounds of the protocol below (a round fails only when a concurrent starter won it) before a
 /// start gives up.

@@ -556,8 +556,9 @@ impl Store for PostgresStore {
         self.run(move |conn| {
             Box::pin(async move {
                 let removed = sqlx::query(
-                    "DELETE FROM session_history WHERE (session_id, sequence) IN \
-                     (SELECT session_id, sequence FROM session_history WHERE at < $1 ORDER BY at LIMIT $2)",
+                    "DELETE FROM session_history WHERE (at, session_id, sequence) IN \
+                     (SELECT at, session_id, sequence FROM session_history WHERE at < $1 \
+                     ORDER BY at, session_id, sequence LIMIT $2)",
                 )
                 .bind(before.0)
                 .bind(i64::from(limit))

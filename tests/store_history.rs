@@ -1,0 +1,263 @@
+//! The session history on every backend, as the schema keeps it since migration 0006 (clustered
+//! by time, read through an index by session): one session's entries come back in sequence order
+//! however the writes of several sessions interleave and whatever their times, the retention sweep
+//! removes the oldest entries first in bounded steps, and a database made before 0006 keeps its
+//! history when a new sessiond opens it.
+
+#[path = "common/backend.rs"]
+mod backend;
+
+use std::{collections::BTreeMap, future::Future, sync::Arc};
+
+use backend::{Backend, TestDb};
+use sessiond::{
+    domain::{
+        Timestamp,
+        session::{Change, HistoryEntry, Session},
+        token::SecretHash,
+    },
+    store::{self, Durability, Store},
+};
+
+async fn run<F, Fut>(backend: Backend, test: F)
+where
+    F: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let Some(db) = TestDb::fresh(backend).await else { return };
+    let store = store::open(&db.url, Durability::Normal).await.expect("the test store opens");
+    test(Arc::clone(&store)).await;
+    store.close().await;
+    db.remove().await;
+}
+
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::run(super::Backend::Sqlite, super::$name).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::run(super::Backend::Postgres, super::$name).await;
+                }
+            )*
+        }
+    };
+}
+
+on_every_backend!(interleaved_writes_read_back_in_sequence_order, the_sweep_removes_the_oldest_entries_first);
+
+fn session(id: &str, creation: i64) -> Session {
+    Session {
+        id: id.into(),
+        resource_owner: "org".into(),
+        creator_id: "creator".into(),
+        creation_date: Timestamp(creation),
+        change_date: Timestamp(creation),
+        sequence: 1,
+        token_hash: SecretHash([1; 32]),
+        factors: Default::default(),
+        metadata: BTreeMap::new(),
+        user_agent: Default::default(),
+        expiration_date: None,
+        terminated_at: None,
+        otp_challenges: Default::default(),
+        passkey_challenge: None,
+    }
+}
+
+fn entry(s: &Session, changes: Vec<Change>) -> HistoryEntry {
+    HistoryEntry { session_id: s.id.clone(), sequence: s.sequence, at: s.change_date, actor: "actor".into(), changes }
+}
+
+/// The session's next version, changed at `at`, and its history entry (a metadata key naming it).
+fn next(current: &Session, at: i64) -> (Session, HistoryEntry) {
+    let mut s = current.clone();
+    s.sequence += 1;
+    s.change_date = Timestamp(at);
+    let key = format!("{}-{}", s.id, s.sequence);
+    s.metadata.insert(key.clone(), vec![1]);
+    let e = entry(&s, vec![Change::MetadataSet { key }]);
+    (s, e)
+}
+
+/// (session id, sequence, at) of each session's history, in the order the store returns it.
+async fn histories(store: &Arc<dyn Store>, ids: &[&str]) -> Vec<(String, u64, i64)> {
+    let mut all = Vec::new();
+    for id in ids {
+        let history = store.session_history(id).await.unwrap();
+        all.extend(history.into_iter().map(|e| (e.session_id, e.sequence, e.at.0)));
+    }
+    all
+}
+
+async fn interleaved_writes_read_back_in_sequence_order(store: Arc<dyn Store>) {
+    const IDS: [&str; 4] = ["a", "b", "c", "d"];
+    let mut sessions = Vec::new();
+    let mut expected: BTreeMap<String, Vec<HistoryEntry>> = BTreeMap::new();
+    for (i, id) in IDS.iter().enumerate() {
+        let s = session(id, 1_000 + i as i64);
+        let e = entry(&s, vec![Change::Created]);
+        store.create_session(&s, &e).await.unwrap();
+        expected.entry(s.id.clone()).or_default().push(e);
+        sessions.push(s);
+    }
+    // Eight rounds; in each, every session changes once, all at the same time (so their writes
+    // share transactions), in an order that rotates. Session "b"'s clock runs backwards: its
+    // later entries carry earlier times, and still come back after the ones before them.
+    for round in 0..8i64 {
+        let mut writes = tokio::task::JoinSet::new();
+        for k in 0..IDS.len() {
+            let i = (k + round as usize) % IDS.len();
+            let at = if IDS[i] == "b" { 900 - round } else { 10_000 + 100 * round + i as i64 };
+            let (current, (updated, e)) = (sessions[i].clone(), next(&sessions[i], at));
+            expected.entry(updated.id.clone()).or_default().push(e.clone());
+            sessions[i] = updated.clone();
+            let store = Arc::clone(&store);
+            writes.spawn(async move { store.update_session(&current, &updated, &e).await });
+        }
+        while let Some(written) = writes.join_next().await {
+            written.unwrap().unwrap();
+        }
+    }
+    for id in IDS {
+        let history = store.session_history(id).await.unwrap();
+        assert_eq!(history, expected[id], "{id}'s history, whole and in sequence order");
+        assert_eq!(history.iter().map(|e| e.sequence).collect::<Vec<_>>(), (1..=9).collect::<Vec<_>>());
+    }
+}
+
+async fn the_sweep_removes_the_oldest_entries_first(store: Arc<dyn Store>) {
+    // Written in this order, at these times: the order of writing is not the order of time.
+    let (x, y) = (session("x", 500), session("y", 100));
+    store.create_session(&x, &entry(&x, vec![Change::Created])).await.unwrap();
+    store.create_session(&y, &entry(&y, vec![Change::Created])).await.unwrap();
+    let (x2, e) = next(&x, 300);
+    store.update_session(&x, &x2, &e).await.unwrap();
+    let (y2, e) = next(&y, 700);
+    store.update_session(&y, &y2, &e).await.unwrap();
+    let (x3, e) = next(&x2, 200);
+    store.update_session(&x2, &x3, &e).await.unwrap();
+    // By time: y1 at 100, x3 at 200, x2 at 300, x1 at 500, y2 at 700.
+
+    assert_eq!(store.sweep_history(Timestamp(600), 2).await.unwrap(), 2, "a step removes at most its limit");
+    assert_eq!(
+        histories(&store, &["x", "y"]).await,
+        [("x".into(), 1, 500), ("x".into(), 2, 300), ("y".into(), 2, 700)]
+    );
+    assert_eq!(store.sweep_history(Timestamp(600), 2).await.unwrap(), 2);
+    assert_eq!(histories(&store, &["x", "y"]).await, [("y".into(), 2, 700)]);
+    assert_eq!(store.sweep_history(Timestamp(600), 2).await.unwrap(), 0, "what is newer stays");
+    assert_eq!(store.sweep_history(Timestamp(701), 2).await.unwrap(), 1);
+    assert!(histories(&store, &["x", "y"]).await.is_empty());
+}
+
+/// History rows as the schema before 0006 held them: (session, sequence, at), written in this
+/// order, which is neither the order of sessions nor of time.
+const OLD_ROWS: [(&str, i64, i64); 5] =
+    [("old-b", 1, 400), ("old-a", 1, 100), ("old-a", 2, 600), ("old-b", 2, 50), ("old-a", 3, 300)];
+
+/// A database made by the sessiond before migration 0006 (schema version 5) opens with its
+/// history: each session's entries in sequence order, the sweep oldest-first over old and new
+/// entries alike, and new writes appended beside the old ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_database_keeps_its_history() {
+    for backend in Backend::ALL {
+        let Some(db) = TestDb::fresh(backend).await else { continue };
+        match backend {
+            Backend::Sqlite => old_sqlite(&db.url),
+            Backend::Postgres => old_postgres(&db.url).await,
+        }
+        let store = store::open(&db.url, Durability::Normal).await.expect("the old database opens");
+        let old = [("old-a".to_owned(), 1, 100), ("old-a".into(), 2, 600), ("old-a".into(), 3, 300)];
+        assert_eq!(histories(&store, &["old-a"]).await, old, "{backend:?}");
+        let history = store.session_history("old-b").await.unwrap();
+        assert_eq!(history[1].changes, [Change::Terminated], "{backend:?}: the entries' contents");
+        assert_eq!(history[1].actor, "old-actor");
+
+        let s = session("new", 200);
+        store.create_session(&s, &entry(&s, vec![Change::Created])).await.unwrap();
+        let (s2, e) = next(&s, 700);
+        store.update_session(&s, &s2, &e).await.unwrap();
+        // By time: old-b 2 at 50, old-a 1 at 100, new 1 at 200, old-a 3 at 300, then 400, 600, 700.
+        assert_eq!(store.sweep_history(Timestamp(1_000), 4).await.unwrap(), 4, "{backend:?}");
+        let kept = histories(&store, &["old-a", "old-b", "new"]).await;
+        assert_eq!(kept, [("old-a".into(), 2, 600), ("old-b".into(), 1, 400), ("new".into(), 2, 700)], "{backend:?}");
+        store.close().await;
+        db.remove().await;
+    }
+}
+
+fn old_sqlite(url: &str) {
+    let conn = rusqlite::Connection::open(url.trim_start_matches("sqlite:")).unwrap();
+    conn.execute_batch("PRAGMA journal_mode = WAL;").unwrap();
+    for sql in OLD_SQLITE_MIGRATIONS {
+        conn.execute_batch(sql).unwrap();
+    }
+    conn.execute_batch("PRAGMA user_version = 5;").unwrap();
+    for (id, sequence, at) in OLD_ROWS {
+        conn.execute(
+            "INSERT INTO session_history (session_id, sequence, at, actor, changes) VALUES (?1, ?2, ?3, ?4, ?5)",
+            rusqlite::params![id, sequence, at, "old-actor", old_changes(id, sequence)],
+        )
+        .unwrap();
+    }
+}
+
+async fn old_postgres(url: &str) {
+    use sqlx::{Connection as _, Executor as _};
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    conn.execute("CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+        .await
+        .unwrap();
+    for (version, sql) in (1..).zip(OLD_POSTGRES_MIGRATIONS) {
+        conn.execute(sql).await.unwrap();
+        sqlx::query("INSERT INTO schema_migrations VALUES ($1, 0)").bind(version).execute(&mut conn).await.unwrap();
+    }
+    for (id, sequence, at) in OLD_ROWS {
+        sqlx::query(
+            "INSERT INTO session_history (session_id, sequence, at, actor, changes) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(sequence)
+        .bind(at)
+        .bind("old-actor")
+        .bind(old_changes(id, sequence))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    conn.close().await.unwrap();
+}
+
+/// The changes of an old entry: a creation first, the end of old-b second.
+fn old_changes(id: &str, sequence: i64) -> &'static str {
+    match (id, sequence) {
+        (_, 1) => r#"[{"type":"created"}]"#,
+        ("old-b", _) => r#"[{"type":"terminated"}]"#,
+        _ => r#"[{"type":"token_rotated"}]"#,
+    }
+}
+
+const OLD_SQLITE_MIGRATIONS: [&str; 5] = [
+    include_str!("../migrations/sqlite/0001_init.sql"),
+    include_str!("../migrations/sqlite/0002_lockouts_history_retention.sql"),
+    include_str!("../migrations/sqlite/0003_sealed_secrets.sql"),
+    include_str!("../migrations/sqlite/0004_otp_email_sms.sql"),
+    include_str!("../migrations/sqlite/0005_passkeys.sql"),
+];
+
+const OLD_POSTGRES_MIGRATIONS: [&str; 5] = [
+    include_str!("../migrations/postgres/0001_init.sql"),
+    include_str!("../migrations/postgres/0002_lockouts_history_retention.sql"),
+    include_str!("../migrations/postgres/0003_sealed_secrets.sql"),
+    include_str!("../migrations/postgres/0004_otp_email_sms.sql"),
+    include_str!("../migrations/postgres/0005_passkeys.sql"),
+];
