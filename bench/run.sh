@@ -12,7 +12,8 @@
 # each server may delete, default 400000), BENCH_ROUNDS (5), BENCH_ROUND_SECS (2),
 # BENCH_CONCURRENCY (64), BENCH_RUNTIME (current-thread), BENCH_SERVER_CPU (0), BENCH_LOAD_CPU (1),
 # BENCH_PORT (7800: ports PORT .. PORT+54 on 127.0.0.1), BENCH_MILLION (1000000), BENCH_OUT,
-# BENCH_OVERLOAD_SECS (60: each open-loop step of the overload scenario),
+# BENCH_OVERLOAD_SECS (60: each open-loop step of the overload scenario), BENCH_AB_RPCS (the ab
+# scenario's RPCs, default "delete get create"),
 # BENCH_POSTGRES (server URL for the postgres scenario, default the local test server; it creates
 # and drops the database `sessiond_bench` there), BENCH_PG_POOL (sessions to delete there, 150000),
 # BENCH_PG_SETTINGS (e.g. "commit_delay=200 commit_siblings=2": set on that database for its sessions).
@@ -173,7 +174,7 @@ for scenario in $SCENARIOS; do
         copy_db "$SMALL" "$DIR/work.db"
         start_sessiond $GRPC_PORT "$DIR/work.db" --runtime "$RUNTIME"; S=$LAST_PID
         start_ceiling $CEIL_PORT --runtime "$RUNTIME"; C=$LAST_PID
-        for rpc in delete get create; do
+        for rpc in ${BENCH_AB_RPCS:-delete get create}; do
             log "matrix: $rpc"
             loadgen "matrix-$rpc" --title "$rpc: protocols vs ceiling (SQLite, sync normal, $RUNTIME)" \
                 --server "sessiond=127.0.0.1:$GRPC_PORT,pid=$S" --server "ceiling=127.0.0.1:$CEIL_PORT,pid=$C,any-id" \
@@ -207,7 +208,7 @@ for scenario in $SCENARIOS; do
         pin_postgres "$SERVER_CPU"; PG_PINNED=1
         start_sessiond $((PORT + 51)) "$PG_URL" --runtime "$RUNTIME"; S=$LAST_PID
         start_ceiling $((PORT + 52)) --runtime "$RUNTIME"; C=$LAST_PID
-        for rpc in delete get create; do
+        for rpc in ${BENCH_AB_RPCS:-delete get create}; do
             log "postgres: $rpc"
             LOADGEN_TOKEN=$PG_TOKEN LOADGEN_POOL=$PG_POOL loadgen "postgres-$rpc" \
                 --title "$rpc: protocols vs ceiling (PostgreSQL, $RUNTIME; PostgreSQL on the server core)" \
@@ -253,7 +254,7 @@ for scenario in $SCENARIOS; do
         BIN=$NEW_BIN
         start_sessiond $((PORT + 56)) "${PG_BASE%/*}/sessiond_bench_new" --runtime "$RUNTIME"; N=$LAST_PID
         start_ceiling $((PORT + 52)) --runtime "$RUNTIME"; C=$LAST_PID
-        for rpc in delete get create; do
+        for rpc in ${BENCH_AB_RPCS:-delete get create}; do
             log "postgres-ab: $rpc"
             LOADGEN_POOL=$PG_POOL loadgen "postgres-ab-$rpc" \
                 --title "$rpc: before (base) and after (new), same run (PostgreSQL on the server core)" \
@@ -475,7 +476,7 @@ for scenario in $SCENARIOS; do
         start_sessiond $((PORT + 53)) "$DIR/ab-base.db" --runtime "$RUNTIME"; B=$LAST_PID
         BIN=$NEW_BIN
         start_sessiond $((PORT + 54)) "$DIR/ab-new.db" --runtime "$RUNTIME"; N=$LAST_PID
-        for rpc in delete get create; do
+        for rpc in ${BENCH_AB_RPCS:-delete get create}; do
             log "ab: $rpc"
             loadgen "ab-$rpc" --title "$rpc: before (base) and after (new), same run" \
                 --server "base=127.0.0.1:$((PORT + 53)),pid=$B" --server "new=127.0.0.1:$((PORT + 54)),pid=$N" \
