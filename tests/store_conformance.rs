@@ -4,10 +4,12 @@
 
 #[path = "common/backend.rs"]
 mod backend;
+#[macro_use]
+#[path = "common/stores.rs"]
+mod stores;
 
-use std::{collections::BTreeMap, future::Future, sync::Arc};
+use std::{collections::BTreeMap, sync::Arc};
 
-use backend::{Backend, TestDb};
 use sessiond::{
     domain::{
         Permissions, Timestamp,
@@ -20,45 +22,10 @@ use sessiond::{
         token::SecretHash,
         user::{ApiTokenRecord, Claim, LockoutCounter, TotpEnrolment, User, UserState},
     },
-    store::{self, Durability, SessionFilter, Store, StoreError, Termination},
+    store::{SessionFilter, Store, StoreError, Termination},
 };
 
-/// Opens a fresh store for `backend`, runs `test` on it, closes it. Returns early (passes) when
-/// the backend is not configured here.
-async fn run<F, Fut>(backend: Backend, test: F)
-where
-    F: FnOnce(Arc<dyn Store>) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let Some(db) = TestDb::fresh(backend).await else { return };
-    let store = store::open(&db.url, Durability::Normal).await.expect("the test store opens");
-    test(Arc::clone(&store)).await;
-    store.close().await;
-    db.remove().await;
-}
-
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::run(super::Backend::Sqlite, super::$name).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::run(super::Backend::Postgres, super::$name).await;
-                }
-            )*
-        }
-    };
-}
-
-conformance!(
+on_every_store!(
     users_round_trip,
     duplicate_login_name_is_already_exists,
     users_list_in_byte_order,

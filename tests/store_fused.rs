@@ -5,10 +5,12 @@
 
 #[path = "common/backend.rs"]
 mod backend;
+#[macro_use]
+#[path = "common/stores.rs"]
+mod stores;
 
-use std::{collections::BTreeMap, future::Future, sync::Arc};
+use std::{collections::BTreeMap, sync::Arc};
 
-use backend::{Backend, TestDb};
 use sessiond::{
     domain::{
         Error, Permission, Timestamp,
@@ -17,41 +19,8 @@ use sessiond::{
         token::{ApiToken, SecretHash},
         user::{ApiTokenRecord, User, UserState, authenticated},
     },
-    store::{self, Durability, Store, Termination},
+    store::{Store, Termination},
 };
-
-async fn run<F, Fut>(backend: Backend, test: F)
-where
-    F: FnOnce(Arc<dyn Store>) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let Some(db) = TestDb::fresh(backend).await else { return };
-    let store = store::open(&db.url, Durability::Normal).await.expect("the test store opens");
-    test(Arc::clone(&store)).await;
-    store.close().await;
-    db.remove().await;
-}
-
-macro_rules! on_every_store {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::run(super::Backend::Sqlite, super::$name).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::run(super::Backend::Postgres, super::$name).await;
-                }
-            )*
-        }
-    };
-}
 
 on_every_store!(
     token_and_session_are_read_together,

@@ -6,8 +6,11 @@
 
 #[path = "common/backend.rs"]
 mod backend;
+#[macro_use]
+#[path = "common/stores.rs"]
+mod stores;
 
-use std::{collections::BTreeMap, future::Future, sync::Arc};
+use std::{collections::BTreeMap, sync::Arc};
 
 use backend::{Backend, TestDb};
 use sessiond::{
@@ -19,40 +22,7 @@ use sessiond::{
     store::{self, Durability, Store},
 };
 
-async fn run<F, Fut>(backend: Backend, test: F)
-where
-    F: FnOnce(Arc<dyn Store>) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let Some(db) = TestDb::fresh(backend).await else { return };
-    let store = store::open(&db.url, Durability::Normal).await.expect("the test store opens");
-    test(Arc::clone(&store)).await;
-    store.close().await;
-    db.remove().await;
-}
-
-macro_rules! on_every_backend {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::run(super::Backend::Sqlite, super::$name).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::run(super::Backend::Postgres, super::$name).await;
-                }
-            )*
-        }
-    };
-}
-
-on_every_backend!(interleaved_writes_read_back_in_sequence_order, the_sweep_removes_the_oldest_entries_first);
+on_every_store!(interleaved_writes_read_back_in_sequence_order, the_sweep_removes_the_oldest_entries_first);
 
 fn session(id: &str, creation: i64) -> Session {
     Session {

@@ -4,10 +4,12 @@
 
 #[path = "common/backend.rs"]
 mod backend;
+#[macro_use]
+#[path = "common/stores.rs"]
+mod stores;
 
-use std::{future::Future, sync::Arc};
+use std::sync::Arc;
 
-use backend::{Backend, TestDb};
 use sessiond::{
     domain::{
         Timestamp,
@@ -15,43 +17,10 @@ use sessiond::{
         passkey::{PasskeyRecord, PendingRegistration},
         user::{User, UserState},
     },
-    store::{self, Durability, Store, StoreError},
+    store::{Store, StoreError},
 };
 
-async fn run<F, Fut>(backend: Backend, test: F)
-where
-    F: FnOnce(Arc<dyn Store>) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let Some(db) = TestDb::fresh(backend).await else { return };
-    let store = store::open(&db.url, Durability::Normal).await.expect("the test store opens");
-    test(Arc::clone(&store)).await;
-    store.close().await;
-    db.remove().await;
-}
-
-macro_rules! on_every_backend {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::run(super::Backend::Sqlite, super::$name).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::run(super::Backend::Postgres, super::$name).await;
-                }
-            )*
-        }
-    };
-}
-
-on_every_backend!(registrations_are_taken_once, passkeys_round_trip_and_their_counters_only_move_forward);
+on_every_store!(registrations_are_taken_once, passkeys_round_trip_and_their_counters_only_move_forward);
 
 fn user(id: &str) -> User {
     User {
