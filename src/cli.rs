@@ -104,9 +104,10 @@ pub struct ServeArgs {
     /// adapts to the latency of calls (see --target-latency-ms).
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_in_flight: u64,
-    /// Milliseconds a call may take before the in-flight limit takes it for queueing: each slower
-    /// call lowers the limit by a tenth, each faster one raises it by one (never below 256 or the
-    /// maximum, whichever is lower).
+    /// Milliseconds of a call's own time (less its waits for the client's body and for password
+    /// hashing) past which the in-flight limit takes it for queueing. When more than a tenth of
+    /// the calls of 100 ms pass it, the limit falls by a fifth, but not below the calls the
+    /// server completes in this time (its rate times the target), nor below 64.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub target_latency_ms: u64,
     /// Connections open at once; past it a new connection is closed at once. Default: 10,000, or

@@ -16,6 +16,8 @@
 //! - [`oidc`]: JWT access tokens of an OpenID Connect provider: its keys fetched and cached,
 //!   tokens verified into a user id and permissions (`service::auth` asks it).
 //! - [`server`]: the composition root, `run(listener, config, shutdown)`.
+//! - [`call_clock`]: each call's own time, less its waits for the client and for password
+//!   hashing: what the in-flight limit judges queueing by.
 //! - [`connections`]: how long a connection may stay open (first request, idle), per connection.
 //! - [`keyfile`]: the secrets key file: found, created beside a SQLite database, checked against it.
 //! - [`proto`]: generated code and the descriptor set.
@@ -23,6 +25,7 @@
 //! - [`limits`]: the open-files limit, raised at start, and the connection cap it allows.
 //! - [`metrics`]: Prometheus families (calls, store, logins, sweeper, process) and `/metrics`.
 
+pub mod call_clock;
 pub mod cli;
 pub mod config;
 pub mod config_file;

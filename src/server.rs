@@ -325,10 +325,10 @@ impl Retention {
 /// not to hold the database away from the calls.
 const HISTORY_SWEEP_BATCH: u32 = 2_000;
 
-/// Calls the in-flight limit always admits, however slow they are: enough for every client's
-/// burst of ordinary size (and the hashing slots' queue) while the limit has backed off, and at
-/// the rate one core serves reads, about 10 ms of queue.
-const ADMISSION_FLOOR: usize = 256;
+/// Calls the in-flight limit always admits, however slow they are: one client's ordinary
+/// concurrency (a closed loop of 64 calls is never shed). Above it the limit follows the rate
+/// (`transport::admission`); password checks and slow clients do not pull it down.
+const ADMISSION_FLOOR: usize = 64;
 
 /// Removes the rows of sessions terminated or expired longer than `retention.sessions` ago, and
 /// history entries older than `retention.history`.

@@ -47,7 +47,8 @@ impl PasswordHasher {
     /// before anything is counted against a user, so a shed check costs the user nothing.
     pub async fn slot(&self) -> Result<HashSlot> {
         let permits = Arc::clone(&self.permits);
-        match tokio::time::timeout(self.max_wait, permits.acquire_owned()).await {
+        // Waiting for a slot and hashing are slow by design: not the server's queue.
+        match crate::call_clock::excused(tokio::time::timeout(self.max_wait, permits.acquire_owned())).await {
             Ok(Ok(permit)) => Ok(HashSlot { _permit: permit }),
             Ok(Err(closed)) => Err(Error::internal(closed)),
             Err(_) => Err(Error::new(
@@ -78,7 +79,7 @@ impl HashSlot {
     }
 
     async fn run<T: Send + 'static>(self, work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-        let result = tokio::task::spawn_blocking(work).await.map_err(Error::internal)?;
+        let result = crate::call_clock::excused(tokio::task::spawn_blocking(work)).await.map_err(Error::internal)?;
         drop(self);
         result
     }

@@ -186,3 +186,115 @@ fn bodies_must_be_one_json_object() {
     assert!(refusal(delete, r#"{"sesionToken": "x"}"#).contains("sesionToken"));
     assert!(refusal(delete, r#"{"sessionToken": "a", "sessionToken": "b"}"#).contains("given twice"));
 }
+
+/// What the reflective path makes of a Connect body: the message's bytes, or a refusal.
+fn reflective_request(name: &str, body: &[u8]) -> Result<Vec<u8>, String> {
+    decode_body(&input(name), body).map(|m| m.encode_to_vec()).map_err(|s| s.message().to_owned())
+}
+
+/// The typed fast path never accepts what the reflective path refuses, and means the same by
+/// what it accepts; what it leaves to the reflective path is answered as before.
+fn assert_same_request(name: &str, body: &str) {
+    let reflective = reflective_request(name, body.as_bytes());
+    if let Some(fast) = typed_request(name, body.as_bytes()) {
+        assert_eq!(Ok(fast.to_vec()), reflective, "{name}: {body}");
+    }
+    let served = connect_request(&input(name), body.as_bytes()).map(|b| b.to_vec()).map_err(|s| s.message().to_owned());
+    assert_eq!(served, reflective, "{name}: {body}");
+}
+
+const TYPED_REQUESTS: [&str; 2] = ["zitadel.session.v2.GetSessionRequest", "zitadel.session.v2.DeleteSessionRequest"];
+
+#[test]
+fn typed_requests_mean_what_the_reflective_path_means() {
+    let bodies = [
+        r#"{"sessionId": "s1", "sessionToken": "t"}"#,
+        r#"{"session_id": "s1", "session_token": ""}"#,
+        r#"{"sessionToken": null}"#,
+        r#"{"sessionId": null}"#,
+        r#"{"sessionId": "a", "session_id": "b"}"#,
+        r#"{"sessionId": "a", "sessionId": "b"}"#,
+        r#"{"sessionId": 5}"#,
+        r#"{"sesionId": "x"}"#,
+        r#"{"session\u0049d": "escaped key"}"#,
+        r#"{"sessionId": "\ud83d\ude00 \u0000"}"#,
+        r#"["s1"]"#,
+        r#"{"sessionId": "x"} trailing"#,
+        "",
+        "  \n",
+        "{}",
+        "null",
+    ];
+    for name in TYPED_REQUESTS {
+        for body in bodies {
+            assert_same_request(name, body);
+        }
+    }
+}
+
+#[test]
+fn rest_calls_of_the_common_shape_are_the_general_paths_bytes() {
+    let routes = super::super::routes::Routes::from_pool(crate::proto::pool()).unwrap();
+    let cases: [(http::Method, &str, &str); 5] = [
+        (http::Method::GET, "/v2/sessions/s%2F1", ""),
+        (http::Method::DELETE, "/v2/sessions/s1", ""),
+        (http::Method::DELETE, "/v2/sessions/s1", r#"{"sessionToken": "t"}"#),
+        // The path wins over the body, as on the general path.
+        (http::Method::DELETE, "/v2/sessions/s1", r#"{"sessionId": "other", "sessionToken": "t"}"#),
+        (http::Method::DELETE, "/v2/sessions/s1", r#"{"session_id": "a", "sessionId": "b"}"#),
+    ];
+    for (method, path, body) in cases {
+        let matched = routes.find(&method, path).unwrap();
+        let served = rest_request(&matched.route, &matched.variables, None, body.as_bytes()).map(|b| b.to_vec());
+        let input = matched.route.method.input();
+        let general =
+            general_rest_request(&matched.route, &input, &matched.variables, None, body.as_bytes()).map(|b| b.to_vec());
+        match (served, general) {
+            (Ok(a), Ok(b)) => {
+                let (a, b) = (DynamicMessage::decode(matched.route.method.input(), a.as_slice()).unwrap(), {
+                    DynamicMessage::decode(matched.route.method.input(), b.as_slice()).unwrap()
+                });
+                assert_eq!(a, b, "{method} {path} {body}");
+            }
+            (Err(a), Err(b)) => assert_eq!(a.message(), b.message(), "{method} {path} {body}"),
+            (a, b) => panic!("{method} {path} {body}: {a:?} against {b:?}"),
+        }
+    }
+}
+
+mod typed_requests {
+    use proptest::prelude::*;
+
+    use super::{TYPED_REQUESTS, assert_same_request};
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        /// Bodies made of the requests' own keys (both spellings), near misses, any values: the
+        /// fast path and the reflective one agree on every one.
+        #[test]
+        fn typed_and_reflective_requests_agree(
+            entries in proptest::collection::vec(
+                (
+                    prop_oneof![
+                        Just("sessionId"), Just("session_id"), Just("sessionToken"),
+                        Just("session_token"), Just("sessionid"), Just("x"),
+                    ],
+                    prop_oneof![
+                        "\\PC{0,12}".prop_map(|s| serde_json::Value::String(s).to_string()),
+                        Just("null".to_owned()), Just("1".to_owned()), Just("{}".to_owned()),
+                        Just("[]".to_owned()), Just("true".to_owned()),
+                    ],
+                ),
+                0..4,
+            ),
+        ) {
+            let body = format!(
+                "{{{}}}",
+                entries.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect::<Vec<_>>().join(", ")
+            );
+            for name in TYPED_REQUESTS {
+                assert_same_request(name, &body);
+            }
+        }
+    }
+}

@@ -17,46 +17,25 @@ use tonic::{Code, Status, body::Body};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, load_shed::LoadShed, util::Oneshot};
 
 use super::{Next, PassOr, Protocol, answer, classify::Target, pass, refuse};
+use crate::call_clock::{self, Clock};
+use tokio::task::futures::TaskLocalFuture;
 
-/// How admission adapts: the limit starts open at `max`, shrinks by a tenth per call that took
-/// longer than `target` (queueing), and grows by one per call answered within it while it is at
-/// least half used (AIMD, as TCP does); it never leaves `floor..=max`.
-#[derive(Debug, Clone, Copy)]
-pub struct Admission {
-    /// The most calls admitted at once, whatever the latency (`--max-in-flight`).
-    pub max: usize,
-    /// Calls always admitted at once, however slow they are.
-    pub floor: usize,
-    /// Latency past which a call is taken as a sign of queueing (`--target-latency-ms`).
-    pub target: Duration,
-}
-
-impl Admission {
-    fn algorithm(self) -> tower_acc::Aimd {
-        let max = self.max.max(1);
-        let floor = self.floor.clamp(1, max);
-        tower_acc::Aimd::builder()
-            .min_limit(floor)
-            .initial_limit(max)
-            .max_limit(max)
-            .backoff_ratio(0.9)
-            .timeout(self.target)
-            .build()
-    }
-}
+pub use super::admission::Admission;
+use super::admission::{Little, Queued};
 
 /// The in-flight limit: an adaptive number of calls across all connections (see `Admission`),
 /// so that what is admitted does not queue behind the store; the next one is refused at once
 /// with RESOURCE_EXHAUSTED in its own protocol, before anything of it is read. A refusal costs a
 /// canned response (and no access-log line of its own, see `access_log`).
 pub fn shed(admission: Admission) -> ShedLayer {
-    ShedLayer { limit: tower_acc::ConcurrencyLimitLayer::new(admission.algorithm()) }
+    let queued = Queued { target: admission.target };
+    ShedLayer { limit: tower_acc::ConcurrencyLimitLayer::with_classifier(Little::new(admission), queued) }
 }
 
 /// See [`shed`].
 #[derive(Debug, Clone)]
 pub struct ShedLayer {
-    limit: tower_acc::ConcurrencyLimitLayer<tower_acc::Aimd>,
+    limit: tower_acc::ConcurrencyLimitLayer<Little, Queued>,
 }
 
 impl<S> Layer<S> for ShedLayer {
@@ -67,7 +46,7 @@ impl<S> Layer<S> for ShedLayer {
     }
 }
 
-type Limited<S> = LoadShed<tower_acc::ConcurrencyLimit<S, tower_acc::Aimd>>;
+type Limited<S> = LoadShed<tower_acc::ConcurrencyLimit<S, Little, Queued>>;
 
 /// The limit's service: admits the call or answers the canned refusal.
 #[derive(Debug, Clone)]
@@ -90,7 +69,8 @@ impl<S: Next> Service<Request<Body>> for Shed<S> {
         let protocol = Protocol::of(request.headers(), request.uri().path());
         // The request is gone once the shed service refused it: keep what the refusal needs.
         let unread_body = request.version() < Version::HTTP_2 && has_body(request.headers());
-        Shedding { inner: self.limited.clone().oneshot(request), protocol, unread_body }
+        // The call's clock starts as it is admitted (or refused).
+        Shedding { inner: call_clock::start(self.limited.clone().oneshot(request)), protocol, unread_body }
     }
 }
 
@@ -98,7 +78,7 @@ pin_project_lite::pin_project! {
     /// An admitted call, or the refusal of one.
     pub struct Shedding<S: Next> {
         #[pin]
-        inner: Oneshot<Limited<S>, Request<Body>>,
+        inner: TaskLocalFuture<Clock, Oneshot<Limited<S>, Request<Body>>>,
         protocol: Protocol,
         unread_body: bool,
     }
@@ -195,7 +175,8 @@ impl<S: Next> Service<Request<Body>> for BodyGuard<S> {
             return answer(std::future::ready(response));
         }
         let until = tokio::time::Instant::now() + read_timeout;
-        let request = request.map(|body| Body::new(Guarded { inner: body, limit, read: 0, until, timer: None }));
+        let request =
+            request.map(|body| Body::new(Guarded { inner: body, limit, read: 0, until, timer: None, waiting: None }));
         pass(self.inner.call(request))
     }
 }
@@ -225,6 +206,8 @@ struct Guarded {
     until: tokio::time::Instant,
     /// Armed the first time the body is waited for (a body already there needs no timer).
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Since when the body has been waited for: the client's time, not the call's own.
+    waiting: Option<std::time::Instant>,
 }
 
 impl http_body::Body for Guarded {
@@ -234,6 +217,9 @@ impl http_body::Body for Guarded {
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
         let this = &mut *self;
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            if let Some(since) = this.waiting.take() {
+                call_clock::excuse(since.elapsed());
+            }
             return Poll::Ready(match frame {
                 Some(Ok(frame)) => {
                     this.read += frame.data_ref().map_or(0, Bytes::len);
@@ -250,7 +236,10 @@ impl http_body::Body for Guarded {
                 "REQUEST-BodyTimeout",
                 "the request body did not arrive in time",
             )))),
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                this.waiting.get_or_insert_with(std::time::Instant::now);
+                Poll::Pending
+            }
         }
     }
 
@@ -438,13 +427,18 @@ mod tests {
         assert!(!client_went_away(&std::io::Error::new(std::io::ErrorKind::InvalidData, "bad chunk size")));
     }
 
-    /// Fires `n` calls at once through `shed` and counts those it admitted.
-    async fn admitted_of(service: &Inner, n: usize) -> usize {
+    /// Fires `n` calls at once through `service` and counts those it admitted; each call's body
+    /// arrives after `body_delay`.
+    async fn admitted_of(service: &Inner, n: usize, body_delay: Duration) -> usize {
         let calls = (0..n).map(|_| {
+            let body = futures_util::stream::once(async move {
+                tokio::time::sleep(body_delay).await;
+                Ok::<_, Status>(Frame::data(Bytes::from_static(b"x")))
+            });
             let request = Request::builder()
                 .uri("/zitadel.session.v2.SessionService/GetSession")
                 .header(header::CONTENT_TYPE, "application/grpc")
-                .body(Body::empty())
+                .body(Body::new(http_body_util::StreamBody::new(body)))
                 .unwrap();
             forward(service.clone(), request)
         });
@@ -453,33 +447,57 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_in_flight_limit_grows_while_calls_are_fast_and_backs_off_when_they_queue() {
-        let slow = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    async fn the_in_flight_limit_backs_off_when_calls_queue_not_when_they_wait_on_others() {
+        use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+        const OWN_WORK: u8 = 0;
+        const FAST: u8 = 1;
+        const HASHING: u8 = 2;
+        let mode = Arc::new(AtomicU8::new(HASHING));
         let inner = {
-            let slow = Arc::clone(&slow);
-            Inner::new(tower::service_fn(move |_request: Request<Body>| {
-                let pause = if slow.load(std::sync::atomic::Ordering::Relaxed) { 250 } else { 1 };
+            let mode = Arc::clone(&mode);
+            Inner::new(tower::service_fn(move |request: Request<Body>| {
+                let mode = mode.load(Relaxed);
                 async move {
-                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                    let _ = http_body_util::BodyExt::collect(request.into_body()).await;
+                    match mode {
+                        OWN_WORK => tokio::time::sleep(Duration::from_millis(150)).await,
+                        FAST => tokio::time::sleep(Duration::from_millis(1)).await,
+                        _ => crate::call_clock::excused(tokio::time::sleep(Duration::from_millis(250))).await,
+                    }
                     Ok::<_, std::convert::Infallible>(http::Response::new(Body::empty()))
                 }
             }))
         };
         let admission = Admission { max: 64, floor: 4, target: Duration::from_millis(100) };
-        let service = Inner::new(shed(admission).layer(inner));
+        let guarded = body_guard(1 << 20, Duration::from_secs(10)).layer(inner);
+        let service = Inner::new(shed(admission).layer(Inner::new(guarded)));
+        let none = Duration::ZERO;
 
-        // It starts open: a first burst is served whole.
-        assert_eq!(admitted_of(&service, 64).await, 64);
-        // Those calls were slower than the target (queueing): the limit backed off to its floor,
-        // and of the next 64 calls at once 4 are served and the rest shed.
-        assert_eq!(admitted_of(&service, 64).await, 4, "the limit backed off once calls queued");
-        // Calls answered within the target raise it again, up to the maximum.
-        slow.store(false, std::sync::atomic::Ordering::Relaxed);
-        let mut admitted = 0;
-        for _ in 0..40 {
-            admitted = admitted_of(&service, 64).await;
+        // Calls that wait 250 ms for a password hash, or for their own body from the client, are
+        // not queueing: burst after burst is served whole.
+        for _ in 0..3 {
+            assert_eq!(admitted_of(&service, 64, none).await, 64, "a hash wait is not the server's queue");
         }
-        assert!(admitted >= 48, "the limit grew while calls were fast: {admitted} of 64 admitted");
+        mode.store(FAST, Relaxed);
+        for _ in 0..3 {
+            assert_eq!(admitted_of(&service, 64, Duration::from_millis(250)).await, 64, "a slow client neither");
+        }
+        // Calls whose own work takes longer than the target: the limit backs off, to its floor.
+        mode.store(OWN_WORK, Relaxed);
+        let mut admitted = Vec::new();
+        for _ in 0..20 {
+            admitted.push(admitted_of(&service, 64, none).await);
+        }
+        assert!(admitted[2] < 64, "the limit backed off once calls queued: {admitted:?}");
+        assert!(admitted[19] <= 8, "towards the floor of 4: {admitted:?}");
+        // Calls answered within the target raise it again, up to the maximum.
+        mode.store(FAST, Relaxed);
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        let mut admitted = 0;
+        while admitted < 64 && std::time::Instant::now() < until {
+            admitted = admitted_of(&service, 64, none).await;
+        }
+        assert_eq!(admitted, 64, "the limit grew back while calls were fast");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! describes the REST routes, generated from the same route table (`openapi`).
 
 pub mod access_log;
+pub mod admission;
 pub mod auth;
 pub mod classify;
 pub mod cors;

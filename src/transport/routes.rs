@@ -41,6 +41,10 @@ pub struct Route {
     pub response_body: String,
     /// The HTTP status of a success (ZITADEL's `http_response.success_code`, else 200).
     pub success_code: u16,
+    /// The gRPC path of the method (`/<package.Service>/<Method>`), made once.
+    pub grpc_path: http::uri::PathAndQuery,
+    /// Specificity (see `rank`), computed once.
+    rank: Vec<u8>,
 }
 
 /// A matched route with its path variables (percent-decoded).
@@ -113,7 +117,7 @@ impl Routes {
     }
 
     /// The route for `method` and `path` (the raw path, without query).
-    pub fn find(&self, method: &Method, path: &str) -> Result<Matched, RouteError> {
+    pub fn find<'a>(&'a self, method: &Method, path: &'a str) -> Result<Matched, RouteError> {
         let Some(rest) = path.strip_prefix('/') else {
             return Err(RouteError::NotFound);
         };
@@ -125,32 +129,32 @@ impl Routes {
         // Split once for the routes without a verb, once for those with one.
         let plain: Vec<&str> = rest.split('/').collect();
         let verbed: Vec<&str> = if verb.is_some() { rest_no_verb.split('/').collect() } else { Vec::new() };
-        let candidates = self.routes.iter().filter_map(|route| {
+        let matching = |route: &'a Arc<Route>| {
             let (raw, route_verb) = if route.verb.is_some() { (&verbed, verb) } else { (&plain, None) };
             if route.verb.as_deref() != route_verb {
                 return None;
             }
-            route.match_segments(raw).map(|spans| (route, raw, spans))
-        });
-        let mut best: Option<(Vec<u8>, Matched)> = None;
-        for (route, raw, spans) in candidates.clone().filter(|(route, ..)| route.http_method == method) {
-            let rank = route.rank();
-            if best.as_ref().is_some_and(|(r, _)| *r >= rank) {
+            route.match_segments(raw).map(|spans| (route, raw.as_slice(), spans))
+        };
+        // The request's method first (a comparison), the path only for the routes that take it.
+        let mut best: Option<(&Arc<Route>, &[&str], Vec<usize>)> = None;
+        for (route, raw, spans) in self.routes.iter().filter(|route| route.http_method == method).filter_map(matching) {
+            if best.as_ref().is_some_and(|(b, ..)| b.rank >= route.rank) {
                 continue;
             }
-            let mut variables = Vec::new();
+            best = Some((route, raw, spans));
+        }
+        if let Some((route, raw, spans)) = best {
+            let mut variables = Vec::with_capacity(route.variables.len());
             for var in &route.variables {
                 let (start, end) = (spans[var.start], spans[var.start + var.len]);
-                let value = decode_segments(&raw[start..end])?;
-                variables.push((var.field_path.clone(), value));
+                variables.push((var.field_path.clone(), decode_segments(&raw[start..end])?));
             }
-            best = Some((rank, Matched { route: Arc::clone(route), variables }));
-        }
-        if let Some((_, matched)) = best {
-            return Ok(matched);
+            return Ok(Matched { route: Arc::clone(route), variables });
         }
         // No rule with this method: 405 naming the methods some rule takes here, else 404.
-        let allowed: BTreeSet<&str> = candidates.map(|(route, ..)| route.http_method.as_str()).collect();
+        let allowed: BTreeSet<&str> =
+            self.routes.iter().filter_map(matching).map(|(route, ..)| route.http_method.as_str()).collect();
         if allowed.is_empty() {
             Err(RouteError::NotFound)
         } else {
@@ -174,6 +178,12 @@ fn extension_message<T: prost::Message + Default>(
 }
 
 fn decode_segments(raw: &[&str]) -> Result<String, RouteError> {
+    // The common case: one segment with nothing escaped.
+    if let [one] = raw
+        && !one.contains('%')
+    {
+        return Ok((*one).to_owned());
+    }
     let joined = raw.join("/");
     percent_decode_strict(&joined).ok_or(RouteError::BadEscape(joined))
 }
@@ -205,7 +215,10 @@ impl Route {
         };
         let (segments, variables, verb) = parse_template(&template)
             .map_err(|e| anyhow::anyhow!("{}: bad path template `{template}`: {e}", method.full_name()))?;
+        let grpc_path = format!("/{}/{}", method.parent_service().full_name(), method.name()).parse()?;
         Ok(Self {
+            rank: Self::rank(&segments),
+            grpc_path,
             method,
             http_method,
             template,
@@ -231,8 +244,9 @@ impl Route {
             };
             let ok = match first {
                 Segment::Literal(l) => {
-                    raw.get(at).is_some_and(|s| percent_decode_strict(s).as_deref() == Some(l.as_str()))
-                        && go(rest, raw, at + 1, spans)
+                    raw.get(at).is_some_and(|s| {
+                        if s.contains('%') { percent_decode_strict(s).as_deref() == Some(l.as_str()) } else { s == l }
+                    }) && go(rest, raw, at + 1, spans)
                 }
                 Segment::One => raw.get(at).is_some_and(|s| !s.is_empty()) && go(rest, raw, at + 1, spans),
                 Segment::Many => (at..=raw.len()).rev().any(|end| {
@@ -256,8 +270,8 @@ impl Route {
     }
 
     /// Specificity: per segment, a literal (2) beats one-segment (1) beats `**` (0).
-    fn rank(&self) -> Vec<u8> {
-        self.segments
+    fn rank(segments: &[Segment]) -> Vec<u8> {
+        segments
             .iter()
             .map(|s| match s {
                 Segment::Literal(_) => 2,

@@ -6,7 +6,9 @@ use std::io::{Read, Write};
 
 use bytes::Bytes;
 use flate2::{Compression, read::GzDecoder, write::GzEncoder};
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header, request::Parts};
+use http::{
+    HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header, request::Parts, uri::PathAndQuery,
+};
 use http_body_util::{BodyExt, Full};
 use tonic::{Code, Status, body::Body};
 
@@ -52,8 +54,12 @@ async fn call(
         (_, Some(matched)) => json::rest_request(&matched.route, &matched.variables, parts.uri.query(), &body)?,
         _ => return Err(internal("a REST call without a route")),
     };
-    let path = format!("/{}/{}", method.parent_service().full_name(), method.name());
-    let answer = forward(grpc, grpc_request(parts, &path, &message)?).await;
+    // The method's gRPC path: a Connect path is one already; a REST route made its own at start.
+    let path = match &target.rest {
+        Some(matched) => matched.route.grpc_path.clone(),
+        None => parts.uri.path_and_query().cloned().ok_or_else(|| internal("a Connect call without a path"))?,
+    };
+    let answer = forward(grpc, grpc_request(parts, path, &message)?).await;
     let message = grpc_answer(answer).await?;
     Ok(match (target.protocol, &target.rest) {
         (Protocol::Connect { json: false }, _) => refuse::bytes_response(StatusCode::OK, "application/proto", message),
@@ -68,10 +74,10 @@ async fn call(
 
 /// The gRPC call: the caller's extensions (target, credential) travel with it; its headers do
 /// not, as a gRPC client would not send them.
-fn grpc_request(parts: Parts, path: &str, message: &[u8]) -> Result<Request<Body>, Status> {
+fn grpc_request(parts: Parts, path: PathAndQuery, message: &[u8]) -> Result<Request<Body>, Status> {
     let mut request = Request::builder()
         .method(Method::POST)
-        .uri(path)
+        .uri(Uri::from(path))
         .version(http::Version::HTTP_2)
         .header(header::CONTENT_TYPE, "application/grpc")
         .header(header::TE, "trailers")
@@ -84,16 +90,25 @@ fn grpc_request(parts: Parts, path: &str, message: &[u8]) -> Result<Request<Body
 /// The message of a gRPC answer, or its status.
 async fn grpc_answer(response: Response<Body>) -> Result<Bytes, Status> {
     let (parts, body) = response.into_parts();
-    if let Some(status) = Status::from_header_map(&parts.headers).filter(|s| s.code() != Code::Ok) {
+    if let Some(status) = failed(&parts.headers) {
         return Err(status);
     }
     let collected = body.collect().await?;
-    let trailers = collected.trailers().cloned().unwrap_or_default();
-    if let Some(status) = Status::from_header_map(&trailers).filter(|s| s.code() != Code::Ok) {
+    if let Some(status) = collected.trailers().and_then(failed) {
         return Err(status);
     }
     frame::unary_message(&collected.to_bytes(), false)
         .map_err(|e| internal(format_args!("the gRPC server answered a malformed message: {}", e.message())))
+}
+
+/// The status in a header block unless it is absent or OK (parsed only then: the OK case, every
+/// success, is a comparison).
+fn failed(headers: &HeaderMap) -> Option<Status> {
+    let status = headers.get("grpc-status")?;
+    if status.as_bytes() == b"0" {
+        return None;
+    }
+    Status::from_header_map(headers).filter(|s| s.code() != Code::Ok)
 }
 
 /// A Connect body in the content coding `Content-Encoding` names: gzip (inflated to at most
