@@ -33,7 +33,7 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     for _ in 0..CALLS {
         let call = calls.start();
-        call.finished(black_box(rpc), black_box(Protocol::Grpc), black_box(Some(Code::Ok)), black_box(0.000_07), false);
+        call.finished(black_box(rpc), black_box(Protocol::Grpc), black_box(Some(Code::Ok)), black_box(0.000_07));
     }
     let per_call = started.elapsed().as_nanos() as f64 / f64::from(CALLS);
     println!("call metrics (start, count, histogram, end): {per_call:.0} ns per call");

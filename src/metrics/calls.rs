@@ -60,10 +60,6 @@ impl Rpc {
     }
 }
 
-/// Marks a response the in-flight limit refused, so that the call is counted as shed.
-#[derive(Debug, Clone, Copy)]
-pub struct Shed;
-
 const PROTOCOLS: usize = 6;
 /// gRPC's 17 codes, and `unknown` for a call that ended without one (its body was dropped).
 const CODES: usize = 18;
@@ -170,25 +166,34 @@ impl CallMetrics {
         InFlight(Arc::clone(self))
     }
 
-    fn finished(&self, rpc: Rpc, protocol: Protocol, code: Option<Code>, seconds: f64, shed: bool) {
+    /// A call was refused at once by the in-flight limit (it was never in flight, nor timed).
+    pub fn shed(&self, protocol: Protocol) {
+        self.count(Rpc::UNKNOWN, protocol, Some(Code::ResourceExhausted));
+        self.shed.get_or_create(&ProtocolLabels { protocol: protocol.name() }).inc();
+    }
+
+    fn count(&self, rpc: Rpc, protocol: Protocol, code: Option<Code>) {
         let route = usize::from(rpc.0) * PROTOCOLS + protocol_index(protocol);
         let code = code_index(code);
-        let labels = || (rpc.label(), protocol.name());
         self.call_slots[route * CODES + code]
             .get_or_init(|| {
-                let (rpc, protocol) = labels();
-                self.calls.get_or_create_owned(&CallLabels { rpc, protocol, code: CODE_NAMES[code] })
+                self.calls.get_or_create_owned(&CallLabels {
+                    rpc: rpc.label(),
+                    protocol: protocol.name(),
+                    code: CODE_NAMES[code],
+                })
             })
             .inc();
+    }
+
+    fn finished(&self, rpc: Rpc, protocol: Protocol, code: Option<Code>, seconds: f64) {
+        self.count(rpc, protocol, code);
+        let route = usize::from(rpc.0) * PROTOCOLS + protocol_index(protocol);
         self.duration_slots[route]
             .get_or_init(|| {
-                let (rpc, protocol) = labels();
-                self.durations.get_or_create_owned(&RouteLabels { rpc, protocol })
+                self.durations.get_or_create_owned(&RouteLabels { rpc: rpc.label(), protocol: protocol.name() })
             })
             .observe(seconds);
-        if shed {
-            self.shed.get_or_create(&ProtocolLabels { protocol: protocol.name() }).inc();
-        }
     }
 }
 
@@ -197,10 +202,9 @@ impl CallMetrics {
 pub struct InFlight(Arc<CallMetrics>);
 
 impl InFlight {
-    /// The call ended (its response sent or dropped) with `code`, after `seconds`; `shed` when the
-    /// in-flight limit refused it.
-    pub fn finished(&self, rpc: Rpc, protocol: Protocol, code: Option<Code>, seconds: f64, shed: bool) {
-        self.0.finished(rpc, protocol, code, seconds, shed);
+    /// The call ended (its response sent or dropped) with `code`, after `seconds`.
+    pub fn finished(&self, rpc: Rpc, protocol: Protocol, code: Option<Code>, seconds: f64) {
+        self.0.finished(rpc, protocol, code, seconds);
     }
 }
 

@@ -23,7 +23,7 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 
-pub use self::calls::{CallMetrics, InFlight, Rpc, Shed};
+pub use self::calls::{CallMetrics, InFlight, Rpc};
 pub use self::listener::serve as serve_metrics;
 pub use self::store::TimedStore;
 use crate::domain::{

@@ -3,16 +3,12 @@
 //! head or the trailers) and the latency; the call's metrics are recorded from the same facts at
 //! the same moment. The call runs in a span carrying its request id, so every line logged within
 //! it carries the id too. Headers other than the id are never logged, so tokens cannot leak here.
-//! Calls shed for overload get no line each (writing it would cost more than refusing): they are
-//! counted, and one line a second tells how many there were.
+//! Calls shed for overload never reach it (see `limits::shed`).
 
 use std::{
     convert::Infallible,
     pin::Pin,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::Arc,
     task::{Context, Poll, ready},
     time::Instant,
 };
@@ -25,18 +21,17 @@ use tower::{Layer, Service};
 use tracing::{Instrument as _, instrument::Instrumented};
 
 use super::{Next, Protocol, request_id};
-use crate::metrics::{CallMetrics, InFlight, Rpc, Shed};
+use crate::metrics::{CallMetrics, InFlight, Rpc};
 
 /// The layer; `metrics` records each call when given.
 #[derive(Debug, Clone)]
 pub struct AccessLogLayer {
     metrics: Option<Arc<CallMetrics>>,
-    tally: Arc<ShedTally>,
 }
 
 impl AccessLogLayer {
     pub fn new(metrics: Option<Arc<CallMetrics>>) -> Self {
-        Self { metrics, tally: Arc::new(ShedTally::new()) }
+        Self { metrics }
     }
 }
 
@@ -44,7 +39,7 @@ impl<S> Layer<S> for AccessLogLayer {
     type Service = AccessLog<S>;
 
     fn layer(&self, inner: S) -> AccessLog<S> {
-        AccessLog { inner, metrics: self.metrics.clone(), tally: Arc::clone(&self.tally) }
+        AccessLog { inner, metrics: self.metrics.clone() }
     }
 }
 
@@ -53,7 +48,6 @@ impl<S> Layer<S> for AccessLogLayer {
 pub struct AccessLog<S> {
     inner: S,
     metrics: Option<Arc<CallMetrics>>,
-    tally: Arc<ShedTally>,
 }
 
 impl<S: Next> Service<Request<Body>> for AccessLog<S> {
@@ -77,7 +71,7 @@ impl<S: Next> Service<Request<Body>> for AccessLog<S> {
             "call",
             request_id = request_id.as_ref().and_then(|id| id.to_str().ok()).unwrap_or_default()
         );
-        let call = Begun { started, request_id, protocol, method, uri, in_flight, tally: Arc::clone(&self.tally) };
+        let call = Begun { started, request_id, protocol, method, uri, in_flight };
         Logging { inner: self.inner.call(request).instrument(span), call: Some(call) }
     }
 }
@@ -90,7 +84,6 @@ struct Begun {
     method: Method,
     uri: http::Uri,
     in_flight: Option<InFlight>,
-    tally: Arc<ShedTally>,
 }
 
 pin_project_lite::pin_project! {
@@ -117,14 +110,7 @@ impl<F: Future<Output = Result<Response<Body>, Infallible>>> Future for Logging<
 fn logged(call: Begun, response: Response<Body>) -> Response<Body> {
     let code = response.extensions().get::<Code>().copied().or_else(|| code_in(response.headers()));
     let rpc = response.extensions().get::<Rpc>().copied().unwrap_or(Rpc::UNKNOWN);
-    let Begun { started, request_id, protocol, method, uri, in_flight, tally } = call;
-    if response.extensions().get::<Shed>().is_some() {
-        if let Some(in_flight) = &in_flight {
-            in_flight.finished(rpc, protocol, code, started.elapsed().as_secs_f64(), true);
-        }
-        tally.count();
-        return response;
-    }
+    let Begun { started, request_id, protocol, method, uri, in_flight } = call;
     let line =
         Line { started, request_id, protocol, method, uri, http: response.status().as_u16(), code, rpc, in_flight };
     response.map(|body| Body::new(Logged { inner: body, line }))
@@ -183,7 +169,7 @@ impl Drop for Logged {
         let line = &self.line;
         let elapsed = line.started.elapsed();
         if let Some(in_flight) = &line.in_flight {
-            in_flight.finished(line.rpc, line.protocol, line.code, elapsed.as_secs_f64(), false);
+            in_flight.finished(line.rpc, line.protocol, line.code, elapsed.as_secs_f64());
         }
         tracing::info!(
             request_id = line.request_id.as_ref().and_then(|id| id.to_str().ok()),
@@ -195,30 +181,5 @@ impl Drop for Logged {
             latency_us = elapsed.as_micros() as u64,
             "call"
         );
-    }
-}
-
-/// Calls shed since the last line about them, written at most once a second.
-#[derive(Debug)]
-struct ShedTally {
-    epoch: Instant,
-    unlogged: AtomicU64,
-    /// The second (since `epoch`) of the last line.
-    logged_at: AtomicU64,
-}
-
-impl ShedTally {
-    fn new() -> Self {
-        Self { epoch: Instant::now(), unlogged: AtomicU64::new(0), logged_at: AtomicU64::new(0) }
-    }
-
-    fn count(&self) {
-        self.unlogged.fetch_add(1, Ordering::Relaxed);
-        let now = self.epoch.elapsed().as_secs() + 1;
-        let last = self.logged_at.load(Ordering::Relaxed);
-        if now > last && self.logged_at.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
-            let shed = self.unlogged.swap(0, Ordering::Relaxed);
-            tracing::warn!(shed, "calls shed for overload (RESOURCE_EXHAUSTED) since the last such line");
-        }
     }
 }

@@ -5,9 +5,12 @@
 use std::{
     convert::Infallible,
     pin::Pin,
-    sync::LazyLock,
+    sync::{
+        Arc, LazyLock,
+        atomic::{AtomicU64, Ordering},
+    },
     task::{Context, Poll, ready},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
@@ -18,6 +21,7 @@ use tower::{Layer, Service, ServiceBuilder, ServiceExt, load_shed::LoadShed, uti
 
 use super::{Next, PassOr, Protocol, answer, classify::Target, pass, refuse};
 use crate::call_clock::{self, Clock};
+use crate::metrics::CallMetrics;
 use tokio::task::futures::TaskLocalFuture;
 
 pub use super::admission::Admission;
@@ -25,24 +29,74 @@ use super::admission::{Little, Queued};
 
 /// The in-flight limit: an adaptive number of calls across all connections (see `Admission`),
 /// so that what is admitted does not queue behind the store; the next one is refused at once
-/// with RESOURCE_EXHAUSTED in its own protocol, before anything of it is read. A refusal costs a
-/// canned response (and no access-log line of its own, see `access_log`).
-pub fn shed(admission: Admission) -> ShedLayer {
+/// with RESOURCE_EXHAUSTED in its own protocol, before anything of it is read. It sits in front
+/// of the access log (whose span and bookkeeping cost a shed call more than its refusal): a
+/// refusal costs a canned response, a count in `metrics` and no log line of its own (one line a
+/// second tells how many calls were shed).
+pub fn shed(admission: Admission, metrics: Option<Arc<CallMetrics>>) -> ShedLayer {
     let queued = Queued { target: admission.target };
-    ShedLayer { limit: tower_acc::ConcurrencyLimitLayer::with_classifier(Little::new(admission), queued) }
+    ShedLayer {
+        limit: tower_acc::ConcurrencyLimitLayer::with_classifier(Little::new(admission), queued),
+        counted: Arc::new(Counted { metrics, tally: ShedTally::new() }),
+    }
 }
 
 /// See [`shed`].
 #[derive(Debug, Clone)]
 pub struct ShedLayer {
     limit: tower_acc::ConcurrencyLimitLayer<Little, Queued>,
+    counted: Arc<Counted>,
 }
 
 impl<S> Layer<S> for ShedLayer {
     type Service = Shed<S>;
 
     fn layer(&self, inner: S) -> Shed<S> {
-        Shed { limited: ServiceBuilder::new().load_shed().layer(self.limit.clone()).service(inner) }
+        Shed {
+            limited: ServiceBuilder::new().load_shed().layer(self.limit.clone()).service(inner),
+            counted: Arc::clone(&self.counted),
+        }
+    }
+}
+
+/// Where shed calls are counted.
+#[derive(Debug)]
+struct Counted {
+    metrics: Option<Arc<CallMetrics>>,
+    tally: ShedTally,
+}
+
+impl Counted {
+    fn shed(&self, protocol: Protocol) {
+        if let Some(metrics) = &self.metrics {
+            metrics.shed(protocol);
+        }
+        self.tally.count();
+    }
+}
+
+/// Calls shed since the last line about them, written at most once a second.
+#[derive(Debug)]
+struct ShedTally {
+    epoch: Instant,
+    unlogged: AtomicU64,
+    /// The second (since `epoch`) of the last line.
+    logged_at: AtomicU64,
+}
+
+impl ShedTally {
+    fn new() -> Self {
+        Self { epoch: Instant::now(), unlogged: AtomicU64::new(0), logged_at: AtomicU64::new(0) }
+    }
+
+    fn count(&self) {
+        self.unlogged.fetch_add(1, Ordering::Relaxed);
+        let now = self.epoch.elapsed().as_secs() + 1;
+        let last = self.logged_at.load(Ordering::Relaxed);
+        if now > last && self.logged_at.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            let shed = self.unlogged.swap(0, Ordering::Relaxed);
+            tracing::warn!(shed, "calls shed for overload (RESOURCE_EXHAUSTED) since the last such line");
+        }
     }
 }
 
@@ -52,6 +106,7 @@ type Limited<S> = LoadShed<tower_acc::ConcurrencyLimit<S, Little, Queued>>;
 #[derive(Debug, Clone)]
 pub struct Shed<S> {
     limited: Limited<S>,
+    counted: Arc<Counted>,
 }
 
 impl<S: Next> Service<Request<Body>> for Shed<S> {
@@ -70,7 +125,12 @@ impl<S: Next> Service<Request<Body>> for Shed<S> {
         // The request is gone once the shed service refused it: keep what the refusal needs.
         let unread_body = request.version() < Version::HTTP_2 && has_body(request.headers());
         // The call's clock starts as it is admitted (or refused).
-        Shedding { inner: call_clock::start(self.limited.clone().oneshot(request)), protocol, unread_body }
+        Shedding {
+            inner: call_clock::start(self.limited.clone().oneshot(request)),
+            protocol,
+            unread_body,
+            counted: Arc::clone(&self.counted),
+        }
     }
 }
 
@@ -81,6 +141,7 @@ pin_project_lite::pin_project! {
         inner: TaskLocalFuture<Clock, Oneshot<Limited<S>, Request<Body>>>,
         protocol: Protocol,
         unread_body: bool,
+        counted: Arc<Counted>,
     }
 }
 
@@ -91,7 +152,10 @@ impl<S: Next> Future for Shedding<S> {
         let this = self.project();
         Poll::Ready(Ok(match ready!(this.inner.poll(cx)) {
             Ok(response) => response,
-            Err(_overloaded) => overloaded(*this.protocol, *this.unread_body),
+            Err(_overloaded) => {
+                this.counted.shed(*this.protocol);
+                overloaded(*this.protocol, *this.unread_body)
+            }
         }))
     }
 }
@@ -105,8 +169,6 @@ fn overloaded(protocol: Protocol, unread_body: bool) -> Response<Body> {
     });
     let rendered = CANNED.iter().find(|(p, _)| *p == protocol).map(|(_, r)| r);
     let mut response = rendered.expect("every protocol is rendered").response();
-    // Counted as shed by the call metrics.
-    response.extensions_mut().insert(crate::metrics::Shed);
     if unread_body {
         response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
@@ -443,7 +505,7 @@ mod tests {
             forward(service.clone(), request)
         });
         let responses = futures_util::future::join_all(calls).await;
-        responses.iter().filter(|r| r.extensions().get::<crate::metrics::Shed>().is_none()).count()
+        responses.iter().filter(|r| r.headers().get("grpc-status").is_none_or(|s| s != "8")).count()
     }
 
     #[tokio::test]
@@ -470,7 +532,7 @@ mod tests {
         };
         let admission = Admission { max: 64, floor: 4, target: Duration::from_millis(100) };
         let guarded = body_guard(1 << 20, Duration::from_secs(10)).layer(inner);
-        let service = Inner::new(shed(admission).layer(Inner::new(guarded)));
+        let service = Inner::new(shed(admission, None).layer(Inner::new(guarded)));
         let none = Duration::ZERO;
 
         // Calls that wait 250 ms for a password hash, or for their own body from the client, are

@@ -93,7 +93,10 @@ impl<F: Future<Output = Result<Response<Body>, Infallible>>> Future for Echo<F> 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
         let Ok(mut response) = ready!(this.inner.poll(cx));
-        if let Some(id) = this.id.take() {
+        if let Some(mut id) = this.id.take() {
+            // Never indexed by HPACK: an id is sent once, and indexing it would evict the
+            // headers every answer repeats (content type, status) from the connection's table.
+            id.set_sensitive(true);
             response.headers_mut().entry(X_REQUEST_ID).or_insert(id);
         }
         Poll::Ready(Ok(response))

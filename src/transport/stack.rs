@@ -80,10 +80,12 @@ pub fn front_door(direct: Direct, routes: tonic::service::Routes, settings: &Set
             .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
             .layer(request_id::RequestIdLayer)
             .layer(probes::ProbesLayer::new(settings.readiness.clone()))
-            .layer(access_log::AccessLogLayer::new(settings.metrics.clone()))
+            // CORS in front of the limit, so that a browser can read its refusal; the limit in
+            // front of the access log, whose span would cost a refusal more than the refusal.
             .layer(cors::layer(&settings.cors_origins)?)
+            .layer(limits::shed(settings.admission, settings.metrics.clone()))
+            .layer(access_log::AccessLogLayer::new(settings.metrics.clone()))
             .layer(openapi)
-            .layer(limits::shed(settings.admission))
             .layer(classify::layer(rest_routes))
             .layer(limits::body_guard(settings.body_limit, settings.body_read_timeout))
             .layer(limits::deadline())
