@@ -6,6 +6,7 @@
 #   bench/run.sh                  # everything (first run also bulk-loads 1M sessions, ~2 min)
 #   bench/run.sh matrix sync      # only some: matrix runtime sync million latency h2load logging shapes overload
 #   BENCH_BASE=... bench/run.sh postgres-ab   # the same on PostgreSQL (a database for each side)
+#   bench/run.sh postgres-scale                # two sessiond processes on one PostgreSQL database against one
 #   BENCH_BASE=/path/to/baseline/target/release bench/run.sh ab   # same-run A/B against a baseline build
 #
 # Knobs (environment): BENCH_DIR (databases, default /tmp/sessiond-bench), BENCH_POOL (sessions
@@ -165,6 +166,27 @@ if [[ $SCENARIOS == *million* && ! -f $LARGE ]]; then
     mv "$LARGE.tmp" "$LARGE"
 fi
 
+# prepare_pg URL SEED...: a fresh benchmark database at URL (dropped first) with the benchmark
+# user and token ($PG_USER, $PG_TOKEN), 1,000 sessions to read and $PG_POOL to delete per seed,
+# vacuumed and checkpointed, BENCH_PG_SETTINGS applied; its description to $OUT/postgres.txt.
+prepare_pg() {
+    local url=$1 name=${1##*/} seed
+    shift
+    psql "$PG_BASE" -q -c "DROP DATABASE IF EXISTS $name" -c "CREATE DATABASE $name"
+    PG_USER=$("$BIN/sessiond" --database "$url" users add --login-name bench 2>/dev/null)
+    PG_TOKEN=$("$BIN/sessiond" --database "$url" tokens add --user "$PG_USER" \
+        --permission session.read --permission session.write --permission session.delete 2>/dev/null)
+    "$BIN/examples/bulkload" --database "$url" --user "$PG_USER" --seed bg --count 1000
+    for seed in "$@"; do
+        "$BIN/examples/bulkload" --database "$url" --user "$PG_USER" --seed "$seed" --count "$PG_POOL" | tee -a "$OUT/bulkload-$name.txt"
+    done
+    psql "$url" -q -c 'VACUUM ANALYZE' -c 'CHECKPOINT'
+    for setting in ${BENCH_PG_SETTINGS:-}; do
+        psql "$PG_BASE" -q -c "ALTER DATABASE $name SET ${setting%%=*} = '${setting#*=}'"
+    done
+    echo "postgres: $(psql "$url" -Atc 'SHOW server_version'), synchronous_commit=$(psql "$url" -Atc 'SHOW synchronous_commit'), shared_buffers=$(psql "$url" -Atc 'SHOW shared_buffers'), commit_delay=$(psql "$url" -Atc 'SHOW commit_delay'), commit_siblings=$(psql "$url" -Atc 'SHOW commit_siblings')" | tee "$OUT/postgres.txt"
+}
+
 PORT=${BENCH_PORT:-7800}
 GRPC_PORT=$((PORT + 1)) CEIL_PORT=$PORT
 for scenario in $SCENARIOS; do
@@ -194,17 +216,7 @@ for scenario in $SCENARIOS; do
         command -v psql >/dev/null || { echo "psql missing" >&2; exit 1; }
         PG_URL=${PG_BASE%/*}/sessiond_bench
         log "postgres: database sessiond_bench, 1,000 + $PG_POOL sessions"
-        psql "$PG_BASE" -q -c 'DROP DATABASE IF EXISTS sessiond_bench' -c 'CREATE DATABASE sessiond_bench'
-        PG_USER=$("$BIN/sessiond" --database "$PG_URL" users add --login-name bench 2>/dev/null)
-        PG_TOKEN=$("$BIN/sessiond" --database "$PG_URL" tokens add --user "$PG_USER" \
-            --permission session.read --permission session.write --permission session.delete 2>/dev/null)
-        "$BIN/examples/bulkload" --database "$PG_URL" --user "$PG_USER" --seed bg --count 1000
-        "$BIN/examples/bulkload" --database "$PG_URL" --user "$PG_USER" --seed del --count "$PG_POOL" | tee "$OUT/bulkload-postgres.txt"
-        psql "$PG_URL" -q -c 'VACUUM ANALYZE' -c 'CHECKPOINT'
-        for setting in ${BENCH_PG_SETTINGS:-}; do
-            psql "$PG_BASE" -q -c "ALTER DATABASE sessiond_bench SET ${setting%%=*} = '${setting#*=}'"
-        done
-        echo "postgres: $(psql "$PG_URL" -Atc 'SHOW server_version'), synchronous_commit=$(psql "$PG_URL" -Atc 'SHOW synchronous_commit'), shared_buffers=$(psql "$PG_URL" -Atc 'SHOW shared_buffers'), commit_delay=$(psql "$PG_URL" -Atc 'SHOW commit_delay'), commit_siblings=$(psql "$PG_URL" -Atc 'SHOW commit_siblings')" | tee "$OUT/postgres.txt"
+        prepare_pg "$PG_URL" del
         pin_postgres "$SERVER_CPU"; PG_PINNED=1
         start_sessiond $((PORT + 51)) "$PG_URL" --runtime "$RUNTIME"; S=$LAST_PID
         start_ceiling $((PORT + 52)) --runtime "$RUNTIME"; C=$LAST_PID
@@ -215,6 +227,42 @@ for scenario in $SCENARIOS; do
                 --server "pg=127.0.0.1:$((PORT + 51)),pid=$S" --server "ceiling=127.0.0.1:$((PORT + 52)),pid=$C,any-id" \
                 --arm "ceiling:grpc:$rpc" --arm "pg:grpc:$rpc" --arm "pg:grpc-web:$rpc" \
                 --arm "pg:connect:$rpc" --arm "pg:rest:$rpc"
+        done
+        cleanup
+        psql "$PG_BASE" -q -c 'DROP DATABASE IF EXISTS sessiond_bench'
+        ;;
+    postgres-scale)
+        # Two sessiond processes on one database against one: the one-process rate (c=64), then
+        # two processes each driven by a generator of its own at once (c=32 each, distinct pools
+        # to delete), summed. PostgreSQL and every sessiond share the server core; both
+        # generators share the load core.
+        command -v psql >/dev/null || { echo "psql missing" >&2; exit 1; }
+        PG_URL=${PG_BASE%/*}/sessiond_bench
+        log "postgres-scale: database sessiond_bench, 1,000 + 3 x $PG_POOL sessions"
+        prepare_pg "$PG_URL" del one two
+        echo "| RPC | one process, calls/s | two processes, calls/s | two / one |" >"$OUT/postgres-scale.md"
+        echo "|---|---:|---:|---:|" >>"$OUT/postgres-scale.md"
+        pin_postgres "$SERVER_CPU"; PG_PINNED=1
+        start_sessiond $((PORT + 51)) "$PG_URL" --runtime "$RUNTIME"; S1=$LAST_PID
+        start_sessiond $((PORT + 53)) "$PG_URL" --runtime "$RUNTIME"; S2=$LAST_PID
+        for rpc in ${BENCH_AB_RPCS:-delete get create}; do
+            log "postgres-scale: $rpc, one process"
+            LOADGEN_TOKEN=$PG_TOKEN LOADGEN_POOL=$PG_POOL loadgen "postgres-scale-1-$rpc" --delete-seed del \
+                --title "$rpc: one process (PostgreSQL on the server core)" \
+                --server "one=127.0.0.1:$((PORT + 51)),pid=$S1" --arm "one:grpc:$rpc"
+            log "postgres-scale: $rpc, two processes"
+            LOADGEN_TOKEN=$PG_TOKEN LOADGEN_POOL=$PG_POOL CONCURRENCY=$((CONCURRENCY / 2)) loadgen "postgres-scale-2a-$rpc" \
+                --delete-seed one --title "$rpc: process A of two" \
+                --server "a=127.0.0.1:$((PORT + 51)),pid=$S1" --arm "a:grpc:$rpc" &
+            A=$!
+            LOADGEN_TOKEN=$PG_TOKEN LOADGEN_POOL=$PG_POOL CONCURRENCY=$((CONCURRENCY / 2)) loadgen "postgres-scale-2b-$rpc" \
+                --delete-seed two --title "$rpc: process B of two" \
+                --server "b=127.0.0.1:$((PORT + 53)),pid=$S2" --arm "b:grpc:$rpc"
+            wait "$A"
+            one=$(jq '.arms[0].rate | round' "$OUT/postgres-scale-1-$rpc.json")
+            a=$(jq '.arms[0].rate | round' "$OUT/postgres-scale-2a-$rpc.json")
+            b=$(jq '.arms[0].rate | round' "$OUT/postgres-scale-2b-$rpc.json")
+            echo "| $rpc | $one | $a + $b | $(jq -n "($a + $b) / $one * 1000 | round / 1000") |" >>"$OUT/postgres-scale.md"
         done
         cleanup
         psql "$PG_BASE" -q -c 'DROP DATABASE IF EXISTS sessiond_bench'

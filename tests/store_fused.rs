@@ -14,6 +14,7 @@ use std::{collections::BTreeMap, sync::Arc};
 use sessiond::{
     domain::{
         Error, Permission, Timestamp,
+        port::StoreError,
         port::{AuthorizedTermination, SessionBuild, TerminationCheck},
         session::{Change, Factors, HistoryEntry, Session, UserAgent, UserCheck, UserFactor},
         token::{ApiToken, SecretHash},
@@ -26,6 +27,7 @@ on_every_store!(
     token_and_session_are_read_together,
     termination_decides_on_the_token_as_stored_and_writes_nothing_refused,
     creation_decides_on_the_token_and_user_as_stored_and_writes_nothing_refused,
+    concurrent_fused_writes_each_get_their_own_answer,
 );
 
 const NOW: Timestamp = Timestamp(50_000);
@@ -231,5 +233,71 @@ async fn creation_decides_on_the_token_and_user_as_stored_and_writes_nothing_ref
     for id in ["s3", "s4", "s5"] {
         assert_eq!(store.session(id).await.unwrap(), None, "{id}: nothing written");
         assert!(store.session_history(id).await.unwrap().is_empty(), "{id}: no history");
+    }
+}
+
+/// Hundreds of fused writes at once (the PostgreSQL store writes concurrent ones together, as one
+/// statement): each call gets the answer a call alone would have had. Every session ends exactly
+/// once, with one history entry for it; every new session is written with its first entry; and a
+/// creation whose id is taken fails alone, without failing the creations written beside it.
+async fn concurrent_fused_writes_each_get_their_own_answer(store: Arc<dyn Store>) {
+    const SESSIONS: usize = 60;
+    const RACERS: usize = 4;
+    store.insert_user(&user("u1")).await.unwrap();
+    let t = token(&store, "u1", None).await;
+    for n in 0..SESSIONS {
+        let s = session(&format!("old{n:03}"), Some("u1"));
+        store.create_session(&s, &first_entry(&s, "u1")).await.unwrap();
+    }
+    let by_id = UserCheck::ById("u1".into());
+    let mut calls = tokio::task::JoinSet::new();
+    for n in 0..SESSIONS {
+        for _ in 0..RACERS {
+            let (store, t, id) = (store.clone(), t.clone(), format!("old{n:03}"));
+            calls.spawn(async move {
+                let answer = store.terminate_session_as(&t.id, &id, NOW, decide(&t)).await;
+                (id, format!("{answer:?}"), matches!(answer, Ok(Termination::Terminated(_))))
+            });
+        }
+        // A new session, and every tenth time one whose id is taken.
+        let new = if n % 10 == 0 { format!("old{n:03}") } else { format!("new{n:03}") };
+        let (store, t, by_id) = (store.clone(), t.clone(), by_id.clone());
+        calls.spawn(async move {
+            let answer = store.create_session_as(&t.id, Some(&by_id), NOW, build(&t, &new)).await;
+            let made = matches!(answer, Ok(Ok(_)));
+            (format!("create {new}"), format!("{answer:?}"), made)
+        });
+    }
+    let mut terminated = BTreeMap::<String, usize>::new();
+    while let Some(done) = calls.join_next().await {
+        let (what, answer, written) = done.unwrap();
+        if let Some(new) = what.strip_prefix("create ") {
+            if new.starts_with("old") {
+                assert!(!written && answer.contains("AlreadyExists"), "{what}: {answer}");
+            } else {
+                assert!(written, "{what}: {answer}");
+            }
+            continue;
+        }
+        // A racer that lost answers that it ended already (or, after its retries, a conflict).
+        let lost = answer.contains("AlreadyTerminated") || answer.contains(&format!("{:?}", StoreError::Conflict));
+        assert!(written || lost, "{what}: {answer}");
+        *terminated.entry(what).or_default() += usize::from(written);
+    }
+    assert_eq!(terminated.len(), SESSIONS);
+    for n in 0..SESSIONS {
+        let id = format!("old{n:03}");
+        assert_eq!(terminated[&id], 1, "{id} ended exactly once");
+        let ended = store.session(&id).await.unwrap().expect("still stored");
+        assert_eq!((ended.sequence, ended.terminated_at, ended.creator_id.as_str()), (2, Some(NOW), "creator"), "{id}");
+        let history = store.session_history(&id).await.unwrap();
+        let changes: Vec<_> = history.iter().map(|e| (e.sequence, e.changes.clone())).collect();
+        assert_eq!(changes, vec![(1, vec![Change::Created]), (2, vec![Change::Terminated])], "{id}");
+        if n % 10 != 0 {
+            let id = format!("new{n:03}");
+            let made = store.session(&id).await.unwrap().expect("created");
+            assert_eq!((made.user_id(), made.sequence, made.terminated_at), (Some("u1"), 1, None), "{id}");
+            assert_eq!(store.session_history(&id).await.unwrap(), vec![first_entry(&made, "u1")], "{id}");
+        }
     }
 }

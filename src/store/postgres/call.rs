@@ -1,16 +1,38 @@
 //! One store call on the pool: a connection, the call's statements (again after a serialization
 //! failure, a deadlock or a terminated connection), all within one budget.
 
+use std::sync::Arc;
+
 use futures_util::future::BoxFuture;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 use tokio::time::Instant;
 
 use super::{
     CALL_TIMEOUT, MAX_CONNECTIONS, MAX_RETRIES, PostgresStore, StoreError, StoreResult, backoff,
+    connect::Waiting,
     error::{Failure, translate},
 };
 
+/// The pool and its waiters: what a store call needs, shared by the store and its lanes (`batch`).
+#[derive(Debug, Clone)]
+pub(super) struct Db {
+    pub(super) pool: PgPool,
+    /// Calls waiting for a connection (for metrics).
+    pub(super) waiting: Arc<Waiting>,
+}
+
 impl PostgresStore {
+    /// `Db::run` on the store's pool.
+    pub(super) async fn run<T, F>(&self, op: F) -> StoreResult<T>
+    where
+        T: Send,
+        F: for<'c> Fn(&'c mut PgConnection) -> BoxFuture<'c, Result<T, Failure>> + Send + Sync,
+    {
+        self.db.run(op).await
+    }
+}
+
+impl Db {
     /// Runs one store call: a connection, then `op` (again after a serialization failure or
     /// deadlock), all within `CALL_TIMEOUT`. `op` may run several times, so it owns its inputs.
     pub(super) async fn run<T, F>(&self, op: F) -> StoreResult<T>

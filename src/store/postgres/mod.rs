@@ -20,6 +20,7 @@ use sqlx::{
 };
 
 use self::{
+    call::Db,
     error::{Failure, translate},
     migrate::migrate,
 };
@@ -38,6 +39,7 @@ use crate::domain::{
     user::{ApiTokenRecord, Claim, LockoutCounter, TotpEnrolment, User, UserState},
 };
 
+mod batch;
 mod call;
 mod connect;
 mod error;
@@ -50,6 +52,7 @@ mod secrets;
 mod tests;
 
 use connect::*;
+use fused::Fused;
 use rows::*;
 
 /// The whole budget of one store call, waiting for a connection and retries included; past it the
@@ -76,9 +79,9 @@ const STARTUP_RETRY_DELAY: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 pub struct PostgresStore {
-    pool: PgPool,
-    /// Calls waiting for a connection (for metrics).
-    waiting: Waiting,
+    db: Db,
+    /// The fused calls' shared statements.
+    fused: Fused,
 }
 
 impl PostgresStore {
@@ -97,7 +100,14 @@ impl PostgresStore {
             .test_before_acquire(false)
             .connect_lazy_with(options);
         migrate(&pool).await.with_context(|| format!("cannot migrate the PostgreSQL database {target}"))?;
-        Ok(Self { pool, waiting: Waiting::default() })
+        Ok(Self::over(pool))
+    }
+
+    /// A store over `pool` (migrated already), its write lanes started on the current runtime.
+    fn over(pool: PgPool) -> Self {
+        let db = Db { pool, waiting: Default::default() };
+        let fused = Fused::start(&db);
+        Self { db, fused }
     }
 }
 
@@ -127,7 +137,7 @@ impl Store for PostgresStore {
     }
 
     fn stats(&self) -> crate::domain::port::StoreStats {
-        pool_stats(&self.pool, &self.waiting)
+        pool_stats(&self.db.pool, &self.db.waiting)
     }
 
     async fn insert_user(&self, user: &User) -> StoreResult<()> {
@@ -572,6 +582,6 @@ impl Store for PostgresStore {
     }
 
     async fn close(&self) {
-        self.pool.close().await;
+        self.db.pool.close().await;
     }
 }

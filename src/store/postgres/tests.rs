@@ -54,7 +54,7 @@ impl Scratch {
             .max_connections(4)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_lazy_with(connect_options(&self.url).unwrap());
-        PostgresStore { pool, waiting: super::connect::Waiting::default() }
+        PostgresStore::over(pool)
     }
 
     async fn remove(self) {
