@@ -106,8 +106,10 @@ async fn lane<R: Batched>(db: Db, taken: Arc<Mutex<mpsc::Receiver<Queued<R>>>>) 
 
 type Reply<T> = (Instant, oneshot::Sender<StoreResult<T>>);
 
+/// Runs `rows` within the latest of their deadlines: a row whose caller is about to give up does
+/// not cut the statement short for the others (each caller stops waiting at its own deadline).
 async fn run_rows<R: Batched>(db: &Db, rows: Vec<R>, replies: Vec<Reply<R::Output>>) {
-    let Some(deadline) = replies.iter().map(|(deadline, _)| *deadline).min() else {
+    let Some(deadline) = replies.iter().map(|(deadline, _)| *deadline).max() else {
         return;
     };
     let rows = Arc::new(rows);
