@@ -259,9 +259,8 @@ fn general_rest_request(
     query: Option<&str>,
     body: &[u8],
 ) -> Result<Bytes, Status> {
-    let input = input.clone();
     let mut message = match route.body.as_str() {
-        "*" => decode_body(&input, body)?,
+        "*" => decode_body(input, body)?,
         "" => {
             if body.iter().any(|b| !b.is_ascii_whitespace()) {
                 return Err(invalid(
@@ -281,7 +280,7 @@ fn general_rest_request(
                     .map_err(|e| invalid("REQUEST-InvalidJson", format!("invalid JSON request body: {e}")))?;
                 outer.insert(field.json_name().to_owned(), value);
             }
-            decode_value(&input, Json::Object(outer), "REQUEST-InvalidJson", "invalid JSON request body")?
+            decode_value(input, Json::Object(outer), "REQUEST-InvalidJson", "invalid JSON request body")?
         }
     };
     let mut params = Map::new();
@@ -297,7 +296,7 @@ fn general_rest_request(
             ));
         }
         let bound: Vec<&str> = route.path_fields().chain(std::iter::once(route.body.as_str())).collect();
-        add_query(&input, &bound, query, &mut params)?;
+        add_query(input, &bound, query, &mut params)?;
     }
     // A variable bound to a top-level string field (`{session_id}`) is the field's value as it
     // is: set directly, after the rest, so that it wins. Any other goes through JSON for its type.
@@ -307,12 +306,12 @@ fn general_rest_request(
             Some(field) if is_direct(&field) => {
                 direct.push((field, value));
             }
-            _ => set_path(&input, &mut params, path, Json::String(value.clone()), true)?,
+            _ => set_path(input, &mut params, path, Json::String(value.clone()), true)?,
         }
     }
     if !params.is_empty() {
         let overlay =
-            decode_value(&input, Json::Object(params), "REQUEST-InvalidParameter", "invalid path or query parameter")?;
+            decode_value(input, Json::Object(params), "REQUEST-InvalidParameter", "invalid path or query parameter")?;
         merge(&mut message, &overlay);
     }
     for (field, value) in direct {
