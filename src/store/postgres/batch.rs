@@ -1,5 +1,5 @@
-//! Statements shared by concurrent calls: the hot calls' store steps (the fused read of a token
-//! and a session, a termination, a creation) are queued by kind; a few lanes per kind take
+//! Statements shared by concurrent calls: the hot calls' store steps (the fused reads of a token
+//! with a session or with a user, a termination, a creation) are queued by kind; a few lanes per kind take
 //! whatever is queued when they come free and run it as one statement over arrays (`unnest`),
 //! one row per call. Concurrent calls then share one round trip, one statement's overhead and,
 //! for writes, one commit (one WAL flush) instead of paying each; a call alone runs at once, so
@@ -23,9 +23,9 @@ use super::{StoreError, StoreResult, call::Db, error::Failure};
 /// Lanes of one kind running at once, each on one pooled connection while it runs. Four kinds
 /// take at most 12 of the pool's 16 connections, so the other calls always find some.
 const LANES: usize = 3;
-/// Rows one statement writes at most.
+/// Rows one statement runs at most.
 const MAX_BATCH: usize = 64;
-/// Writes queued and not yet taken before a caller waits to queue its own.
+/// Rows of one kind queued and not yet taken before a caller waits to queue its own.
 const QUEUE: usize = 1024;
 
 struct Queued<R: Batched> {
