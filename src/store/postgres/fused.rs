@@ -299,7 +299,7 @@ impl Batched for CreationWrite {
                 .bind(maybe(&|r| r.session.user_agent.fingerprint_id.clone()))
                 .bind(number(&|r| r.session.creation_date.0))
                 .bind(number(&|r| r.session.change_date.0))
-                .bind(number(&|r| i64::try_from(r.session.sequence).unwrap_or(i64::MAX)))
+                .bind(number(&|r| sequence(r.session.sequence)))
                 .bind(rows.iter().map(|r| r.session.token_hash.0.to_vec()).collect::<Vec<_>>())
                 .bind(maybe_number(&|r| r.session.expiration_date.map(|t| t.0)))
                 .bind(maybe_number(&|r| r.session.terminated_at.map(|t| t.0)))
