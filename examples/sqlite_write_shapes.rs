@@ -43,6 +43,9 @@ enum History {
     AppendUnindexed,
     /// Clustered by (at, session_id, sequence) WITHOUT ROWID, an index by session.
     ByTime,
+    /// As `append`, no index by session: each entry names the one before it of its session, the
+    /// session row names the newest (migration 0007, the store since).
+    Chain,
 }
 
 impl History {
@@ -65,6 +68,7 @@ impl History {
             ),
             Self::Append => MIGRATION_0006.to_owned(),
             Self::AppendUnindexed => format!("{MIGRATION_0006}; DROP INDEX session_history_session;"),
+            Self::Chain => format!("{MIGRATION_0006}; {MIGRATION_0007}"),
             Self::ByTime => format!(
                 "CREATE TABLE h ({COLUMNS}, PRIMARY KEY (at, session_id, sequence)) WITHOUT ROWID; {} \
                  CREATE UNIQUE INDEX session_history_session ON session_history (session_id, sequence);",
@@ -75,6 +79,7 @@ impl History {
 }
 
 const MIGRATION_0006: &str = include_str!("../migrations/sqlite/0006_history_append.sql");
+const MIGRATION_0007: &str = include_str!("../migrations/sqlite/0007_history_chain.sql");
 
 /// A later option overrides an earlier one (`bench/run.sh` adds variants to common settings).
 #[derive(Debug, Parser)]
@@ -86,7 +91,7 @@ struct Args {
     #[arg(long, value_enum)]
     shape: Shape,
     /// The history's layout, rebuilt on the copy before the run.
-    #[arg(long, value_enum, default_value_t = History::Append)]
+    #[arg(long, value_enum, default_value_t = History::Chain)]
     history: History,
     /// Indexes to drop before the run (what each costs per write).
     #[arg(long)]
@@ -143,6 +148,15 @@ fn main() -> anyhow::Result<()> {
             "PRAGMA journal_mode = DELETE; PRAGMA page_size = {size}; VACUUM; PRAGMA journal_mode = WAL;"
         ))?;
     }
+    // A database made by the store since 0007 has the chain's column and table: every layout
+    // starts without them (0007 adds them again).
+    let chained: i64 =
+        conn.query_row("SELECT COUNT(*) FROM pragma_table_info('sessions') WHERE name = 'history_head'", [], |r| {
+            r.get(0)
+        })?;
+    if chained > 0 {
+        conn.execute_batch("ALTER TABLE sessions DROP COLUMN history_head; DROP TABLE session_history_heads;")?;
+    }
     conn.execute_batch(&format!("BEGIN IMMEDIATE; {}; COMMIT;", args.history.rebuild()))?;
     for index in &args.drop_index {
         conn.execute_batch(&format!("DROP INDEX {index}"))?;
@@ -161,6 +175,29 @@ fn main() -> anyhow::Result<()> {
     if args.no_autocheckpoint {
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0")?;
     }
+    // With the chain, the entry goes first and the session row names it.
+    let chain = args.history == History::Chain;
+    let head = if chain { ", history_head = last_insert_rowid()" } else { "" };
+    let history_sql = if chain {
+        "INSERT INTO session_history (session_id, sequence, at, actor, changes, previous) \
+         VALUES (?1, ?2, ?3, ?4, ?5, (SELECT history_head FROM sessions WHERE id = ?1))"
+    } else {
+        "INSERT INTO session_history (session_id, sequence, at, actor, changes) VALUES (?1, ?2, ?3, ?4, ?5)"
+    };
+    let all_columns = format!(
+        "UPDATE sessions SET resource_owner = resource_owner, creator_id = creator_id, \
+         user_id = user_id, fingerprint_id = fingerprint_id, creation_date = creation_date, \
+         change_date = ?2, sequence = ?3, token_hash = token_hash, \
+         expiration_date = expiration_date, terminated_at = ?2, state = ?4{head} \
+         WHERE id = ?1 AND sequence = ?5"
+    );
+    let store_update = format!(
+        "UPDATE sessions SET change_date = ?3, sequence = ?4, token_hash = ?5, state = ?6, \
+         terminated_at = ?3{head} WHERE id = ?1 AND sequence = ?2"
+    );
+    let minimal = format!(
+        "UPDATE sessions SET change_date = ?2, sequence = ?3, terminated_at = ?2{head} WHERE id = ?1 AND sequence = ?4"
+    );
     let ids: Vec<String> = (args.start..args.start + args.count).map(|i| bench_common::session_id("del", i)).collect();
     let now = 1_800_000_000_000_000i64;
     let ((written0, read0), cpu0, started) = (io_bytes(), cpu_secs(), Instant::now());
@@ -174,27 +211,29 @@ fn main() -> anyhow::Result<()> {
             let (sequence, state): (i64, String) = conn
                 .prepare_cached("SELECT sequence, state FROM sessions WHERE id = ?1")?
                 .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let append = || {
+                conn.prepare_cached(history_sql)?.execute(params![
+                    id,
+                    sequence + 1,
+                    now,
+                    "benchmark-user-id-0000",
+                    r#"[{"type":"terminated"}]"#
+                ])
+            };
+            if chain && !args.no_history {
+                append()?;
+            }
             match args.shape {
-                Shape::AllColumns => conn
-                    .prepare_cached(
-                        "UPDATE sessions SET resource_owner = resource_owner, creator_id = creator_id, \
-                         user_id = user_id, fingerprint_id = fingerprint_id, creation_date = creation_date, \
-                         change_date = ?2, sequence = ?3, token_hash = token_hash, \
-                         expiration_date = expiration_date, terminated_at = ?2, state = ?4 \
-                         WHERE id = ?1 AND sequence = ?5",
-                    )?
-                    .execute(params![id, now, sequence + 1, state, sequence])?,
+                Shape::AllColumns => {
+                    conn.prepare_cached(&all_columns)?.execute(params![id, now, sequence + 1, state, sequence])?
+                }
                 Shape::Store => {
                     let _: (i64, Option<String>, Option<i64>, Option<i64>) = conn
                         .prepare_cached(
                             "SELECT sequence, user_id, expiration_date, terminated_at FROM sessions WHERE id = ?1",
                         )?
                         .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
-                    conn.prepare_cached(
-                        "UPDATE sessions SET change_date = ?3, sequence = ?4, token_hash = ?5, state = ?6, \
-                         terminated_at = ?3 WHERE id = ?1 AND sequence = ?2",
-                    )?
-                    .execute(params![
+                    conn.prepare_cached(&store_update)?.execute(params![
                         id,
                         sequence,
                         now,
@@ -203,18 +242,10 @@ fn main() -> anyhow::Result<()> {
                         state
                     ])?
                 }
-                Shape::Minimal => conn
-                    .prepare_cached(
-                        "UPDATE sessions SET change_date = ?2, sequence = ?3, terminated_at = ?2 \
-                         WHERE id = ?1 AND sequence = ?4",
-                    )?
-                    .execute(params![id, now, sequence + 1, sequence])?,
+                Shape::Minimal => conn.prepare_cached(&minimal)?.execute(params![id, now, sequence + 1, sequence])?,
             };
-            if !args.no_history {
-                conn.prepare_cached(
-                    "INSERT INTO session_history (session_id, sequence, at, actor, changes) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?
-                .execute(params![id, sequence + 1, now, "benchmark-user-id-0000", r#"[{"type":"terminated"}]"#])?;
+            if !chain && !args.no_history {
+                append()?;
             }
             if !args.no_savepoint {
                 conn.execute_batch("RELEASE job")?;

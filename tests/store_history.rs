@@ -1,8 +1,9 @@
-//! The session history on every backend, as the schema keeps it since migration 0006 (clustered
-//! by time, read through an index by session): one session's entries come back in sequence order
-//! however the writes of several sessions interleave and whatever their times, the retention sweep
-//! removes the oldest entries first in bounded steps, and a database made before 0006 keeps its
-//! history when a new sessiond opens it.
+//! The session history on every backend (in SQLite since migration 0007 appended in commit order,
+//! each entry naming the one before it of its session): one session's entries come back in
+//! sequence order however the writes of several sessions interleave and whatever their times, the
+//! retention sweep removes the oldest entries first in bounded steps, a session swept from the
+//! live table keeps its history until the retention sweep removes it, and a database made before
+//! 0006 keeps its history when a new sessiond opens it.
 
 #[path = "common/backend.rs"]
 mod backend;
@@ -22,7 +23,11 @@ use sessiond::{
     store::{self, Durability, Store},
 };
 
-on_every_store!(interleaved_writes_read_back_in_sequence_order, the_sweep_removes_the_oldest_entries_first);
+on_every_store!(
+    interleaved_writes_read_back_in_sequence_order,
+    the_sweep_removes_the_oldest_entries_first,
+    a_swept_session_keeps_its_history,
+);
 
 fn session(id: &str, creation: i64) -> Session {
     Session {
@@ -127,6 +132,42 @@ async fn the_sweep_removes_the_oldest_entries_first(store: Arc<dyn Store>) {
     assert_eq!(store.sweep_history(Timestamp(600), 2).await.unwrap(), 0, "what is newer stays");
     assert_eq!(store.sweep_history(Timestamp(701), 2).await.unwrap(), 1);
     assert!(histories(&store, &["x", "y"]).await.is_empty());
+}
+
+async fn a_swept_session_keeps_its_history(store: Arc<dyn Store>) {
+    let (gone, kept) = (session("gone", 100), session("kept", 100));
+    for s in [&gone, &kept] {
+        store.create_session(s, &entry(s, vec![Change::Created])).await.unwrap();
+    }
+    let (gone2, e) = next(&gone, 200);
+    store.update_session(&gone, &gone2, &e).await.unwrap();
+    let mut gone3 = gone2.clone();
+    (gone3.sequence, gone3.change_date, gone3.terminated_at) = (3, Timestamp(300), Some(Timestamp(300)));
+    store.update_session(&gone2, &gone3, &entry(&gone3, vec![Change::Terminated])).await.unwrap();
+    let (kept2, e) = next(&kept, 400);
+    store.update_session(&kept, &kept2, &e).await.unwrap();
+
+    assert_eq!(store.sweep(Timestamp(1_000)).await.unwrap(), 1, "the terminated session is swept");
+    assert!(store.session("gone").await.unwrap().is_none());
+    let history = store.session_history("gone").await.unwrap();
+    assert_eq!(history.iter().map(|e| e.sequence).collect::<Vec<_>>(), [1, 2, 3], "its history is still whole");
+    assert_eq!(history[2].changes, [Change::Terminated]);
+
+    // The retention sweep takes the swept session's entries by time like any others.
+    assert_eq!(store.sweep_history(Timestamp(250), 10).await.unwrap(), 3, "gone 1 and 2, kept 1");
+    assert_eq!(histories(&store, &["gone", "kept"]).await, [("gone".into(), 3, 300), ("kept".into(), 2, 400)]);
+    assert_eq!(store.sweep_history(Timestamp(1_000), 10).await.unwrap(), 2);
+    assert!(histories(&store, &["gone", "kept"]).await.is_empty());
+
+    // Entries written after the history was emptied are found, and only the session's own.
+    let (kept3, e) = next(&kept2, 1_100);
+    store.update_session(&kept2, &kept3, &e).await.unwrap();
+    let again = session("again", 1_200);
+    store.create_session(&again, &entry(&again, vec![Change::Created])).await.unwrap();
+    assert_eq!(
+        histories(&store, &["gone", "kept", "again"]).await,
+        [("kept".into(), 3, 1_100), ("again".into(), 1, 1_200)]
+    );
 }
 
 /// History rows as the schema before 0006 held them: (session, sequence, at), written in this

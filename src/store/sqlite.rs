@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     Durability, SessionFilter, Store, StoreError, StoreResult, Termination, TerminationCheck,
-    codec::{comparison, decode_state_into, encode_changes, encode_state, history_entry, lockout_columns, otp_columns},
+    codec::{comparison, decode_state_into, encode_state, lockout_columns, otp_columns},
 };
 use crate::domain::port::{AuthorizedTermination, SessionBuild, TokenRow};
 use crate::domain::{
@@ -39,6 +39,7 @@ use crate::domain::{
 };
 
 mod fused;
+mod history;
 mod passkeys;
 mod rows;
 mod secrets;
@@ -56,6 +57,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0004_otp_email_sms.sql"),
     include_str!("../../migrations/sqlite/0005_passkeys.sql"),
     include_str!("../../migrations/sqlite/0006_history_append.sql"),
+    include_str!("../../migrations/sqlite/0007_history_chain.sql"),
 ];
 
 type Finish = Box<dyn FnOnce(Option<StoreError>) + Send>;
@@ -478,17 +480,23 @@ impl Store for SqliteStore {
             columns.push(("terminated_at", next.terminated_at.map_or(Value::Null, |t| Value::Integer(t.0))));
         }
         let set = columns.iter().enumerate().map(|(i, (c, _))| format!("{c} = ?{}", i + 3)).collect::<Vec<_>>();
-        let sql = format!("UPDATE sessions SET {} WHERE id = ?1 AND sequence = ?2", set.join(", "));
+        let sql = format!(
+            "UPDATE sessions SET {}, history_head = last_insert_rowid() WHERE id = ?1 AND sequence = ?2",
+            set.join(", ")
+        );
         let values: Vec<Value> =
             [Value::Text(next.id.clone()), expected].into_iter().chain(columns.into_iter().map(|(_, v)| v)).collect();
         let entry = entry.clone();
         self.write(move |conn| {
+            // The entry first: the row names it as its history's head. A missed guard rolls the
+            // job's savepoint back, the entry with it.
+            history::append_history(conn, &entry)?;
             let changed =
                 conn.prepare_cached(&sql).and_then(|mut s| s.execute(params_from_iter(values))).map_err(translate)?;
             if changed != 1 {
                 return Err(StoreError::Conflict);
             }
-            insert_history(conn, &entry)
+            Ok(())
         })
         .await
     }
@@ -521,23 +529,12 @@ impl Store for SqliteStore {
 
     async fn session_history(&self, id: &str) -> StoreResult<Vec<HistoryEntry>> {
         let id = id.to_owned();
-        self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT session_id, sequence, at, actor, changes FROM session_history WHERE session_id = ?1 ORDER BY sequence",
-                )
-                .map_err(translate)?;
-            let rows: Vec<(String, i64, i64, String, String)> = stmt
-                .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
-                .and_then(Iterator::collect)
-                .map_err(translate)?;
-            rows.into_iter().map(history_entry).collect()
-        })
-        .await
+        self.read(move |conn| history::read_history(conn, &id)).await
     }
 
     async fn sweep(&self, before: Timestamp) -> StoreResult<u64> {
         self.write(move |conn| {
+            history::keep_heads(conn, before.0)?;
             let n = conn
                 .execute("DELETE FROM sessions WHERE terminated_at < ?1 OR expiration_date < ?1", [before.0])
                 .map_err(translate)?;
@@ -556,6 +553,7 @@ impl Store for SqliteStore {
                 )
                 .and_then(|mut s| s.execute(params![before.0, limit]))
                 .map_err(translate)?;
+            history::forget_heads(conn)?;
             Ok(n as u64)
         })
         .await

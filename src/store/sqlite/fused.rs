@@ -7,9 +7,8 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter, types::V
 
 use super::{
     SqliteStore, StoreError, StoreResult, Termination, TerminationCheck,
-    rows::{
-        TOKEN_WITH_USER, USER_COLUMNS, insert_history, read_session, session_params, token_from_row, user_from_row,
-    },
+    history::append_history,
+    rows::{TOKEN_WITH_USER, USER_COLUMNS, read_session, session_params, token_from_row, user_from_row},
     translate,
 };
 use crate::domain::{
@@ -102,9 +101,11 @@ pub(super) fn terminate_in(
         TerminationStep::Answer(answer) => return Ok(answer),
     };
     let (next, entry) = terminated(&current, at, actor);
+    append_history(conn, &entry)?;
     let changed = conn
         .prepare_cached(
-            "UPDATE sessions SET change_date = ?3, sequence = ?4, terminated_at = ?5 WHERE id = ?1 AND sequence = ?2",
+            "UPDATE sessions SET change_date = ?3, sequence = ?4, terminated_at = ?5, history_head = last_insert_rowid() \
+             WHERE id = ?1 AND sequence = ?2",
         )
         .and_then(|mut s| {
             s.execute(params![
@@ -119,18 +120,18 @@ pub(super) fn terminate_in(
     if changed != 1 {
         return Err(StoreError::Conflict);
     }
-    insert_history(conn, &entry)?;
     Ok(Termination::Terminated(next))
 }
 
 /// Inserts a session (its columns as `session_params` lists them) and its first history entry.
 pub(super) fn insert_session(conn: &Connection, values: [Value; 12], entry: &HistoryEntry) -> StoreResult<()> {
+    append_history(conn, entry)?;
     conn.prepare_cached(
         "INSERT INTO sessions (id, resource_owner, creator_id, user_id, fingerprint_id, creation_date, change_date, \
-         sequence, token_hash, expiration_date, terminated_at, state) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+         sequence, token_hash, expiration_date, terminated_at, state, history_head) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, last_insert_rowid())",
     )
     .and_then(|mut s| s.execute(params_from_iter(values)))
     .map_err(translate)?;
-    insert_history(conn, entry)
+    Ok(())
 }

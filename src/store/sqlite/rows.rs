@@ -134,23 +134,6 @@ pub(super) fn read_session(conn: &Connection, id: &str) -> StoreResult<Option<Se
         .transpose()
 }
 
-pub(super) fn insert_history(conn: &Connection, entry: &HistoryEntry) -> StoreResult<()> {
-    conn.prepare_cached(
-        "INSERT INTO session_history (session_id, sequence, at, actor, changes) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
-            entry.session_id,
-            i64::try_from(entry.sequence).unwrap_or(i64::MAX),
-            entry.at.0,
-            entry.actor,
-            encode_changes(&entry.changes)
-        ])
-    })
-    .map_err(translate)?;
-    Ok(())
-}
-
 pub(super) fn session_params(session: &Session) -> [Value; 12] {
     [
         Value::Text(session.id.clone()),

@@ -1,0 +1,125 @@
+//! The session history in SQLite (migration 0007): entries appended in commit order, each naming
+//! the entry before it of the same session (`previous`), the session row naming its newest
+//! (`sessions.history_head`). No index by session: a write appends to the last page of the
+//! table and rewrites only the session row it writes anyway. One session's history is read by
+//! walking that chain.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{StoreResult, translate};
+use crate::domain::session::HistoryEntry;
+use crate::store::codec::{encode_changes, history_entry};
+
+/// Appends `entry`, chained to the session's current head. The caller's write of the session
+/// row must then set `history_head = last_insert_rowid()` (or roll the job back).
+pub(super) fn append_history(conn: &Connection, entry: &HistoryEntry) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO session_history (session_id, sequence, at, actor, changes, previous) \
+         VALUES (?1, ?2, ?3, ?4, ?5, (SELECT history_head FROM sessions WHERE id = ?1))",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            entry.session_id,
+            i64::try_from(entry.sequence).unwrap_or(i64::MAX),
+            entry.at.0,
+            entry.actor,
+            encode_changes(&entry.changes)
+        ])
+    })
+    .map_err(translate)?;
+    Ok(())
+}
+
+type Row = (String, i64, i64, String, String);
+
+/// One session's history in sequence order: the chain from its head, newest first.
+///
+/// The retention sweep removes entries by time, oldest first, so a walk ends at an entry that is
+/// gone. A session's entries are numbered in sequence order, so when the missing entry's number
+/// is below every number left, nothing older of the session is left either. Otherwise the sweep
+/// took a newer entry before an older one (a clock that went back) and the rest of the session's
+/// entries are found by a scan of the numbers below it: rare, and bounded by that range.
+pub(super) fn read_history(conn: &Connection, id: &str) -> StoreResult<Vec<HistoryEntry>> {
+    let head: Option<i64> = conn
+        .prepare_cached("SELECT history_head FROM sessions WHERE id = ?1")
+        .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
+        .map_err(translate)?
+        .flatten();
+    let head = match head {
+        Some(head) => Some(head),
+        // A session swept from `sessions` keeps its head here while its entries last.
+        None => conn
+            .prepare_cached("SELECT head FROM session_history_heads WHERE session_id = ?1")
+            .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
+            .map_err(translate)?,
+    };
+    let mut newest_first: Vec<Row> = Vec::new();
+    let mut link = head;
+    while let Some(entry) = link {
+        let row: Option<(Row, Option<i64>)> = conn
+            .prepare_cached(
+                "SELECT session_id, sequence, at, actor, changes, previous FROM session_history WHERE entry = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row([entry], |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?), r.get(5)?)))
+                    .optional()
+            })
+            .map_err(translate)?;
+        // A number can be reused once every entry was swept: it must still be this session's,
+        // and older than the entry that named it.
+        let below = newest_first.last().map_or(i64::MAX, |r| r.1);
+        match row {
+            Some((row, previous)) if row.0 == id && row.1 < below => {
+                newest_first.push(row);
+                link = previous;
+            }
+            _ => {
+                newest_first.extend(older_than(conn, id, entry, below)?);
+                link = None;
+            }
+        }
+    }
+    newest_first.into_iter().rev().map(history_entry).collect()
+}
+
+/// The session's entries numbered below `entry` and older than sequence `below`, newest first,
+/// when the sweep may have left some (see `read_history`).
+fn older_than(conn: &Connection, id: &str, entry: i64, below: i64) -> StoreResult<Vec<Row>> {
+    let oldest: Option<i64> =
+        conn.query_row("SELECT MIN(entry) FROM session_history", [], |r| r.get(0)).map_err(translate)?;
+    if oldest.is_none_or(|oldest| entry < oldest) {
+        return Ok(Vec::new());
+    }
+    conn.prepare_cached(
+        "SELECT session_id, sequence, at, actor, changes FROM session_history \
+         WHERE entry < ?1 AND session_id = ?2 AND sequence < ?3 ORDER BY sequence DESC",
+    )
+    .and_then(|mut s| {
+        s.query_map(params![entry, id, below], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+            .collect()
+    })
+    .map_err(translate)
+}
+
+/// Before sessions are swept: their heads, so that their history stays readable.
+pub(super) fn keep_heads(conn: &Connection, before: i64) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO session_history_heads (session_id, head) \
+         SELECT id, history_head FROM sessions \
+         WHERE (terminated_at < ?1 OR expiration_date < ?1) AND history_head IS NOT NULL",
+    )
+    .and_then(|mut s| s.execute([before]))
+    .map_err(translate)?;
+    Ok(())
+}
+
+/// After the retention sweep: the heads of swept sessions none of whose entries is left.
+pub(super) fn forget_heads(conn: &Connection) -> StoreResult<()> {
+    conn.prepare_cached(
+        "DELETE FROM session_history_heads \
+         WHERE head < IFNULL((SELECT MIN(entry) FROM session_history), 9223372036854775807)",
+    )
+    .and_then(|mut s| s.execute([]))
+    .map_err(translate)?;
+    Ok(())
+}
