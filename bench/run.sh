@@ -505,9 +505,12 @@ for scenario in $SCENARIOS; do
         # baseline's target/release) on copies of one template, both on the server core, arms
         # alternated round by round.
         [[ -n ${BENCH_BASE:-} ]] || { echo "the ab scenario needs BENCH_BASE=<baseline target/release>" >&2; exit 2; }
-        # The template is made by the baseline's own binaries (an older schema is migrated forward
-        # by the new build at its start; a newer one would not open in the old).
+        # Each side's template is made by its own binaries, so that each side's B-trees are laid
+        # out as its own writes lay them out (a migration that rewrites every row would leave
+        # pages emptier than writes do, and flatter the new side); the new one gets the base's
+        # user and token.
         AB_TEMPLATE=$DIR/ab-$(sha256sum "$BENCH_BASE/sessiond" | cut -c1-8)-$POOL.db
+        AB_NEW_TEMPLATE=$DIR/ab-$(sha256sum "$BIN/sessiond" | cut -c1-8)-$(sha256sum "$BENCH_BASE/sessiond" | cut -c1-8)-$POOL.db
         if [[ ! -f $AB_TEMPLATE || ! -f $AB_TEMPLATE.token ]]; then
             log "ab: template database made by the baseline"
             rm -f "$AB_TEMPLATE" "$AB_TEMPLATE-wal" "$AB_TEMPLATE-shm"
@@ -518,11 +521,21 @@ for scenario in $SCENARIOS; do
             "$BENCH_BASE/examples/bulkload" --database "sqlite:$AB_TEMPLATE" --user "$AB_USER" --seed del --count "$POOL"
             "$BENCH_BASE/sessiond" --database "sqlite:$AB_TEMPLATE" migrate 2>/dev/null
         fi
+        if [[ ! -f $AB_NEW_TEMPLATE ]]; then
+            command -v sqlite3 >/dev/null || { echo "sqlite3 missing (apt-get install sqlite3)" >&2; exit 1; }
+            log "ab: template database made by the new build"
+            rm -f "$AB_NEW_TEMPLATE" "$AB_NEW_TEMPLATE-wal" "$AB_NEW_TEMPLATE-shm"
+            "$BIN/sessiond" --database "sqlite:$AB_NEW_TEMPLATE" migrate 2>/dev/null
+            sqlite3 "$AB_NEW_TEMPLATE" "ATTACH '$AB_TEMPLATE' AS base; INSERT INTO users SELECT * FROM base.users; \
+                INSERT INTO api_tokens SELECT * FROM base.api_tokens;"
+            AB_USER=$(sqlite3 "$AB_NEW_TEMPLATE" "SELECT id FROM users WHERE login_name = 'bench'")
+            "$BIN/examples/bulkload" --database "sqlite:$AB_NEW_TEMPLATE" --user "$AB_USER" --seed bg --count 1000
+            "$BIN/examples/bulkload" --database "sqlite:$AB_NEW_TEMPLATE" --user "$AB_USER" --seed del --count "$POOL"
+            "$BIN/sessiond" --database "sqlite:$AB_NEW_TEMPLATE" migrate 2>/dev/null
+        fi
         LOADGEN_TOKEN=$(cat "$AB_TEMPLATE.token")
         copy_db "$AB_TEMPLATE" "$DIR/ab-base.db"
-        copy_db "$AB_TEMPLATE" "$DIR/ab-new.db"
-        # The new build's migrations run before the measurement (and before wait_port's 10 s).
-        "$BIN/sessiond" --database "sqlite:$DIR/ab-new.db" migrate 2>/dev/null
+        copy_db "$AB_NEW_TEMPLATE" "$DIR/ab-new.db"
         NEW_BIN=$BIN; BIN=$BENCH_BASE
         start_sessiond $((PORT + 53)) "$DIR/ab-base.db" --runtime "$RUNTIME"; B=$LAST_PID
         BIN=$NEW_BIN
