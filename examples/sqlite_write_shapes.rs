@@ -46,6 +46,9 @@ enum History {
     /// As `append`, no index by session: each entry names the one before it of its session, the
     /// session row names the newest (migration 0007, the store since).
     Chain,
+    /// The database as the store made it (0007 or later), not rebuilt: its sessions' pages as
+    /// the store's own writes filled them.
+    AsIs,
 }
 
 impl History {
@@ -69,6 +72,7 @@ impl History {
             Self::Append => MIGRATION_0006.to_owned(),
             Self::AppendUnindexed => format!("{MIGRATION_0006}; DROP INDEX session_history_session;"),
             Self::Chain => format!("{MIGRATION_0006}; {MIGRATION_0007}"),
+            Self::AsIs => String::new(),
             Self::ByTime => format!(
                 "CREATE TABLE h ({COLUMNS}, PRIMARY KEY (at, session_id, sequence)) WITHOUT ROWID; {} \
                  CREATE UNIQUE INDEX session_history_session ON session_history (session_id, sequence);",
@@ -154,7 +158,7 @@ fn main() -> anyhow::Result<()> {
         conn.query_row("SELECT COUNT(*) FROM pragma_table_info('sessions') WHERE name = 'history_head'", [], |r| {
             r.get(0)
         })?;
-    if chained > 0 {
+    if chained > 0 && args.history != History::AsIs {
         conn.execute_batch("ALTER TABLE sessions DROP COLUMN history_head; DROP TABLE session_history_heads;")?;
     }
     conn.execute_batch(&format!("BEGIN IMMEDIATE; {}; COMMIT;", args.history.rebuild()))?;
@@ -176,7 +180,7 @@ fn main() -> anyhow::Result<()> {
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0")?;
     }
     // With the chain, the entry goes first and the session row names it.
-    let chain = args.history == History::Chain;
+    let chain = matches!(args.history, History::Chain | History::AsIs);
     let head = if chain { ", history_head = last_insert_rowid()" } else { "" };
     let history_sql = if chain {
         "INSERT INTO session_history (session_id, sequence, at, actor, changes, previous) \

@@ -321,14 +321,38 @@ impl Retention {
     }
 }
 
-/// History entries removed per store call: a long backlog is removed in steps, each short enough
-/// not to hold the database away from the calls.
-const HISTORY_SWEEP_BATCH: u32 = 2_000;
+/// Sessions and history entries removed per store call: a long backlog is removed in steps,
+/// each short enough not to hold the database away from the calls.
+const SWEEP_BATCH: u32 = 2_000;
 
 /// Calls the in-flight limit always admits, however slow they are: one client's ordinary
 /// concurrency (a closed loop of 64 calls is never shed). Above it the limit follows the rate
 /// (`transport::admission`); password checks and slow clients do not pull it down.
 const ADMISSION_FLOOR: usize = 64;
+
+/// Runs one of the store's bounded sweeps until a step removes less than a whole batch (or fails);
+/// returns how many it removed.
+async fn in_steps<F>(what: &str, mut step: impl FnMut() -> F) -> u64
+where
+    F: std::future::Future<Output = crate::store::StoreResult<u64>>,
+{
+    let mut removed = 0;
+    loop {
+        match step().await {
+            Ok(n) => {
+                removed += n;
+                if n < u64::from(SWEEP_BATCH) {
+                    return removed;
+                }
+                tokio::task::yield_now().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "sweeping {what} failed");
+                return removed;
+            }
+        }
+    }
+}
 
 /// Removes the rows of sessions terminated or expired longer than `retention.sessions` ago, and
 /// history entries older than `retention.history`.
@@ -340,34 +364,13 @@ async fn sweep(store: Arc<dyn Store>, retention: Retention, every: Duration, met
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let sessions = match store.sweep(ago(retention.sessions)).await {
-            Ok(0) => 0,
-            Ok(removed) => {
-                tracing::info!(removed, "swept ended sessions");
-                removed
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "sweeping ended sessions failed");
-                0
-            }
-        };
-        let before = ago(retention.history);
-        let mut removed = 0;
-        loop {
-            match store.sweep_history(before, HISTORY_SWEEP_BATCH).await {
-                Ok(n) => {
-                    removed += n;
-                    if n < u64::from(HISTORY_SWEEP_BATCH) {
-                        break;
-                    }
-                    tokio::task::yield_now().await;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "sweeping session history failed");
-                    break;
-                }
-            }
+        let before = ago(retention.sessions);
+        let sessions = in_steps("ended sessions", || store.sweep(before, SWEEP_BATCH)).await;
+        if sessions > 0 {
+            tracing::info!(removed = sessions, "swept ended sessions");
         }
+        let before = ago(retention.history);
+        let removed = in_steps("session history", || store.sweep_history(before, SWEEP_BATCH)).await;
         if removed > 0 {
             tracing::info!(removed, "swept session history past its retention");
         }

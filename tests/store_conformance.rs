@@ -49,6 +49,7 @@ on_every_store!(
     list_shows_only_live_visible_sessions,
     sweep_removes_ended_rows_and_keeps_history,
     history_sweep_removes_old_entries_in_bounded_steps,
+    sweep_removes_the_earliest_ended_in_bounded_steps,
     closed_store_is_unavailable,
 );
 
@@ -728,7 +729,7 @@ async fn sweep_removes_ended_rows_and_keeps_history(store: Arc<dyn Store>) {
         store.update_session(&created, s, &entry(s, vec![Change::Terminated])).await.unwrap();
     }
 
-    assert_eq!(store.sweep(Timestamp(1_000)).await.unwrap(), 2);
+    assert_eq!(store.sweep(Timestamp(1_000), 100).await.unwrap(), 2);
     assert_eq!(store.session("expired").await.unwrap(), None);
     assert_eq!(store.session("terminated").await.unwrap(), None);
     for kept in ["live", "expires-later", "terminated-recently"] {
@@ -736,7 +737,36 @@ async fn sweep_removes_ended_rows_and_keeps_history(store: Arc<dyn Store>) {
     }
     assert_eq!(store.session_history("terminated").await.unwrap().len(), 2, "history outlives the row");
     assert_eq!(store.session_history("expired").await.unwrap().len(), 1);
-    assert_eq!(store.sweep(Timestamp(1_000)).await.unwrap(), 0);
+    assert_eq!(store.sweep(Timestamp(1_000), 100).await.unwrap(), 0);
+}
+
+async fn sweep_removes_the_earliest_ended_in_bounded_steps(store: Arc<dyn Store>) {
+    // Terminated at 100..500; "both" also expired (at 50), so either query finds it.
+    for (i, id) in ["t1", "t2", "t3", "t4", "both"].iter().enumerate() {
+        let mut s = session(id, 10);
+        if *id == "both" {
+            s.expiration_date = Some(Timestamp(50));
+        }
+        create(&store, &s).await;
+        let created = s.clone();
+        s.sequence = 2;
+        s.terminated_at = Some(Timestamp(100 * (i as i64 + 1)));
+        store.update_session(&created, &s, &entry(&s, vec![Change::Terminated])).await.unwrap();
+    }
+    let mut live = session("live", 10);
+    live.expiration_date = Some(Timestamp(5_000));
+    create(&store, &live).await;
+
+    // A step takes at most `limit` of each kind: t1 and t2 by termination, "both" by expiry.
+    assert_eq!(store.sweep(Timestamp(1_000), 2).await.unwrap(), 3, "one bounded step");
+    for id in ["t1", "t2", "both"] {
+        assert_eq!(store.session(id).await.unwrap(), None, "{id}: the earliest ended go first");
+    }
+    assert!(store.session("t3").await.unwrap().is_some(), "t3 waits for the next step");
+    assert_eq!(store.sweep(Timestamp(1_000), 2).await.unwrap(), 2);
+    assert_eq!(store.sweep(Timestamp(1_000), 2).await.unwrap(), 0);
+    assert!(store.session("live").await.unwrap().is_some());
+    assert_eq!(store.session_history("t4").await.unwrap().len(), 2, "history outlives the row");
 }
 
 async fn history_sweep_removes_old_entries_in_bounded_steps(store: Arc<dyn Store>) {

@@ -147,7 +147,7 @@ async fn a_swept_session_keeps_its_history(store: Arc<dyn Store>) {
     let (kept2, e) = next(&kept, 400);
     store.update_session(&kept, &kept2, &e).await.unwrap();
 
-    assert_eq!(store.sweep(Timestamp(1_000)).await.unwrap(), 1, "the terminated session is swept");
+    assert_eq!(store.sweep(Timestamp(1_000), 10).await.unwrap(), 1, "the terminated session is swept");
     assert!(store.session("gone").await.unwrap().is_none());
     let history = store.session_history("gone").await.unwrap();
     assert_eq!(history.iter().map(|e| e.sequence).collect::<Vec<_>>(), [1, 2, 3], "its history is still whole");

@@ -256,8 +256,10 @@ pub trait Store: PasskeyStore + Send + Sync + fmt::Debug + 'static {
     /// One page of matching sessions, and the number of all matches.
     async fn list_sessions(&self, filter: &SessionFilter) -> StoreResult<(u64, Vec<Session>)>;
     async fn session_history(&self, id: &str) -> StoreResult<Vec<HistoryEntry>>;
-    /// Removes the live rows of sessions terminated or expired before `before` (history stays).
-    async fn sweep(&self, before: Timestamp) -> StoreResult<u64>;
+    /// Removes the live rows of up to `limit` sessions terminated or expired before `before`
+    /// (their history stays), earliest ended first; returns how many. Bounded, so that one call
+    /// never holds the database long.
+    async fn sweep(&self, before: Timestamp, limit: u32) -> StoreResult<u64>;
     /// Removes up to `limit` history entries written before `before` (the history's retention),
     /// oldest first; returns how many. Bounded, so that one call never holds the database long.
     async fn sweep_history(&self, before: Timestamp, limit: u32) -> StoreResult<u64>;

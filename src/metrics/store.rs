@@ -168,8 +168,8 @@ impl Store for TimedStore {
     async fn session_history(&self, id: &str) -> StoreResult<Vec<HistoryEntry>> {
         self.timed("session_history", self.inner.session_history(id)).await
     }
-    async fn sweep(&self, before: Timestamp) -> StoreResult<u64> {
-        self.timed("sweep", self.inner.sweep(before)).await
+    async fn sweep(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {
+        self.timed("sweep", self.inner.sweep(before, limit)).await
     }
     async fn sweep_history(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {
         self.timed("sweep_history", self.inner.sweep_history(before, limit)).await

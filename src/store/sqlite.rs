@@ -532,15 +532,8 @@ impl Store for SqliteStore {
         self.read(move |conn| history::read_history(conn, &id)).await
     }
 
-    async fn sweep(&self, before: Timestamp) -> StoreResult<u64> {
-        self.write(move |conn| {
-            history::keep_heads(conn, before.0)?;
-            let n = conn
-                .execute("DELETE FROM sessions WHERE terminated_at < ?1 OR expiration_date < ?1", [before.0])
-                .map_err(translate)?;
-            Ok(n as u64)
-        })
-        .await
+    async fn sweep(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {
+        self.write(move |conn| history::sweep_sessions(conn, before.0, limit)).await
     }
 
     async fn sweep_history(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {

@@ -101,16 +101,35 @@ fn older_than(conn: &Connection, id: &str, entry: i64, below: i64) -> StoreResul
     .map_err(translate)
 }
 
-/// Before sessions are swept: their heads, so that their history stays readable.
-pub(super) fn keep_heads(conn: &Connection, before: i64) -> StoreResult<()> {
-    conn.prepare_cached(
-        "INSERT OR REPLACE INTO session_history_heads (session_id, head) \
-         SELECT id, history_head FROM sessions \
-         WHERE (terminated_at < ?1 OR expiration_date < ?1) AND history_head IS NOT NULL",
-    )
-    .and_then(|mut s| s.execute([before]))
-    .map_err(translate)?;
-    Ok(())
+/// Removes up to `limit` sessions terminated before `before` and up to `limit` expired before it,
+/// the earliest first (each through its partial index), keeping their history's heads so that
+/// their history stays readable.
+pub(super) fn sweep_sessions(conn: &Connection, before: i64, limit: u32) -> StoreResult<u64> {
+    let mut ended: Vec<(String, Option<i64>)> = Vec::new();
+    for sql in [
+        "SELECT id, history_head FROM sessions WHERE terminated_at < ?1 ORDER BY terminated_at LIMIT ?2",
+        "SELECT id, history_head FROM sessions WHERE expiration_date < ?1 ORDER BY expiration_date LIMIT ?2",
+    ] {
+        let found: Vec<(String, Option<i64>)> = conn
+            .prepare_cached(sql)
+            .and_then(|mut s| s.query_map(params![before, limit], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+            .map_err(translate)?;
+        ended.extend(found);
+    }
+    let mut removed = 0;
+    for (id, head) in ended {
+        if let Some(head) = head {
+            conn.prepare_cached("INSERT OR REPLACE INTO session_history_heads (session_id, head) VALUES (?1, ?2)")
+                .and_then(|mut s| s.execute(params![id, head]))
+                .map_err(translate)?;
+        }
+        // Both queries can name a session that ended both ways: it is removed once.
+        removed += conn
+            .prepare_cached("DELETE FROM sessions WHERE id = ?1")
+            .and_then(|mut s| s.execute([&id]))
+            .map_err(translate)?;
+    }
+    Ok(removed as u64)
 }
 
 /// After the retention sweep: the heads of swept sessions none of whose entries is left.

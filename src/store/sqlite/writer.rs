@@ -48,6 +48,12 @@ pub(super) fn open_writer(path: &Path, durability: Durability) -> StoreResult<Co
     // checkpointer's RESTART would overshoot by that much. Poll in short naps instead.
     conn.busy_handler(Some(short_naps)).map_err(translate)?;
     migrate(&conn)?;
+    // Each job's savepoint copies the pages it changes into a statement journal, which SQLite
+    // spills to a temporary file past 64 KiB and then keeps there: a pwrite per page for every
+    // later job (38 KiB per CreateSession, measured). Kept in memory it is a copy; every job is
+    // bounded (the sweeps run in steps), and the migrations above, which may rewrite every row,
+    // ran before this.
+    conn.execute_batch("PRAGMA temp_store = MEMORY").map_err(translate)?;
     Ok(conn)
 }
 
