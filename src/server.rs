@@ -321,9 +321,13 @@ impl Retention {
     }
 }
 
-/// Sessions and history entries removed per store call: a long backlog is removed in steps,
-/// each short enough not to hold the database away from the calls.
-const SWEEP_BATCH: u32 = 2_000;
+/// History entries removed per store call: a long backlog is removed in steps, each short enough
+/// not to hold the database away from the calls. The oldest entries lie together, on few pages.
+const HISTORY_SWEEP_BATCH: u32 = 2_000;
+/// Ended sessions removed per store call (of each kind, terminated and expired). Each can lie on
+/// pages of its own in the table and its indexes, and SQLite keeps a copy of every page a job
+/// changes until the job ends (in memory): 256 of each is at most a few MiB.
+const SESSION_SWEEP_BATCH: u32 = 256;
 
 /// Calls the in-flight limit always admits, however slow they are: one client's ordinary
 /// concurrency (a closed loop of 64 calls is never shed). Above it the limit follows the rate
@@ -332,7 +336,7 @@ const ADMISSION_FLOOR: usize = 64;
 
 /// Runs one of the store's bounded sweeps until a step removes less than a whole batch (or fails);
 /// returns how many it removed.
-async fn in_steps<F>(what: &str, mut step: impl FnMut() -> F) -> u64
+async fn in_steps<F>(what: &str, batch: u32, mut step: impl FnMut() -> F) -> u64
 where
     F: std::future::Future<Output = crate::store::StoreResult<u64>>,
 {
@@ -341,7 +345,7 @@ where
         match step().await {
             Ok(n) => {
                 removed += n;
-                if n < u64::from(SWEEP_BATCH) {
+                if n < u64::from(batch) {
                     return removed;
                 }
                 tokio::task::yield_now().await;
@@ -365,12 +369,14 @@ async fn sweep(store: Arc<dyn Store>, retention: Retention, every: Duration, met
     loop {
         ticker.tick().await;
         let before = ago(retention.sessions);
-        let sessions = in_steps("ended sessions", || store.sweep(before, SWEEP_BATCH)).await;
+        let sessions =
+            in_steps("ended sessions", SESSION_SWEEP_BATCH, || store.sweep(before, SESSION_SWEEP_BATCH)).await;
         if sessions > 0 {
             tracing::info!(removed = sessions, "swept ended sessions");
         }
         let before = ago(retention.history);
-        let removed = in_steps("session history", || store.sweep_history(before, SWEEP_BATCH)).await;
+        let removed =
+            in_steps("session history", HISTORY_SWEEP_BATCH, || store.sweep_history(before, HISTORY_SWEEP_BATCH)).await;
         if removed > 0 {
             tracing::info!(removed, "swept session history past its retention");
         }
