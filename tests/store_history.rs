@@ -206,6 +206,54 @@ async fn an_older_database_keeps_its_history() {
     }
 }
 
+/// A SQLite database made before migration 0007 (schema version 6, the history indexed by
+/// session): a live session's old entries stay readable in sequence order (its clock went back
+/// between them), its next write chains onto them, a session already swept keeps its history,
+/// and the sweep still goes by time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_from_before_0007_keeps_every_chain() {
+    let Some(db) = TestDb::fresh(Backend::Sqlite).await else { return };
+    {
+        let conn = rusqlite::Connection::open(db.url.trim_start_matches("sqlite:")).unwrap();
+        conn.execute_batch("PRAGMA journal_mode = WAL;").unwrap();
+        for sql in OLD_SQLITE_MIGRATIONS {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(include_str!("../migrations/sqlite/0006_history_append.sql")).unwrap();
+        conn.execute_batch("PRAGMA user_version = 6;").unwrap();
+        conn.execute(
+            "INSERT INTO sessions (id, resource_owner, creator_id, creation_date, change_date, sequence, token_hash, state) \
+             VALUES ('live', 'org', 'creator', 100, 50, 2, ?1, '{}')",
+            [vec![1u8; 32]],
+        )
+        .unwrap();
+        // Written in this order: live's second entry carries an earlier time than its first.
+        for (id, sequence, at) in [("live", 1, 100), ("swept", 1, 80), ("live", 2, 50), ("swept", 2, 90)] {
+            conn.execute(
+                "INSERT INTO session_history (session_id, sequence, at, actor, changes) VALUES (?1, ?2, ?3, ?4, ?5)",
+                rusqlite::params![id, sequence, at, "old-actor", r#"[{"type":"token_rotated"}]"#],
+            )
+            .unwrap();
+        }
+    }
+    let store = store::open(&db.url, Durability::Normal).await.expect("the version 6 database opens");
+    assert_eq!(histories(&store, &["live"]).await, [("live".into(), 1, 100), ("live".into(), 2, 50)]);
+    assert_eq!(histories(&store, &["swept"]).await, [("swept".into(), 1, 80), ("swept".into(), 2, 90)]);
+
+    let current = store.session("live").await.unwrap().expect("the live session");
+    let (updated, e) = next(&current, 700);
+    store.update_session(&current, &updated, &e).await.unwrap();
+    let sequences = |h: Vec<(String, u64, i64)>| h.into_iter().map(|(_, s, _)| s).collect::<Vec<_>>();
+    assert_eq!(sequences(histories(&store, &["live"]).await), [1, 2, 3], "the new entry chains onto the old");
+
+    // By time: live 2 at 50, swept 1 at 80, swept 2 at 90, live 1 at 100, live 3 at 700.
+    assert_eq!(store.sweep_history(Timestamp(95), 10).await.unwrap(), 3);
+    assert_eq!(histories(&store, &["live"]).await, [("live".into(), 1, 100), ("live".into(), 3, 700)]);
+    assert!(histories(&store, &["swept"]).await.is_empty());
+    store.close().await;
+    db.remove().await;
+}
+
 fn old_sqlite(url: &str) {
     let conn = rusqlite::Connection::open(url.trim_start_matches("sqlite:")).unwrap();
     conn.execute_batch("PRAGMA journal_mode = WAL;").unwrap();
