@@ -4,7 +4,7 @@
 # round by round), cross-check with h2load, and leave every table and JSON file in $OUT.
 #
 #   bench/run.sh                  # everything (first run also bulk-loads 1M sessions, ~2 min)
-#   bench/run.sh matrix sync      # only some: matrix runtime sync million latency h2load logging shapes overload
+#   bench/run.sh matrix sync      # only some: matrix runtime sync million latency h2load logging shapes overload overload-h2load
 #   BENCH_BASE=... bench/run.sh postgres-ab   # the same on PostgreSQL (a database for each side)
 #   bench/run.sh postgres-scale                # two sessiond processes on one PostgreSQL database against one
 #   BENCH_BASE=/path/to/baseline/target/release bench/run.sh ab   # same-run A/B against a baseline build
@@ -460,6 +460,70 @@ for scenario in $SCENARIOS; do
                 $STORE $variant
         done | tee "$OUT/shapes.txt"
         rm -f "$DIR/shapes.db" "$DIR/shapes.db-wal" "$DIR/shapes.db-shm"
+        ;;
+    overload-h2load)
+        # The overload scenario with h2load as the generator (it costs a call a fraction of what
+        # examples/loadgen does, so the server, not the generator, saturates): GetSession over
+        # gRPC, the closed-loop peak at c=64 on one connection, then open loop at 0.5x, 1.5x and
+        # 2x of it (--rps per client) on 16 connections x 256 streams for BENCH_OVERLOAD_SECS each.
+        # h2load counts every HTTP 200 as a success: outcomes and the admitted calls' latency come
+        # from the server's /metrics (calls by code, the call duration histogram).
+        command -v h2load >/dev/null || { echo "h2load missing: apt-get install -y nghttp2-client" >&2; exit 1; }
+        OVERLOAD_SECS=${BENCH_OVERLOAD_SECS:-60}
+        copy_db "$SMALL" "$DIR/work.db"
+        start_sessiond $GRPC_PORT "$DIR/work.db" --runtime "$RUNTIME"; S=$LAST_PID
+        ID=$("$BIN/examples/loadgen" --emit-get-body "$OUT/get.grpc")
+        h2() {
+            taskset -c "$LOAD_CPU" h2load -t 1 -H 'content-type: application/grpc' -H 'te: trailers' \
+                -H "authorization: Bearer $TOKEN" -d "$OUT/get.grpc" "$@" \
+                "http://127.0.0.1:$GRPC_PORT/zitadel.session.v2.SessionService/GetSession"
+        }
+        metrics() { curl -s "http://127.0.0.1:$((GRPC_PORT + 100))/metrics"; }
+        log "overload-h2load: closed-loop peak (session $ID)"
+        h2 -c 1 -m "$CONCURRENCY" -D 10 --warm-up-time 1 >"$OUT/overload-h2load-peak.out" 2>&1
+        PEAK=$(awk '/^finished in/ { gsub(",", "", $4); printf "%d", $4 }' "$OUT/overload-h2load-peak.out")
+        echo "| offered | calls/s offered (h2load) | served calls/s | served / peak | shed calls/s | other failures | server CPU s | admitted p50 / p99 / p99.9 ms (bucket bounds) |" \
+            >"$OUT/overload-h2load.md"
+        echo "|---|---:|---:|---:|---:|---:|---:|---:|" >>"$OUT/overload-h2load.md"
+        for factor in 0.5 1.5 2; do
+            rps=$(awk -v p="$PEAK" -v f="$factor" 'BEGIN { printf "%d", p * f / 16 }')
+            log "overload-h2load: ${factor}x the peak ($PEAK calls/s): $rps calls/s on each of 16 connections for $OVERLOAD_SECS s"
+            metrics >"$OUT/overload-h2load-$factor.before"
+            cpu0=$(awk '{print $14 + $15}' "/proc/$S/stat")
+            h2 -c 16 -m 256 --rps "$rps" -D "$OVERLOAD_SECS" >"$OUT/overload-h2load-$factor.out" 2>&1
+            cpu1=$(awk '{print $14 + $15}' "/proc/$S/stat")
+            metrics >"$OUT/overload-h2load-$factor.after"
+            python3 - "$OUT/overload-h2load-$factor" "$factor" "$PEAK" "$OVERLOAD_SECS" "$((cpu1 - cpu0))" \
+                >>"$OUT/overload-h2load.md" <<'PY'
+import re, sys
+base, factor, peak, secs, ticks = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+def load(path):
+    calls, buckets = {}, {}
+    for line in open(path):
+        m = re.match(r'sessiond_calls_total\{rpc="([^"]+)",protocol="grpc",code="([^"]+)"\} (\S+)', line)
+        if m:
+            calls[m.group(2)] = calls.get(m.group(2), 0) + float(m.group(3))
+        m = re.match(r'sessiond_call_duration_seconds_bucket\{le="([^"]+)",rpc="GetSession",protocol="grpc"\} (\S+)', line)
+        if m:
+            buckets[m.group(1)] = float(m.group(2))
+    return calls, buckets
+(c0, b0), (c1, b1) = load(base + ".before"), load(base + ".after")
+delta = {k: c1[k] - c0.get(k, 0) for k in c1}
+offered = next((l.split()[3] for l in open(base + ".out") if l.startswith("finished in")), "?").rstrip(",")
+ok, shed = delta.get("OK", 0), delta.get("RESOURCE_EXHAUSTED", 0)
+other = sum(v for k, v in delta.items() if k not in ("OK", "RESOURCE_EXHAUSTED", "none"))
+order = sorted(b1, key=lambda le: float("inf") if le == "+Inf" else float(le))
+counts = [(le, b1[le] - b0.get(le, 0)) for le in order]
+total = counts[-1][1] if counts else 0
+def q(p):
+    return next((le for le, n in counts if n >= p * total), "?")
+ms = lambda le: le if le in ("?", "+Inf") else f"{float(le) * 1000:g}"
+print(f"| {factor}x | {offered} | {ok / secs:,.0f} | {ok / secs / peak:.2f} | {shed / secs:,.0f} | {other:.0f} | "
+      f"{ticks / 100:.1f} | {ms(q(0.5))} / {ms(q(0.99))} / {ms(q(0.999))} |")
+PY
+        done
+        echo "closed-loop peak: $PEAK calls/s; peak RSS: $(awk '/VmHWM/ { print $2, $3 }' "/proc/$S/status")" >>"$OUT/overload-h2load.md"
+        cleanup
         ;;
     overload)
         # Open loop past the peak (issue 12): GetSession over gRPC, the closed-loop peak first,
