@@ -30,7 +30,12 @@ pub(super) fn append_history(conn: &Connection, entry: &HistoryEntry) -> StoreRe
     Ok(())
 }
 
+/// (session_id, sequence, at, actor, changes) of one entry.
 type Row = (String, i64, i64, String, String);
+
+fn entry_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+}
 
 /// One session's history in sequence order: the chain from its head, newest first.
 ///
@@ -60,10 +65,7 @@ pub(super) fn read_history(conn: &Connection, id: &str) -> StoreResult<Vec<Histo
             .prepare_cached(
                 "SELECT session_id, sequence, at, actor, changes, previous FROM session_history WHERE entry = ?1",
             )
-            .and_then(|mut s| {
-                s.query_row([entry], |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?), r.get(5)?)))
-                    .optional()
-            })
+            .and_then(|mut s| s.query_row([entry], |r| Ok((entry_row(r)?, r.get(5)?))).optional())
             .map_err(translate)?;
         // A number can be reused once every entry was swept: it must still be this session's,
         // and older than the entry that named it.
@@ -94,10 +96,7 @@ fn older_than(conn: &Connection, id: &str, entry: i64, below: i64) -> StoreResul
         "SELECT session_id, sequence, at, actor, changes FROM session_history \
          WHERE entry < ?1 AND session_id = ?2 AND sequence < ?3 ORDER BY sequence DESC",
     )
-    .and_then(|mut s| {
-        s.query_map(params![entry, id, below], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
-            .collect()
-    })
+    .and_then(|mut s| s.query_map(params![entry, id, below], entry_row)?.collect())
     .map_err(translate)
 }
 
