@@ -13,7 +13,8 @@
 # each server may delete, default 400000), BENCH_ROUNDS (5), BENCH_ROUND_SECS (2),
 # BENCH_CONCURRENCY (64), BENCH_RUNTIME (current-thread), BENCH_SERVER_CPU (0), BENCH_LOAD_CPU (1),
 # BENCH_PORT (7800: ports PORT .. PORT+54 on 127.0.0.1), BENCH_MILLION (1000000), BENCH_OUT,
-# BENCH_OVERLOAD_SECS (60: each open-loop step of the overload scenario), BENCH_AB_RPCS (the ab
+# BENCH_OVERLOAD_SECS (60: each open-loop step of the overload scenario), BENCH_OVERLOAD_FACTORS
+# (overload-h2load's offered rates as multiples of the peak, "0.5 1.5 2"), BENCH_AB_RPCS (the ab
 # scenario's RPCs, default "delete get create"),
 # BENCH_POSTGRES (server URL for the postgres scenario, default the local test server; it creates
 # and drops the database `sessiond_bench` there), BENCH_PG_POOL (sessions to delete there, 150000),
@@ -23,7 +24,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-BIN=$ROOT/target/release
+BIN=${BENCH_BIN:-$ROOT/target/release}
 DIR=${BENCH_DIR:-/tmp/sessiond-bench}
 POOL=${BENCH_POOL:-400000}
 ROUNDS=${BENCH_ROUNDS:-5}
@@ -471,7 +472,8 @@ for scenario in $SCENARIOS; do
         command -v h2load >/dev/null || { echo "h2load missing: apt-get install -y nghttp2-client" >&2; exit 1; }
         OVERLOAD_SECS=${BENCH_OVERLOAD_SECS:-60}
         copy_db "$SMALL" "$DIR/work.db"
-        start_sessiond $GRPC_PORT "$DIR/work.db" --runtime "$RUNTIME"; S=$LAST_PID
+        # shellcheck disable=SC2086 # BENCH_SERVE_ARGS: serve options to try, word-split on purpose
+        start_sessiond $GRPC_PORT "$DIR/work.db" --runtime "$RUNTIME" ${BENCH_SERVE_ARGS:-}; S=$LAST_PID
         ID=$("$BIN/examples/loadgen" --emit-get-body "$OUT/get.grpc")
         h2() {
             taskset -c "$LOAD_CPU" h2load -t 1 -H 'content-type: application/grpc' -H 'te: trailers' \
@@ -485,7 +487,7 @@ for scenario in $SCENARIOS; do
         echo "| offered | calls/s offered (h2load) | served calls/s | served / peak | shed calls/s | other failures | server CPU s | admitted p50 / p99 / p99.9 ms (bucket bounds) |" \
             >"$OUT/overload-h2load.md"
         echo "|---|---:|---:|---:|---:|---:|---:|---:|" >>"$OUT/overload-h2load.md"
-        for factor in 0.5 1.5 2; do
+        for factor in ${BENCH_OVERLOAD_FACTORS:-0.5 1.5 2}; do
             rps=$(awk -v p="$PEAK" -v f="$factor" 'BEGIN { printf "%d", p * f / 16 }')
             log "overload-h2load: ${factor}x the peak ($PEAK calls/s): $rps calls/s on each of 16 connections for $OVERLOAD_SECS s"
             metrics >"$OUT/overload-h2load-$factor.before"
