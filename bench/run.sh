@@ -16,8 +16,7 @@
 # BENCH_OVERLOAD_SECS (60: each open-loop step of the overload scenario), BENCH_OVERLOAD_FACTORS
 # (overload-h2load's offered rates as multiples of the peak, "0.5 1.5 2"), BENCH_SERVE_ARGS (serve
 # options overload-h2load adds, to try settings), BENCH_BIN (the binaries, default target/release),
-# BENCH_AB_RPCS (the ab
-# scenario's RPCs, default "delete get create"),
+# BENCH_AB_RPCS (the ab scenario's RPCs, default "delete get create"),
 # BENCH_POSTGRES (server URL for the postgres scenario, default the local test server; it creates
 # and drops the database `sessiond_bench` there), BENCH_PG_POOL (sessions to delete there, 150000),
 # BENCH_PG_SETTINGS (e.g. "commit_delay=200 commit_siblings=2": set on that database for its sessions).
