@@ -136,9 +136,12 @@ impl<S: Next> Service<Request<Body>> for Shed<S> {
     }
 }
 
+/// An admitted call: the stack inside the limit, run within the call's clock.
+type Admitted<S> = TaskLocalFuture<Clock, Oneshot<Limited<S>, Request<Body>>>;
+
 /// An admitted call, or the refusal of one.
 pub enum Shedding<S: Next> {
-    Admitted(Pin<Box<TaskLocalFuture<Clock, Oneshot<Limited<S>, Request<Body>>>>>),
+    Admitted(Pin<Box<Admitted<S>>>),
     Refused(Option<Response<Body>>),
 }
 
