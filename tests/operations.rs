@@ -145,9 +145,14 @@ async fn overload_is_shed_at_once_with_resource_exhausted() {
         assert!(Instant::now() < deadline, "a second call was never shed (last status {})", response.status());
     };
     assert!(shed.contains("SERVER-Overloaded"), "{shed}");
+    for _ in 0..3 {
+        assert_eq!(rest_create(&h).await.status(), 429, "refused while the slot is held");
+    }
     holder.write_all(&body.as_bytes()[5..]).await.unwrap();
     let answer = read_to_close_or_response(&mut holder).await;
     assert!(answer.starts_with("HTTP/1.1 201"), "the holder still completes: {answer}");
+    // The refused calls kept no claim on the slot: once it is free, the next call is served.
+    assert_eq!(rest_create(&h).await.status(), 201, "the freed slot admits the next call");
 }
 
 #[tokio::test]
