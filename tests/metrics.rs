@@ -194,6 +194,8 @@ async fn a_shed_call_is_counted_and_the_held_one_is_in_flight() {
             (r#"sessiond_calls_shed_total{protocol="connect+json"}"#, 1.0),
             (r#"sessiond_calls_total{rpc="unknown",protocol="connect+json",code="RESOURCE_EXHAUSTED"}"#, 1.0),
             ("sessiond_calls_in_flight", 1.0),
+            // The limit an operator sees is the one that shed it.
+            ("sessiond_calls_admission_limit", 1.0),
         ],
     )
     .await;

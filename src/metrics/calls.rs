@@ -124,6 +124,7 @@ pub struct CallMetrics {
     durations: Family<RouteLabels, Histogram, fn() -> Histogram>,
     shed: Family<ProtocolLabels, Counter>,
     in_flight: Gauge,
+    admission_limit: Gauge,
     /// Resolved handles, by (rpc, protocol, code) and (rpc, protocol): a series appears in the
     /// output with its first call.
     call_slots: Box<[OnceLock<Counter>]>,
@@ -149,12 +150,19 @@ impl CallMetrics {
         );
         let in_flight = Gauge::default();
         registry.register("calls_in_flight", "Calls received and not yet answered in full", in_flight.clone());
+        let admission_limit = Gauge::default();
+        registry.register(
+            "calls_admission_limit",
+            "Calls the adaptive in-flight limit admits at once now; the next one is shed",
+            admission_limit.clone(),
+        );
         let routes = RPCS.len() * PROTOCOLS;
         Self {
             calls,
             durations,
             shed,
             in_flight,
+            admission_limit,
             call_slots: (0..routes * CODES).map(|_| OnceLock::new()).collect(),
             duration_slots: (0..routes).map(|_| OnceLock::new()).collect(),
         }
@@ -164,6 +172,11 @@ impl CallMetrics {
     pub fn start(self: &Arc<Self>) -> InFlight {
         self.in_flight.inc();
         InFlight(Arc::clone(self))
+    }
+
+    /// Where the adaptive in-flight limit stands, set by the limit as it moves.
+    pub fn admission_limit(&self) -> Gauge {
+        self.admission_limit.clone()
     }
 
     /// A call was refused at once by the in-flight limit (it was never in flight, nor timed).

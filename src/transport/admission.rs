@@ -4,6 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::gauge::Gauge;
+
 /// The settings of admission (`--max-in-flight`, `--target-latency-ms`).
 #[derive(Debug, Clone, Copy)]
 pub struct Admission {
@@ -40,13 +42,32 @@ pub struct Little {
     calls: u32,
     slow: u32,
     busiest: usize,
+    /// Where the limit is shown (`sessiond_calls_admission_limit`), when metrics are on.
+    shown: Option<Gauge>,
 }
 
 impl Little {
-    pub fn new(settings: Admission) -> Self {
+    pub fn new(settings: Admission, shown: Option<Gauge>) -> Self {
         let max = settings.max.max(1);
         let settings = Admission { max, floor: settings.floor.clamp(1, max), target: settings.target };
-        Self { settings, limit: max as f64, rate: 0.0, window_start: Instant::now(), calls: 0, slow: 0, busiest: 0 }
+        let little = Self {
+            settings,
+            limit: max as f64,
+            rate: 0.0,
+            window_start: Instant::now(),
+            calls: 0,
+            slow: 0,
+            busiest: 0,
+            shown,
+        };
+        little.show();
+        little
+    }
+
+    fn show(&self) {
+        if let Some(gauge) = &self.shown {
+            gauge.set(self.limit as i64);
+        }
     }
 
     /// One call ended; `slow` when its own time passed the target. `now` is passed in so that
@@ -70,6 +91,7 @@ impl Little {
             self.limit += (self.limit * 0.1).max(1.0);
         }
         self.limit = self.limit.clamp(floor as f64, max as f64);
+        self.show();
         self.window_start = now;
         self.calls = 0;
         self.slow = 0;
@@ -128,27 +150,27 @@ mod tests {
 
     #[test]
     fn fast_calls_keep_the_limit_open() {
-        let mut little = Little::new(settings());
+        let mut little = Little::new(settings(), None);
         drive(&mut little, 50, 2_800, 0.0, 1024);
         assert_eq!(little.max_concurrency(), 1024);
     }
 
     #[test]
     fn queueing_brings_the_limit_to_the_rate_times_the_target() {
-        let mut little = Little::new(settings());
+        let mut little = Little::new(settings(), None);
         // 28k calls/s, every call slow: the limit falls to 28k x 5 ms = 140, not to the floor.
         drive(&mut little, 60, 2_800, 1.0, 1024);
         let limit = little.max_concurrency();
         assert!((135..=145).contains(&limit), "{limit}");
         // At a tenth of that rate the queue of the same length would be ten times as long.
-        let mut slow_machine = Little::new(settings());
+        let mut slow_machine = Little::new(settings(), None);
         drive(&mut slow_machine, 60, 280, 1.0, 1024);
         assert_eq!(slow_machine.max_concurrency(), 64, "the floor holds");
     }
 
     #[test]
     fn a_few_slow_calls_do_not_move_it_and_it_reopens_after_overload() {
-        let mut little = Little::new(settings());
+        let mut little = Little::new(settings(), None);
         drive(&mut little, 60, 2_800, 1.0, 1024);
         assert!(little.max_concurrency() < 200);
         // Overload over: calls are fast again (a few stragglers), and the limit is in use.
@@ -158,7 +180,7 @@ mod tests {
 
     #[test]
     fn slow_calls_without_a_queue_leave_it_alone() {
-        let mut little = Little::new(settings());
+        let mut little = Little::new(settings(), None);
         // Half the calls slow (a store hiccup, say), but only two in flight: no queue to shrink.
         drive(&mut little, 50, 100, 0.5, 2);
         assert_eq!(little.max_concurrency(), 1024);
@@ -166,11 +188,11 @@ mod tests {
 
     #[test]
     fn an_idle_server_does_not_grow_it_and_settings_are_kept_in_range() {
-        let mut little = Little::new(Admission { max: 10, floor: 50, target: Duration::from_millis(5) });
+        let mut little = Little::new(Admission { max: 10, floor: 50, target: Duration::from_millis(5) }, None);
         assert_eq!(little.max_concurrency(), 10, "the floor is at most the maximum");
         drive(&mut little, 10, 100, 1.0, 10);
         assert_eq!(little.max_concurrency(), 10);
-        let mut little = Little::new(settings());
+        let mut little = Little::new(settings(), None);
         drive(&mut little, 30, 2_800, 1.0, 1024);
         let limit = little.max_concurrency();
         drive(&mut little, 30, 2_800, 0.0, 1);

@@ -36,7 +36,10 @@ use super::admission::{Little, Queued};
 pub fn shed(admission: Admission, metrics: Option<Arc<CallMetrics>>) -> ShedLayer {
     let queued = Queued { target: admission.target };
     ShedLayer {
-        limit: tower_acc::ConcurrencyLimitLayer::with_classifier(Little::new(admission), queued),
+        limit: tower_acc::ConcurrencyLimitLayer::with_classifier(
+            Little::new(admission, metrics.as_ref().map(|m| m.admission_limit())),
+            queued,
+        ),
         counted: Arc::new(Counted { metrics, tally: ShedTally::new() }),
     }
 }
