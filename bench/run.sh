@@ -14,7 +14,8 @@
 # BENCH_CONCURRENCY (64), BENCH_RUNTIME (current-thread), BENCH_SERVER_CPU (0), BENCH_LOAD_CPU (1),
 # BENCH_PORT (7800: ports PORT .. PORT+54 on 127.0.0.1), BENCH_MILLION (1000000), BENCH_OUT,
 # BENCH_OVERLOAD_SECS (60: each open-loop step of the overload scenario), BENCH_OVERLOAD_FACTORS
-# (overload-h2load's offered rates as multiples of the peak, "0.5 1.5 2"), BENCH_SERVE_ARGS (serve
+# (overload-h2load's offered rates as multiples of the peak, "0.5 1.5 2"), BENCH_OVERLOAD_PROBE_SECS
+# (10: each step of overload-h2load's search for the open-loop peak), BENCH_SERVE_ARGS (serve
 # options overload-h2load adds, to try settings), BENCH_BIN (the binaries, default target/release),
 # BENCH_AB_RPCS (the ab scenario's RPCs, default "delete get create"),
 # BENCH_POSTGRES (server URL for the postgres scenario, default the local test server; it creates
@@ -466,12 +467,16 @@ for scenario in $SCENARIOS; do
     overload-h2load)
         # The overload scenario with h2load as the generator (it costs a call a fraction of what
         # examples/loadgen does, so the server, not the generator, saturates): GetSession over
-        # gRPC, the closed-loop peak at c=64 on one connection, then open loop at 0.5x, 1.5x and
-        # 2x of it (--rps per client) on 16 connections x 256 streams for BENCH_OVERLOAD_SECS each.
-        # h2load counts every HTTP 200 as a success: outcomes and the admitted calls' latency come
-        # from the server's /metrics (calls by code, the call duration histogram).
+        # gRPC. The peak is the issue's: the highest open-loop rate at which every call succeeds,
+        # searched from the closed-loop peak (c=64 on one connection) down in tenths for
+        # BENCH_OVERLOAD_PROBE_SECS each. Then open loop at 0.5x, 1.5x and 2x of that peak
+        # (BENCH_OVERLOAD_FACTORS) for BENCH_OVERLOAD_SECS each. Open loop is --rps on each of 16
+        # connections x 256 streams. h2load counts every HTTP 200 as a success: outcomes and the
+        # admitted calls' latency come from the server's /metrics (calls by code, the call
+        # duration histogram).
         command -v h2load >/dev/null || { echo "h2load missing: apt-get install -y nghttp2-client" >&2; exit 1; }
         OVERLOAD_SECS=${BENCH_OVERLOAD_SECS:-60}
+        PROBE_SECS=${BENCH_OVERLOAD_PROBE_SECS:-10}
         copy_db "$SMALL" "$DIR/work.db"
         # shellcheck disable=SC2086 # BENCH_SERVE_ARGS: serve options to try, word-split on purpose
         start_sessiond $GRPC_PORT "$DIR/work.db" --runtime "$RUNTIME" ${BENCH_SERVE_ARGS:-}; S=$LAST_PID
@@ -482,24 +487,20 @@ for scenario in $SCENARIOS; do
                 "http://127.0.0.1:$GRPC_PORT/zitadel.session.v2.SessionService/GetSession"
         }
         metrics() { curl -s "http://127.0.0.1:$((GRPC_PORT + 100))/metrics"; }
-        log "overload-h2load: closed-loop peak (session $ID)"
-        h2 -c 1 -m "$CONCURRENCY" -D 10 --warm-up-time 1 >"$OUT/overload-h2load-peak.out" 2>&1
-        PEAK=$(awk '/^finished in/ { gsub(",", "", $4); printf "%d", $4 }' "$OUT/overload-h2load-peak.out")
-        echo "| offered | calls/s offered (h2load) | served calls/s | served / peak | shed calls/s | other failures | server CPU s | admitted p50 / p99 / p99.9 ms (bucket bounds) |" \
-            >"$OUT/overload-h2load.md"
-        echo "|---|---:|---:|---:|---:|---:|---:|---:|" >>"$OUT/overload-h2load.md"
-        for factor in ${BENCH_OVERLOAD_FACTORS:-0.5 1.5 2}; do
-            rps=$(awk -v p="$PEAK" -v f="$factor" 'BEGIN { printf "%d", p * f / 16 }')
-            log "overload-h2load: ${factor}x the peak ($PEAK calls/s): $rps calls/s on each of 16 connections for $OVERLOAD_SECS s"
-            metrics >"$OUT/overload-h2load-$factor.before"
+        # open_loop LABEL RATE SECS: RATE calls/s offered over 16 connections for SECS; appends a
+        # row to the table and leaves "served shed other" (calls/s, calls/s, calls) in $OUT/LABEL.sum.
+        open_loop() {
+            local label=$1 rate=$2 secs=$3 cpu0 cpu1
+            log "overload-h2load: $label, $rate calls/s offered for $secs s"
+            metrics >"$OUT/overload-h2load-$label.before"
             cpu0=$(awk '{print $14 + $15}' "/proc/$S/stat")
-            h2 -c 16 -m 256 --rps "$rps" -D "$OVERLOAD_SECS" >"$OUT/overload-h2load-$factor.out" 2>&1
+            h2 -c 16 -m 256 --rps "$((rate / 16))" -D "$secs" >"$OUT/overload-h2load-$label.out" 2>&1
             cpu1=$(awk '{print $14 + $15}' "/proc/$S/stat")
-            metrics >"$OUT/overload-h2load-$factor.after"
-            python3 - "$OUT/overload-h2load-$factor" "$factor" "$PEAK" "$OVERLOAD_SECS" "$((cpu1 - cpu0))" \
+            metrics >"$OUT/overload-h2load-$label.after"
+            python3 - "$OUT/overload-h2load-$label" "$label" "${PEAK:-$rate}" "$CLOSED_PEAK" "$secs" "$((cpu1 - cpu0))" \
                 >>"$OUT/overload-h2load.md" <<'PY'
 import re, sys
-base, factor, peak, secs, ticks = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+base, label, peak, closed, secs, ticks = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
 def load(path):
     calls, buckets = {}, {}
     for line in open(path):
@@ -520,12 +521,43 @@ counts = [(le, b1[le] - b0.get(le, 0)) for le in order]
 total = counts[-1][1] if counts else 0
 def q(p):
     return next((le for le, n in counts if n >= p * total), "?")
-ms = lambda le: le if le in ("?", "+Inf") else f"{float(le) * 1000:g}"
-print(f"| {factor}x | {offered} | {ok / secs:,.0f} | {ok / secs / peak:.2f} | {shed / secs:,.0f} | {other:.0f} | "
-      f"{ticks / 100:.1f} | {ms(q(0.5))} / {ms(q(0.99))} / {ms(q(0.999))} |")
+ms = lambda le: le if le in ("?", "+Inf") else f"{float(le) * 1000:.3g}"
+limit = next((l.split()[1] for l in open(base + ".after") if l.startswith("sessiond_calls_admission_limit ")), "?")
+print(f"| {label} | {offered} | {ok / secs:,.0f} | {ok / secs / peak:.2f} | {ok / secs / closed:.2f} | {shed / secs:,.0f} | "
+      f"{other:.0f} | {ticks / 100:.1f} | {ms(q(0.5))} / {ms(q(0.99))} / {ms(q(0.999))} | {limit} |")
+with open(base + ".sum", "w") as f:
+    print(f"{ok / secs:.0f} {shed / secs:.0f} {other:.0f}", file=f)
 PY
+        }
+        log "overload-h2load: closed-loop peak (session $ID)"
+        h2 -c 1 -m "$CONCURRENCY" -D 10 --warm-up-time 1 >"$OUT/overload-h2load-peak.out" 2>&1
+        CLOSED_PEAK=$(awk '/^finished in/ { gsub(",", "", $4); printf "%d", $4 }' "$OUT/overload-h2load-peak.out")
+        {
+            echo "| step | calls/s offered (h2load) | served calls/s | served / peak | served / closed-loop peak | shed calls/s | other failures | server CPU s | admitted p50 / p99 / p99.9 ms (bucket bounds) | admission limit at the end |"
+            echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        } >"$OUT/overload-h2load.md"
+        # The open-loop peak: the highest of 1.0, 0.9, ... 0.5 x the closed-loop peak at which no
+        # call failed or was shed and (nearly) every offered call was served.
+        PEAK=
+        for tenth in 10 9 8 7 6 5; do
+            rate=$((CLOSED_PEAK * tenth / 10))
+            label=probe-$(awk -v t="$tenth" 'BEGIN { printf "%.1fx", t / 10 }')
+            PEAK=$rate open_loop "$label" "$rate" "$PROBE_SECS"
+            read -r served shed other <"$OUT/overload-h2load-$label.sum"
+            if [ "$shed" -eq 0 ] && [ "$other" -eq 0 ] && [ "$served" -ge $((rate * 98 / 100)) ]; then
+                PEAK=$rate
+                break
+            fi
         done
-        echo "closed-loop peak: $PEAK calls/s; peak RSS: $(awk '/VmHWM/ { print $2, $3 }' "/proc/$S/status")" >>"$OUT/overload-h2load.md"
+        PEAK=${PEAK:-$((CLOSED_PEAK / 2))}
+        for factor in ${BENCH_OVERLOAD_FACTORS:-0.5 1.5 2}; do
+            open_loop "${factor}x" "$(awk -v p="$PEAK" -v f="$factor" 'BEGIN { printf "%d", p * f }')" "$OVERLOAD_SECS"
+        done
+        {
+            echo
+            echo "peak (open loop, every call served): $PEAK calls/s; closed-loop peak: $CLOSED_PEAK calls/s;" \
+                "peak RSS: $(awk '/VmHWM/ { print $2, $3 }' "/proc/$S/status")"
+        } >>"$OUT/overload-h2load.md"
         cleanup
         ;;
     overload)
@@ -593,8 +625,15 @@ PY
             log "ab: template database made by the new build"
             rm -f "$AB_NEW_TEMPLATE" "$AB_NEW_TEMPLATE-wal" "$AB_NEW_TEMPLATE-shm"
             "$BIN/sessiond" --database "sqlite:$AB_NEW_TEMPLATE" migrate 2>/dev/null
-            sqlite3 "$AB_NEW_TEMPLATE" "ATTACH '$AB_TEMPLATE' AS base; INSERT INTO users SELECT * FROM base.users; \
-                INSERT INTO api_tokens SELECT * FROM base.api_tokens;"
+            # The columns both schemas have (a later migration may have added some, with defaults).
+            common() {
+                sqlite3 "$AB_NEW_TEMPLATE" "ATTACH '$AB_TEMPLATE' AS base; SELECT group_concat(n.name, ', ') \
+                    FROM pragma_table_info('$1') n JOIN pragma_table_info('$1', 'base') b USING (name);"
+            }
+            users=$(common users); tokens=$(common api_tokens)
+            sqlite3 "$AB_NEW_TEMPLATE" "ATTACH '$AB_TEMPLATE' AS base; \
+                INSERT INTO users ($users) SELECT $users FROM base.users; \
+                INSERT INTO api_tokens ($tokens) SELECT $tokens FROM base.api_tokens;"
             AB_USER=$(sqlite3 "$AB_NEW_TEMPLATE" "SELECT id FROM users WHERE login_name = 'bench'")
             "$BIN/examples/bulkload" --database "sqlite:$AB_NEW_TEMPLATE" --user "$AB_USER" --seed bg --count 1000
             "$BIN/examples/bulkload" --database "sqlite:$AB_NEW_TEMPLATE" --user "$AB_USER" --seed del --count "$POOL"
