@@ -28,7 +28,7 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1:7000")]
     listen: SocketAddr,
     /// Same choices as `sessiond serve --runtime`, so that both run on the same kind of runtime.
-    #[arg(long, value_enum, default_value_t = RuntimeFlavor::MultiThread)]
+    #[arg(long, value_enum, default_value_t = RuntimeFlavor::Auto)]
     runtime: RuntimeFlavor,
     #[arg(long)]
     worker_threads: Option<usize>,
@@ -108,9 +108,11 @@ impl SessionService for Canned {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let mut builder = match args.runtime {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let workers = args.worker_threads.map(|n| u16::try_from(n).unwrap_or(u16::MAX));
+    let mut builder = match args.runtime.resolve(cores, workers) {
         RuntimeFlavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
-        RuntimeFlavor::MultiThread => {
+        RuntimeFlavor::MultiThread | RuntimeFlavor::Auto => {
             let mut builder = tokio::runtime::Builder::new_multi_thread();
             if let Some(n) = args.worker_threads {
                 builder.worker_threads(n);

@@ -176,9 +176,10 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(0..=600)
     )]
     pub oidc_leeway_secs: u64,
-    /// Async runtime: `multi-thread` (work-stealing workers) or `current-thread` (every connection
-    /// on one thread: the cheaper choice when the process is pinned to one core).
-    #[arg(long, value_enum, default_value_t = RuntimeFlavor::MultiThread)]
+    /// Async runtime: `multi-thread` (work-stealing workers), `current-thread` (every connection
+    /// on one thread), or `auto`: `current-thread` when the process may use one core (where it
+    /// serves about half again as many open-loop calls), `multi-thread` otherwise.
+    #[arg(long, value_enum, default_value_t = RuntimeFlavor::Auto)]
     pub runtime: RuntimeFlavor,
     /// Worker threads of the `multi-thread` runtime (default: one per core the process may use).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
@@ -215,8 +216,21 @@ impl fmt::Display for MetricsListen {
 /// Which tokio runtime `serve` runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum RuntimeFlavor {
+    Auto,
     MultiThread,
     CurrentThread,
+}
+
+impl RuntimeFlavor {
+    /// The runtime to build: `auto` is `current-thread` on one core (`cores`, the ones the
+    /// process may use) unless worker threads were asked for, and `multi-thread` otherwise.
+    pub fn resolve(self, cores: usize, worker_threads: Option<u16>) -> Self {
+        match self {
+            Self::Auto if cores <= 1 && worker_threads.is_none() => Self::CurrentThread,
+            Self::Auto => Self::MultiThread,
+            chosen => chosen,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -324,6 +338,26 @@ mod tests {
         let set = serve(&["--max-lifetime-secs", "60", "--max-metadata-bytes", "1024"]).unwrap();
         assert_eq!((set.max_lifetime_secs, set.max_metadata_bytes), (60, 1024));
         assert!(serve(&["--max-lifetime-secs", "0"]).is_err());
+    }
+
+    #[test]
+    fn the_runtime_is_current_thread_on_one_core_unless_asked_otherwise() {
+        let auto = serve(&[]).unwrap();
+        assert_eq!(auto.runtime, RuntimeFlavor::Auto);
+        assert_eq!(auto.runtime.resolve(1, None), RuntimeFlavor::CurrentThread);
+        assert_eq!(auto.runtime.resolve(2, None), RuntimeFlavor::MultiThread);
+        // Worker threads asked for are a multi-thread runtime, on any number of cores.
+        let workers = serve(&["--worker-threads", "4"]).unwrap();
+        assert_eq!(workers.runtime.resolve(1, workers.worker_threads), RuntimeFlavor::MultiThread);
+        // A runtime named is the one built.
+        for (flag, flavor) in
+            [("multi-thread", RuntimeFlavor::MultiThread), ("current-thread", RuntimeFlavor::CurrentThread)]
+        {
+            let named = serve(&["--runtime", flag]).unwrap();
+            assert_eq!(named.runtime.resolve(1, None), flavor);
+            assert_eq!(named.runtime.resolve(8, None), flavor);
+        }
+        assert!(serve(&["--runtime", "fibers"]).is_err());
     }
 
     #[test]
