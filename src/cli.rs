@@ -178,7 +178,7 @@ pub struct ServeArgs {
     pub oidc_leeway_secs: u64,
     /// Async runtime: `multi-thread` (work-stealing workers), `current-thread` (every connection
     /// on one thread), or `auto`: `current-thread` when the process may use one core (where it
-    /// serves about half again as many open-loop calls), `multi-thread` otherwise.
+    /// served 1.4-1.9 times the open-loop calls: BENCHMARKS.md), `multi-thread` otherwise.
     #[arg(long, value_enum, default_value_t = RuntimeFlavor::Auto)]
     pub runtime: RuntimeFlavor,
     /// Worker threads of the `multi-thread` runtime (default: one per core the process may use).
