@@ -108,9 +108,8 @@ impl SessionService for Canned {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let workers = args.worker_threads.map(|n| u16::try_from(n).unwrap_or(u16::MAX));
-    let mut builder = match args.runtime.resolve(cores, workers) {
+    let mut builder = match args.runtime.for_this_process(workers) {
         RuntimeFlavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
         RuntimeFlavor::MultiThread | RuntimeFlavor::Auto => {
             let mut builder = tokio::runtime::Builder::new_multi_thread();

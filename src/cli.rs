@@ -231,6 +231,11 @@ impl RuntimeFlavor {
             chosen => chosen,
         }
     }
+
+    /// [`Self::resolve`] for this process, on the cores it may use (`taskset`, cgroup quotas).
+    pub fn for_this_process(self, worker_threads: Option<u16>) -> Self {
+        self.resolve(std::thread::available_parallelism().map_or(1, std::num::NonZero::get), worker_threads)
+    }
 }
 
 #[derive(Debug, Subcommand)]

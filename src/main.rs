@@ -30,9 +30,8 @@ fn main() -> anyhow::Result<()> {
 
 /// The runtime `serve` asked for; the administrative commands take the default.
 fn runtime(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let mut builder = match command {
-        Command::Serve(args) if args.runtime.resolve(cores, args.worker_threads) == RuntimeFlavor::CurrentThread => {
+        Command::Serve(args) if args.runtime.for_this_process(args.worker_threads) == RuntimeFlavor::CurrentThread => {
             tokio::runtime::Builder::new_current_thread()
         }
         Command::Serve(args) => {
