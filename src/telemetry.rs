@@ -1,5 +1,8 @@
 //! Logging: one structured line per call, as text or JSON, filtered with `RUST_LOG`. Lines are
-//! written by a background thread so that a slow stderr never stalls a call.
+//! written by a background thread so that a slow stderr never stalls a call. Text is coloured only
+//! on a terminal (and never with `NO_COLOR` set): a file, a pipe or journald gets plain lines.
+
+use std::io::IsTerminal as _;
 
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::{EnvFilter, fmt};
@@ -16,7 +19,8 @@ pub enum LogFormat {
 pub fn init(format: LogFormat) -> WorkerGuard {
     let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = fmt().with_env_filter(filter).with_writer(writer);
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let builder = fmt().with_env_filter(filter).with_writer(writer).with_ansi(colour);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
