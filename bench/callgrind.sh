@@ -10,7 +10,8 @@
 #
 # Knobs (environment): BENCH_BIN (the binaries, default target/release), BENCH_DIR (databases,
 # default /tmp/sessiond-callgrind), BENCH_PORT (7960), BENCH_SECS (measured seconds per
-# protocol, 6), BENCH_CONCURRENCY (8), BENCH_OUT (the callgrind files, default $BENCH_DIR/out).
+# protocol, 6), BENCH_CONCURRENCY (8), BENCH_OUT (the callgrind files, default $BENCH_DIR/out),
+# BENCH_LOG_FORMAT (the server's --log-format: json, the default here, or text, the server's own).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -40,7 +41,8 @@ TOKEN=$(cat "$DB.token")
 
 SERVER=
 trap '[[ -n $SERVER ]] && kill $SERVER 2>/dev/null; wait 2>/dev/null || true' EXIT
-calls() { grep -c '"message":"call"' "$OUT/sessiond.log" || true; }
+LOG_FORMAT=${BENCH_LOG_FORMAT:-json}
+calls() { grep -c -e '"message":"call"' -e 'access_log: call ' "$OUT/sessiond.log" || true; }
 drive() {
     "$BIN/examples/loadgen" --server "s=127.0.0.1:$PORT" --arm "s:$1:$RPC" --token "$TOKEN" \
         --concurrency "$CONCURRENCY" --rounds 1 --round-secs "$2" --warmup-secs 0 --call-timeout-secs 60 >/dev/null 2>&1
@@ -52,7 +54,7 @@ for protocol in $PROTOCOLS; do
     cp "$DB" "$work"
     valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT/callgrind.$protocol.%p" \
         --log-file="$OUT/valgrind.log" \
-        "$BIN/sessiond" --log-format json --database "sqlite:$work" serve --listen "127.0.0.1:$PORT" \
+        "$BIN/sessiond" --log-format "$LOG_FORMAT" --database "sqlite:$work" serve --listen "127.0.0.1:$PORT" \
         --runtime current-thread 2>"$OUT/sessiond.log" &
     SERVER=$!
     pid=$SERVER

@@ -2,6 +2,8 @@
 //! written by a background thread so that a slow stderr never stalls a call. Text is coloured only
 //! on a terminal (and never with `NO_COLOR` set): a file, a pipe or journald gets plain lines.
 
+mod json;
+
 use std::io::IsTerminal as _;
 
 use tracing_appender::non_blocking::WorkerGuard;
@@ -23,7 +25,7 @@ pub fn init(format: LogFormat) -> WorkerGuard {
     let builder = fmt().with_env_filter(filter).with_writer(writer).with_ansi(colour);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Json => builder.fmt_fields(json::JsonFields).event_format(json::JsonLine).try_init(),
     };
     guard
 }

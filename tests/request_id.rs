@@ -113,7 +113,7 @@ async fn the_access_log_line_carries_the_request_id() {
 
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let log = process::without_colours(&server.log());
+        let log = server.log();
         let logged = |id: &str| log.lines().any(|l| l.contains(" call") && l.contains(&format!("request_id=\"{id}\"")));
         if logged("trace-me-42") && logged(&generated) {
             break;

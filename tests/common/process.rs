@@ -30,10 +30,16 @@ impl Sessiond {
     /// Spawns `sessiond serve` on a free port over `database` and waits (bounded) until it accepts
     /// TCP connections. Panics, with the server's log, if it exits or never listens.
     pub async fn start(database: &str) -> Self {
+        Self::start_with(database, &[]).await
+    }
+
+    /// As `start`, with more arguments for `serve`.
+    pub async fn start_with(database: &str, args: &[&str]) -> Self {
         let addr = free_addr();
         let log = tempfile::NamedTempFile::new().expect("a log file");
         let child = sessiond_command(database)
             .args(["serve", "--listen", &addr.to_string()])
+            .args(args)
             .env("RUST_LOG", "info,sqlx=warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -220,18 +226,4 @@ impl Rest {
     pub async fn list_sessions(&self) -> Answer {
         self.send(reqwest::Method::POST, "/v2/sessions/search", Some(serde_json::json!({}))).await
     }
-}
-
-/// The log as text, without the terminal colour escapes the text format writes.
-pub fn without_colours(log: &str) -> String {
-    let mut out = String::with_capacity(log.len());
-    let mut chars = log.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            chars.by_ref().find(|c| *c == 'm');
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }

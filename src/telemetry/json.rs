@@ -1,0 +1,335 @@
+//! The JSON lines, as tracing-subscriber's own JSON format writes them (the same keys, in the
+//! same places: `timestamp`, `level`, the event's fields, `target`, then `span` and `spans` with
+//! each span's fields and `name`), written straight into the line. tracing-subscriber's JSON
+//! format costs a call ~25k instructions, most of it serde_json writing through an adaptor that
+//! checks every fragment for UTF-8, and span fields stored as JSON text that is parsed back for
+//! every line (`bench/callgrind.sh`); these are its `FormatEvent` and `FormatFields` extension
+//! points, with serde_json still doing every escape.
+
+use std::{
+    cell::{Cell, RefCell},
+    fmt::{self, Write as _},
+    time::SystemTime,
+};
+
+use serde::Serialize;
+use tracing::{
+    Event, Subscriber,
+    field::{Field, Visit},
+};
+use tracing_log::NormalizeEvent as _;
+use tracing_subscriber::{
+    field::RecordFields,
+    fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields, format::Writer},
+    registry::LookupSpan,
+};
+
+/// The event format.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct JsonLine;
+
+/// A span's fields, kept as the members of a JSON object (`"a":1,"b":"x"`, without braces).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct JsonFields;
+
+impl<'writer> FormatFields<'writer> for JsonFields {
+    fn format_fields<R: RecordFields>(&self, mut writer: Writer<'writer>, fields: R) -> fmt::Result {
+        let mut members = Members { out: Vec::new(), first: true, skip_log: false };
+        fields.record(&mut members);
+        writer.write_str(members.as_str())
+    }
+
+    fn add_fields(
+        &self,
+        current: &'writer mut FormattedFields<Self>,
+        fields: &tracing::span::Record<'_>,
+    ) -> fmt::Result {
+        let mut members = Members { out: Vec::new(), first: current.fields.is_empty(), skip_log: false };
+        fields.record(&mut members);
+        current.fields.push_str(members.as_str());
+        Ok(())
+    }
+}
+
+thread_local! {
+    /// The line being written (reused: no allocation per line once grown).
+    static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// The last second formatted, as `YYYY-MM-DDTHH:MM:SS`: lines mostly share it.
+    static SECOND: Cell<(u64, [u8; 19])> = const { Cell::new((u64::MAX, [0; 19])) };
+}
+
+impl<S, N> FormatEvent<S, N> for JsonLine
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+        let normalized = event.normalized_metadata();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
+        LINE.with_borrow_mut(|line| {
+            line.clear();
+            let mut members = Members { out: std::mem::take(line), first: false, skip_log: normalized.is_some() };
+            let out = &mut members.out;
+            out.extend_from_slice(b"{\"timestamp\":\"");
+            timestamp(out, SystemTime::now());
+            out.extend_from_slice(b"\",\"level\":\"");
+            out.extend_from_slice(meta.level().as_str().as_bytes());
+            out.push(b'"');
+            event.record(&mut members);
+            let out = &mut members.out;
+            out.extend_from_slice(b",\"target\":");
+            string(out, meta.target());
+            if let Some(scope) = ctx.event_scope() {
+                let mut spans = scope.from_root().peekable();
+                let mut list = Vec::with_capacity(64);
+                while let Some(span) = spans.next() {
+                    if !list.is_empty() {
+                        list.push(b',');
+                    }
+                    let extensions = span.extensions();
+                    let fields = extensions.get::<FormattedFields<N>>().map_or("", |f| f.fields.as_str());
+                    list.push(b'{');
+                    list.extend_from_slice(fields.as_bytes());
+                    list.extend_from_slice(if fields.is_empty() { b"\"name\":" } else { b",\"name\":" });
+                    string(&mut list, span.name());
+                    list.push(b'}');
+                    if spans.peek().is_none() {
+                        // The innermost span is also the current one.
+                        let current = list.iter().rposition(|&b| b == b'{').unwrap_or(0);
+                        out.extend_from_slice(b",\"span\":");
+                        out.extend_from_slice(&list[current..]);
+                    }
+                }
+                out.extend_from_slice(b",\"spans\":[");
+                out.extend_from_slice(&list);
+                out.push(b']');
+            }
+            out.extend_from_slice(b"}\n");
+            let written = match std::str::from_utf8(out) {
+                Ok(text) => writer.write_str(text),
+                Err(_) => Err(fmt::Error),
+            };
+            *line = members.out;
+            written
+        })
+    }
+}
+
+/// `time` as RFC 3339 in UTC with microseconds, as tracing-subscriber's default timer writes it.
+fn timestamp(out: &mut Vec<u8>, time: SystemTime) {
+    let since = time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let seconds = since.as_secs();
+    let (cached, mut text) = SECOND.get();
+    if cached != seconds {
+        let formatted = i64::try_from(seconds)
+            .ok()
+            .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+            .map(|t| t.format("%Y-%m-%dT%H:%M:%S").to_string())
+            .unwrap_or_default();
+        if formatted.len() != text.len() {
+            // Past the year 9999: not cached, written as it is.
+            out.extend_from_slice(formatted.as_bytes());
+        } else {
+            text.copy_from_slice(formatted.as_bytes());
+            SECOND.set((seconds, text));
+            out.extend_from_slice(&text);
+        }
+    } else {
+        out.extend_from_slice(&text);
+    }
+    let micros = since.subsec_micros();
+    let mut digits = [b'0'; 6];
+    let mut rest = micros;
+    for digit in digits.iter_mut().rev() {
+        *digit = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    out.push(b'.');
+    out.extend_from_slice(&digits);
+    out.push(b'Z');
+}
+
+/// Writes `value` as a JSON string (serde_json escapes it).
+fn string(out: &mut Vec<u8>, value: &str) {
+    json(out, &value);
+}
+
+fn json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    // Writing to a Vec cannot fail, and these values always serialize.
+    let _ = serde_json::to_writer(out, value);
+}
+
+/// Fields as JSON object members, each preceded by a comma unless it is the first.
+struct Members {
+    out: Vec<u8>,
+    first: bool,
+    /// The event came from the `log` crate: its `log.*` fields are already in the metadata.
+    skip_log: bool,
+}
+
+impl Members {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.out).unwrap_or_default()
+    }
+
+    fn key(&mut self, field: &Field) -> bool {
+        let name = field.name();
+        if self.skip_log && name.starts_with("log.") {
+            return false;
+        }
+        if !std::mem::replace(&mut self.first, false) {
+            self.out.push(b',');
+        }
+        string(&mut self.out, name.strip_prefix("r#").unwrap_or(name));
+        self.out.push(b':');
+        true
+    }
+}
+
+impl Visit for Members {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if self.key(field) {
+            string(&mut self.out, value);
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if self.key(field) {
+            json(&mut self.out, &value);
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if self.key(field) {
+            json(&mut self.out, &value);
+        }
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        if self.key(field) {
+            json(&mut self.out, &value);
+        }
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if self.key(field) {
+            json(&mut self.out, &value);
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if self.key(field) {
+            let mut text = String::new();
+            let _ = write!(text, "{value:?}");
+            string(&mut self.out, &text);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io,
+        sync::{Arc, Mutex},
+    };
+
+    use serde_json::Value;
+    use tracing_subscriber::fmt::MakeWriter;
+
+    use super::*;
+
+    /// Lines written, shared with the test.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Captured {
+        type Writer = Self;
+
+        fn make_writer(&'a self) -> Self {
+            self.clone()
+        }
+    }
+
+    impl Captured {
+        fn lines(&self) -> Vec<Value> {
+            let bytes = self.0.lock().unwrap().clone();
+            String::from_utf8(bytes)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+                .collect()
+        }
+    }
+
+    /// Events of every kind of field, outside spans and inside nested ones (one of them with a
+    /// field recorded after it was made).
+    fn emit() {
+        tracing::info!(
+            r#type = "raw name",
+            text = "quote \" backslash \\ newline \n tab \t ü 😀 \u{1}",
+            negative = -7i64,
+            big = u64::MAX,
+            wide = i128::MIN,
+            yes = true,
+            ratio = 0.25f64,
+            debug = ?Some("x"),
+            shown = %"display",
+            "first {}",
+            1
+        );
+        let outer = tracing::info_span!("call", request_id = "id-1", later = tracing::field::Empty);
+        let _outer = outer.enter();
+        outer.record("later", 5u64);
+        let inner = tracing::warn_span!("inner");
+        let _inner = inner.enter();
+        tracing::warn!(code = 14, "inside \"two\" spans");
+        drop(_inner);
+        tracing::error!("inside one");
+    }
+
+    #[test]
+    fn lines_match_tracing_subscribers_json_format() {
+        let ours = Captured::default();
+        let subscriber =
+            tracing_subscriber::fmt().with_writer(ours.clone()).fmt_fields(JsonFields).event_format(JsonLine).finish();
+        tracing::subscriber::with_default(subscriber, emit);
+        let theirs = Captured::default();
+        let subscriber = tracing_subscriber::fmt().with_writer(theirs.clone()).json().flatten_event(true).finish();
+        tracing::subscriber::with_default(subscriber, emit);
+
+        let (ours, theirs) = (ours.lines(), theirs.lines());
+        assert_eq!(ours.len(), 3);
+        assert_eq!(ours.len(), theirs.len());
+        for (mut ours, mut theirs) in ours.into_iter().zip(theirs) {
+            let (a, b) = (ours["timestamp"].take(), theirs["timestamp"].take());
+            let (a, b) = (a.as_str().unwrap(), b.as_str().unwrap());
+            assert_eq!(a.len(), b.len(), "{a} against {b}");
+            assert!(a.ends_with('Z') && a.as_bytes()[10] == b'T' && a.as_bytes()[19] == b'.', "{a}");
+            assert_eq!(ours, theirs);
+        }
+    }
+
+    #[test]
+    fn the_timestamp_is_rfc3339_in_utc_with_microseconds() {
+        let mut out = Vec::new();
+        let at = SystemTime::UNIX_EPOCH + std::time::Duration::new(1_780_000_000, 4_005_678);
+        timestamp(&mut out, at);
+        assert_eq!(std::str::from_utf8(&out).unwrap(), "2026-05-28T20:26:40.004005Z");
+        // The same second again, from the cache, and the next one.
+        out.clear();
+        timestamp(&mut out, at + std::time::Duration::from_micros(990_000));
+        timestamp(&mut out, at + std::time::Duration::from_secs(1));
+        assert_eq!(std::str::from_utf8(&out).unwrap(), "2026-05-28T20:26:40.994005Z2026-05-28T20:26:41.004005Z");
+    }
+}
