@@ -13,7 +13,7 @@ use super::{
     passkey::PasskeyStore,
     secrets::{ClearTotpSecret, KeyCheck},
     session::{Change, HistoryEntry, Session, SessionQuery, UserCheck},
-    user::{ApiTokenRecord, Claim, LockoutCounter, TotpEnrolment, User, UserState},
+    user::{ApiTokenRecord, Claim, LockoutCounter, TokenHolder, TotpEnrolment, User, UserState},
 };
 
 /// What can go wrong in a store, in terms the domain can act on.
@@ -52,7 +52,7 @@ pub struct SessionFilter {
 pub type TerminationCheck = Box<dyn FnOnce(&Session) -> Result<(), super::Error> + Send>;
 
 /// An API token's row and its user, as the store read them (`None`: no such token).
-pub type TokenRow = Option<(ApiTokenRecord, User)>;
+pub type TokenRow = Option<(ApiTokenRecord, TokenHolder)>;
 
 /// Authenticates the caller from the token row the job read, and decides how it may terminate
 /// (the caller is the termination's actor).
@@ -194,7 +194,7 @@ pub trait Store: PasskeyStore + Send + Sync + fmt::Debug + 'static {
     // API tokens
     async fn insert_api_token(&self, token: &ApiTokenRecord) -> StoreResult<()>;
     /// The token and its user, read together.
-    async fn api_token(&self, id: &str) -> StoreResult<Option<(ApiTokenRecord, User)>>;
+    async fn api_token(&self, id: &str) -> StoreResult<Option<(ApiTokenRecord, TokenHolder)>>;
     async fn list_api_tokens(&self, user_id: Option<&str>) -> StoreResult<Vec<ApiTokenRecord>>;
     /// `false` when no such token exists.
     async fn revoke_api_token(&self, id: &str, at: Timestamp) -> StoreResult<bool>;

@@ -345,10 +345,19 @@ pub(crate) async fn authenticate_token(store: &dyn Store, token: &ApiToken) -> R
     authenticated(token, store.api_token(&token.id).await?, Timestamp::now())
 }
 
+/// What authentication reads of a token's user, with the token: who it is, its organization and
+/// whether it may act (nothing else of the user travels on every call).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenHolder {
+    pub id: String,
+    pub org_id: String,
+    pub state: UserState,
+}
+
 /// The caller a presented token names, decided on its row and its user as the store read them
 /// (`None`: no such token), wherever they were read: in a lookup of their own or in the job that
 /// does the call's work. The secret is compared in constant time.
-pub fn authenticated(token: &ApiToken, found: Option<(ApiTokenRecord, User)>, now: Timestamp) -> Result<Caller> {
+pub fn authenticated(token: &ApiToken, found: Option<(ApiTokenRecord, TokenHolder)>, now: Timestamp) -> Result<Caller> {
     let (record, user) = found.ok_or_else(invalid_token)?;
     let valid = record.secret_hash.matches(token.secret.expose())
         && record.revoked_at.is_none()

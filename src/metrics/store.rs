@@ -17,7 +17,7 @@ use crate::domain::{
     },
     secrets::{ClearTotpSecret, KeyCheck},
     session::{HistoryEntry, Session, UserCheck},
-    user::{ApiTokenRecord, Claim, LockoutCounter, TotpEnrolment, User, UserState},
+    user::{ApiTokenRecord, Claim, LockoutCounter, TokenHolder, TotpEnrolment, User, UserState},
 };
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -114,7 +114,7 @@ impl Store for TimedStore {
     async fn insert_api_token(&self, token: &ApiTokenRecord) -> StoreResult<()> {
         self.timed("insert_api_token", self.inner.insert_api_token(token)).await
     }
-    async fn api_token(&self, id: &str) -> StoreResult<Option<(ApiTokenRecord, User)>> {
+    async fn api_token(&self, id: &str) -> StoreResult<Option<(ApiTokenRecord, TokenHolder)>> {
         self.timed("api_token", self.inner.api_token(id)).await
     }
     async fn list_api_tokens(&self, user_id: Option<&str>) -> StoreResult<Vec<ApiTokenRecord>> {

@@ -35,7 +35,7 @@ use crate::domain::{
     secrets::{ClearTotpSecret, KeyCheck},
     session::{HistoryEntry, Session, SessionQuery, TimeComparison, UserCheck},
     token::SecretHash,
-    user::{ApiTokenRecord, Claim, LockoutCounter, TotpEnrolment, User, UserState},
+    user::{ApiTokenRecord, Claim, LockoutCounter, TokenHolder, TotpEnrolment, User, UserState},
 };
 
 mod fused;
@@ -361,11 +361,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn api_token(&self, id: &str) -> StoreResult<Option<(ApiTokenRecord, User)>> {
+    async fn api_token(&self, id: &str) -> StoreResult<Option<(ApiTokenRecord, TokenHolder)>> {
         let id = id.to_owned();
         self.read(move |conn| {
-            conn.prepare_cached(TOKEN_WITH_USER)
-                .and_then(|mut s| s.query_row([id], |r| Ok((token_from_row(r)?, user_from_row(r, 7)?))).optional())
+            conn.prepare_cached(TOKEN_WITH_HOLDER)
+                .and_then(|mut s| s.query_row([id], |r| Ok((token_from_row(r)?, holder_from_row(r, 7)?))).optional())
                 .map_err(translate)
         })
         .await

@@ -16,7 +16,7 @@ use super::{
     batch::{Batched, Lanes},
     call::Db,
     error::Failure,
-    rows::{SESSION_COLUMNS, USER_COLUMNS, session_at, token_from_row, user_from_row},
+    rows::{SESSION_COLUMNS, USER_COLUMNS, holder_from_row, session_at, token_from_row, user_from_row},
 };
 use crate::{
     domain::{
@@ -28,13 +28,11 @@ use crate::{
     store::codec::encode_changes,
 };
 
-/// The token's columns (`TOKEN_COLUMNS`), then its user's (`USER_COLUMNS`): 24 columns.
-const TOKEN_AND_USER: &str = "t.id, t.user_id, t.secret_hash, t.permissions, t.expires_at, t.revoked_at, t.created_at, \
-     u.id, u.login_name, u.display_name, u.org_id, u.state, u.password_hash, u.failed_attempts, u.locked, \
-     u.totp_sealed, u.totp_last_step, u.created_at, u.otp_failed_attempts, u.otp_locked, u.email, u.phone, \
-     u.otp_email, u.otp_sms";
-/// Where the columns after `TOKEN_AND_USER` start.
-const AFTER_TOKEN: usize = 24;
+/// The token's columns (`TOKEN_COLUMNS`), then its user's `HOLDER_COLUMNS`: 10 columns.
+const TOKEN_AND_HOLDER: &str =
+    "t.id, t.user_id, t.secret_hash, t.permissions, t.expires_at, t.revoked_at, t.created_at, u.id, u.org_id, u.state";
+/// Where the columns after `TOKEN_AND_HOLDER` start.
+const AFTER_TOKEN: usize = 10;
 
 /// Every fused read's token and user, for the input row `q` (its `token_id`): found, or nulls.
 const JOIN_TOKEN: &str = "LEFT JOIN (api_tokens t JOIN users u ON u.id = t.user_id) ON t.id = q.token_id";
@@ -163,7 +161,7 @@ fn token_row(row: &PgRow) -> Result<TokenRow, Failure> {
     if !present(row, 0)? {
         return Ok(None);
     }
-    Ok(Some((token_from_row(row)?, user_from_row(row, 7)?)))
+    Ok(Some((token_from_row(row)?, holder_from_row(row, 7)?)))
 }
 
 /// Whether the left-joined row starting at column `at` (its id, never null when found) was found.
@@ -330,7 +328,7 @@ impl Batched for SessionRead {
             // The position comes last, so that the token's and the session's columns keep the
             // offsets every fused read's row has.
             let sql = format!(
-                "SELECT {TOKEN_AND_USER}, {}, (q.n - 1)::INT4 \
+                "SELECT {TOKEN_AND_HOLDER}, {}, (q.n - 1)::INT4 \
                  FROM unnest($1::TEXT[], $2::TEXT[]) WITH ORDINALITY AS q (token_id, session_id, n) \
                  {JOIN_TOKEN} LEFT JOIN sessions s ON s.id = q.session_id",
                 prefixed("s", SESSION_COLUMNS)
@@ -363,7 +361,7 @@ impl Batched for UserRead {
     fn run<'c>(conn: &'c mut PgConnection, rows: &'c [Self]) -> BoxFuture<'c, Result<Vec<Self::Output>, Failure>> {
         Box::pin(async move {
             let sql = format!(
-                "SELECT {TOKEN_AND_USER}, {}, (q.n - 1)::INT4 \
+                "SELECT {TOKEN_AND_HOLDER}, {}, (q.n - 1)::INT4 \
                  FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[]) WITH ORDINALITY AS q (token_id, user_id, login_name, n) \
                  {JOIN_TOKEN} LEFT JOIN users c ON c.id = q.user_id OR c.login_name = q.login_name",
                 prefixed("c", USER_COLUMNS)

@@ -36,7 +36,7 @@ use crate::domain::{
     secrets::{ClearTotpSecret, KeyCheck},
     session::{HistoryEntry, Session, SessionQuery, TimeComparison, UserCheck},
     token::SecretHash,
-    user::{ApiTokenRecord, Claim, LockoutCounter, TotpEnrolment, User, UserState},
+    user::{ApiTokenRecord, Claim, LockoutCounter, TokenHolder, TotpEnrolment, User, UserState},
 };
 
 mod batch;
@@ -375,13 +375,13 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn api_token(&self, id: &str) -> StoreResult<Option<(ApiTokenRecord, User)>> {
+    async fn api_token(&self, id: &str) -> StoreResult<Option<(ApiTokenRecord, TokenHolder)>> {
         let id = id.to_owned();
         self.run(move |conn| {
             let id = id.clone();
             Box::pin(async move {
-                let row = sqlx::query(TOKEN_WITH_USER).bind(id).fetch_optional(conn).await?;
-                Ok(row.map(|r| Ok::<_, sqlx::Error>((token_from_row(&r)?, user_from_row(&r, 7)?))).transpose()?)
+                let row = sqlx::query(TOKEN_WITH_HOLDER).bind(id).fetch_optional(conn).await?;
+                Ok(row.map(|r| Ok::<_, sqlx::Error>((token_from_row(&r)?, holder_from_row(&r, 7)?))).transpose()?)
             })
         })
         .await

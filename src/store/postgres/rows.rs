@@ -49,12 +49,22 @@ pub(super) fn bind_user_fields<'q>(query: PgQuery<'q>, user: &User) -> PgQuery<'
 pub(super) const TOKEN_COLUMNS: &str =
     "t.id, t.user_id, t.secret_hash, t.permissions, t.expires_at, t.revoked_at, t.created_at";
 
-/// A token and its user in one query (on every call: authentication), written out once.
-pub(super) const TOKEN_WITH_USER: &str = "SELECT t.id, t.user_id, t.secret_hash, t.permissions, t.expires_at, t.revoked_at, \
-     t.created_at, u.id, u.login_name, u.display_name, u.org_id, u.state, u.password_hash, u.failed_attempts, \
-     u.locked, u.totp_sealed, u.totp_last_step, u.created_at, u.otp_failed_attempts, u.otp_locked, \
-     u.email, u.phone, u.otp_email, u.otp_sms \
-     FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.id = $1";
+/// What authentication reads of the token's user (`holder_from_row`); the queries write them out.
+#[cfg(test)]
+pub(super) const HOLDER_COLUMNS: &str = "id, org_id, state";
+
+/// A token and its user's `HOLDER_COLUMNS` in one query (authentication), written out once.
+pub(super) const TOKEN_WITH_HOLDER: &str = "SELECT t.id, t.user_id, t.secret_hash, t.permissions, t.expires_at, \
+     t.revoked_at, t.created_at, u.id, u.org_id, u.state FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.id = $1";
+
+/// The token's user, from `HOLDER_COLUMNS` starting at column `at`.
+pub(super) fn holder_from_row(row: &PgRow, at: usize) -> Result<TokenHolder, sqlx::Error> {
+    Ok(TokenHolder {
+        id: row.try_get(at)?,
+        org_id: row.try_get(at + 1)?,
+        state: UserState::parse(row.try_get::<&str, _>(at + 2)?).unwrap_or(UserState::Inactive),
+    })
+}
 
 /// One session by id (on most calls).
 pub(super) const SESSION_BY_ID: &str = "SELECT id, resource_owner, creator_id, creation_date, change_date, sequence, token_hash, \

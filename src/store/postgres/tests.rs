@@ -260,10 +260,10 @@ fn written_out_queries_select_the_declared_columns() {
     let token_then_user = super::TOKEN_COLUMNS
         .split(", ")
         .map(str::to_owned)
-        .chain(super::USER_COLUMNS.split(", ").map(|c| format!("u.{c}")))
+        .chain(super::HOLDER_COLUMNS.split(", ").map(|c| format!("u.{c}")))
         .collect::<Vec<_>>()
         .join(", ");
     let written = |q: &str| q.split(" FROM ").next().unwrap_or_default().trim_start_matches("SELECT ").to_owned();
-    assert_eq!(written(super::TOKEN_WITH_USER), token_then_user);
+    assert_eq!(written(super::TOKEN_WITH_HOLDER), token_then_user);
     assert_eq!(written(super::SESSION_BY_ID), super::SESSION_COLUMNS);
 }

@@ -8,7 +8,9 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter, types::V
 use super::{
     SqliteStore, StoreError, StoreResult, Termination, TerminationCheck,
     history::append_history,
-    rows::{TOKEN_WITH_USER, USER_COLUMNS, read_session, session_params, token_from_row, user_from_row},
+    rows::{
+        TOKEN_WITH_HOLDER, USER_COLUMNS, holder_from_row, read_session, session_params, token_from_row, user_from_row,
+    },
     translate,
 };
 use crate::domain::{
@@ -72,8 +74,8 @@ impl SqliteStore {
 }
 
 fn read_token(conn: &Connection, token_id: &str) -> StoreResult<TokenRow> {
-    conn.prepare_cached(TOKEN_WITH_USER)
-        .and_then(|mut s| s.query_row([token_id], |r| Ok((token_from_row(r)?, user_from_row(r, 7)?))).optional())
+    conn.prepare_cached(TOKEN_WITH_HOLDER)
+        .and_then(|mut s| s.query_row([token_id], |r| Ok((token_from_row(r)?, holder_from_row(r, 7)?))).optional())
         .map_err(translate)
 }
 

@@ -63,12 +63,18 @@ pub(super) fn user_from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<User> 
 pub(super) const TOKEN_COLUMNS: &str =
     "t.id, t.user_id, t.secret_hash, t.permissions, t.expires_at, t.revoked_at, t.created_at";
 
-/// A token and its user in one query (on every call: authentication).
-pub(super) const TOKEN_WITH_USER: &str = "SELECT t.id, t.user_id, t.secret_hash, t.permissions, t.expires_at, t.revoked_at, \
-     t.created_at, u.id, u.login_name, u.display_name, u.org_id, u.state, u.password_hash, u.failed_attempts, \
-     u.locked, u.totp_sealed, u.totp_last_step, u.created_at, u.otp_failed_attempts, u.otp_locked, \
-     u.email, u.phone, u.otp_email, u.otp_sms \
-     FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.id = ?1";
+/// A token and what authentication reads of its user (`holder_from_row`) in one query (on every call: authentication).
+pub(super) const TOKEN_WITH_HOLDER: &str = "SELECT t.id, t.user_id, t.secret_hash, t.permissions, t.expires_at, \
+     t.revoked_at, t.created_at, u.id, u.org_id, u.state FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.id = ?1";
+
+/// The token's user (its id, organization and state) from column `at` on.
+pub(super) fn holder_from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<TokenHolder> {
+    Ok(TokenHolder {
+        id: row.get(at)?,
+        org_id: row.get(at + 1)?,
+        state: UserState::parse(row.get_ref(at + 2)?.as_str()?).unwrap_or(UserState::Inactive),
+    })
+}
 
 pub(super) fn token_from_row(row: &Row<'_>) -> rusqlite::Result<ApiTokenRecord> {
     let hash: Vec<u8> = row.get(2)?;
