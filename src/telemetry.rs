@@ -3,6 +3,9 @@
 //! on a terminal (and never with `NO_COLOR` set): a file, a pipe or journald gets plain lines.
 
 mod json;
+#[cfg(test)]
+mod tests;
+mod text;
 
 use std::io::IsTerminal as _;
 
@@ -24,7 +27,8 @@ pub fn init(format: LogFormat) -> WorkerGuard {
     let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = fmt().with_env_filter(filter).with_writer(writer).with_ansi(colour);
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text if colour => builder.try_init(),
+        LogFormat::Text => builder.fmt_fields(text::TextFields).event_format(text::TextLine).try_init(),
         LogFormat::Json => builder.fmt_fields(json::JsonFields).event_format(json::JsonLine).try_init(),
     };
     guard

@@ -116,7 +116,7 @@ where
 }
 
 /// `time` as RFC 3339 in UTC with microseconds, as tracing-subscriber's default timer writes it.
-fn timestamp(out: &mut Vec<u8>, time: SystemTime) {
+pub(super) fn timestamp(out: &mut Vec<u8>, time: SystemTime) {
     let since = time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     let seconds = since.as_secs();
     let (cached, mut text) = SECOND.get();
@@ -223,113 +223,5 @@ impl Visit for Members {
             let _ = write!(text, "{value:?}");
             string(&mut self.out, &text);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::{
-        io,
-        sync::{Arc, Mutex},
-    };
-
-    use serde_json::Value;
-    use tracing_subscriber::fmt::MakeWriter;
-
-    use super::*;
-
-    /// Lines written, shared with the test.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl io::Write for Captured {
-        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Captured {
-        type Writer = Self;
-
-        fn make_writer(&'a self) -> Self {
-            self.clone()
-        }
-    }
-
-    impl Captured {
-        fn lines(&self) -> Vec<Value> {
-            let bytes = self.0.lock().unwrap().clone();
-            String::from_utf8(bytes)
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-                .collect()
-        }
-    }
-
-    /// Events of every kind of field, outside spans and inside nested ones (one of them with a
-    /// field recorded after it was made).
-    fn emit() {
-        tracing::info!(
-            r#type = "raw name",
-            text = "quote \" backslash \\ newline \n tab \t ü 😀 \u{1}",
-            negative = -7i64,
-            big = u64::MAX,
-            wide = i128::MIN,
-            yes = true,
-            ratio = 0.25f64,
-            debug = ?Some("x"),
-            shown = %"display",
-            "first {}",
-            1
-        );
-        let outer = tracing::info_span!("call", request_id = "id-1", later = tracing::field::Empty);
-        let _outer = outer.enter();
-        outer.record("later", 5u64);
-        let inner = tracing::warn_span!("inner");
-        let _inner = inner.enter();
-        tracing::warn!(code = 14, "inside \"two\" spans");
-        drop(_inner);
-        tracing::error!("inside one");
-    }
-
-    #[test]
-    fn lines_match_tracing_subscribers_json_format() {
-        let ours = Captured::default();
-        let subscriber =
-            tracing_subscriber::fmt().with_writer(ours.clone()).fmt_fields(JsonFields).event_format(JsonLine).finish();
-        tracing::subscriber::with_default(subscriber, emit);
-        let theirs = Captured::default();
-        let subscriber = tracing_subscriber::fmt().with_writer(theirs.clone()).json().flatten_event(true).finish();
-        tracing::subscriber::with_default(subscriber, emit);
-
-        let (ours, theirs) = (ours.lines(), theirs.lines());
-        assert_eq!(ours.len(), 3);
-        assert_eq!(ours.len(), theirs.len());
-        for (mut ours, mut theirs) in ours.into_iter().zip(theirs) {
-            let (a, b) = (ours["timestamp"].take(), theirs["timestamp"].take());
-            let (a, b) = (a.as_str().unwrap(), b.as_str().unwrap());
-            assert_eq!(a.len(), b.len(), "{a} against {b}");
-            assert!(a.ends_with('Z') && a.as_bytes()[10] == b'T' && a.as_bytes()[19] == b'.', "{a}");
-            assert_eq!(ours, theirs);
-        }
-    }
-
-    #[test]
-    fn the_timestamp_is_rfc3339_in_utc_with_microseconds() {
-        let mut out = Vec::new();
-        let at = SystemTime::UNIX_EPOCH + std::time::Duration::new(1_780_000_000, 4_005_678);
-        timestamp(&mut out, at);
-        assert_eq!(std::str::from_utf8(&out).unwrap(), "2026-05-28T20:26:40.004005Z");
-        // The same second again, from the cache, and the next one.
-        out.clear();
-        timestamp(&mut out, at + std::time::Duration::from_micros(990_000));
-        timestamp(&mut out, at + std::time::Duration::from_secs(1));
-        assert_eq!(std::str::from_utf8(&out).unwrap(), "2026-05-28T20:26:40.994005Z2026-05-28T20:26:41.004005Z");
     }
 }
