@@ -22,6 +22,10 @@ use sessiond::{
 };
 use tonic::{Request, Response, Status};
 
+/// The allocator sessiond runs with, so that the ceiling differs from it only by the work.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(about = "Trivial tonic SessionService: canned answers, no store, no auth")]
 struct Args {

@@ -7,7 +7,7 @@ mod json;
 mod tests;
 mod text;
 
-use std::io::IsTerminal as _;
+use std::{cell::Cell, io::IsTerminal as _, time::SystemTime};
 
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::{EnvFilter, fmt};
@@ -32,4 +32,43 @@ pub fn init(format: LogFormat) -> WorkerGuard {
         LogFormat::Json => builder.fmt_fields(json::JsonFields).event_format(json::JsonLine).try_init(),
     };
     guard
+}
+
+thread_local! {
+    /// The last second formatted, as `YYYY-MM-DDTHH:MM:SS`: lines mostly share it.
+    static SECOND: Cell<(u64, [u8; 19])> = const { Cell::new((u64::MAX, [0; 19])) };
+}
+
+/// `time` as RFC 3339 in UTC with microseconds, as tracing-subscriber's default timer writes it.
+fn timestamp(out: &mut Vec<u8>, time: SystemTime) {
+    let since = time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let seconds = since.as_secs();
+    let (cached, mut text) = SECOND.get();
+    if cached != seconds {
+        let formatted = i64::try_from(seconds)
+            .ok()
+            .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+            .map(|t| t.format("%Y-%m-%dT%H:%M:%S").to_string())
+            .unwrap_or_default();
+        if formatted.len() != text.len() {
+            // Past the year 9999: not cached, written as it is.
+            out.extend_from_slice(formatted.as_bytes());
+        } else {
+            text.copy_from_slice(formatted.as_bytes());
+            SECOND.set((seconds, text));
+            out.extend_from_slice(&text);
+        }
+    } else {
+        out.extend_from_slice(&text);
+    }
+    let micros = since.subsec_micros();
+    let mut digits = [b'0'; 6];
+    let mut rest = micros;
+    for digit in digits.iter_mut().rev() {
+        *digit = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    out.push(b'.');
+    out.extend_from_slice(&digits);
+    out.push(b'Z');
 }

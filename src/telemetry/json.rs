@@ -8,7 +8,7 @@
 //! `tests.rs` holds them to tracing-subscriber's own output.
 
 use std::{
-    cell::{Cell, RefCell},
+    cell::RefCell,
     fmt::{self, Write as _},
     time::SystemTime,
 };
@@ -55,8 +55,6 @@ impl<'writer> FormatFields<'writer> for JsonFields {
 thread_local! {
     /// The line being written (reused: no allocation per line once grown).
     static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    /// The last second formatted, as `YYYY-MM-DDTHH:MM:SS`: lines mostly share it.
-    static SECOND: Cell<(u64, [u8; 19])> = const { Cell::new((u64::MAX, [0; 19])) };
 }
 
 impl<S, N> FormatEvent<S, N> for JsonLine
@@ -72,7 +70,7 @@ where
             let mut members = Members { out: std::mem::take(line), first: false, skip_log: normalized.is_some() };
             let out = &mut members.out;
             out.extend_from_slice(b"{\"timestamp\":\"");
-            timestamp(out, SystemTime::now());
+            super::timestamp(out, SystemTime::now());
             out.extend_from_slice(b"\",\"level\":\"");
             out.extend_from_slice(meta.level().as_str().as_bytes());
             out.push(b'"');
@@ -114,40 +112,6 @@ where
             written
         })
     }
-}
-
-/// `time` as RFC 3339 in UTC with microseconds, as tracing-subscriber's default timer writes it.
-pub(super) fn timestamp(out: &mut Vec<u8>, time: SystemTime) {
-    let since = time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let seconds = since.as_secs();
-    let (cached, mut text) = SECOND.get();
-    if cached != seconds {
-        let formatted = i64::try_from(seconds)
-            .ok()
-            .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
-            .map(|t| t.format("%Y-%m-%dT%H:%M:%S").to_string())
-            .unwrap_or_default();
-        if formatted.len() != text.len() {
-            // Past the year 9999: not cached, written as it is.
-            out.extend_from_slice(formatted.as_bytes());
-        } else {
-            text.copy_from_slice(formatted.as_bytes());
-            SECOND.set((seconds, text));
-            out.extend_from_slice(&text);
-        }
-    } else {
-        out.extend_from_slice(&text);
-    }
-    let micros = since.subsec_micros();
-    let mut digits = [b'0'; 6];
-    let mut rest = micros;
-    for digit in digits.iter_mut().rev() {
-        *digit = b'0' + (rest % 10) as u8;
-        rest /= 10;
-    }
-    out.push(b'.');
-    out.extend_from_slice(&digits);
-    out.push(b'Z');
 }
 
 /// Writes `value` as a JSON string (serde_json escapes it).

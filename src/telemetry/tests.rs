@@ -11,7 +11,7 @@ use tracing_subscriber::fmt::MakeWriter;
 use std::time::SystemTime;
 
 use super::{
-    json::{self, JsonFields, JsonLine},
+    json::{JsonFields, JsonLine},
     text::{TextFields, TextLine},
 };
 
@@ -159,11 +159,11 @@ fn plain_text_lines_match_tracing_subscribers_text_format() {
 fn the_timestamp_is_rfc3339_in_utc_with_microseconds() {
     let mut out = Vec::new();
     let at = SystemTime::UNIX_EPOCH + std::time::Duration::new(1_780_000_000, 4_005_678);
-    json::timestamp(&mut out, at);
+    super::timestamp(&mut out, at);
     assert_eq!(std::str::from_utf8(&out).unwrap(), "2026-05-28T20:26:40.004005Z");
     // The same second again, from the cache, and the next one.
     out.clear();
-    json::timestamp(&mut out, at + std::time::Duration::from_micros(990_000));
-    json::timestamp(&mut out, at + std::time::Duration::from_secs(1));
+    super::timestamp(&mut out, at + std::time::Duration::from_micros(990_000));
+    super::timestamp(&mut out, at + std::time::Duration::from_secs(1));
     assert_eq!(std::str::from_utf8(&out).unwrap(), "2026-05-28T20:26:40.994005Z2026-05-28T20:26:41.004005Z");
 }

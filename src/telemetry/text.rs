@@ -54,7 +54,7 @@ where
         LINE.with_borrow_mut(|line| {
             line.clear();
             let mut stamp = Vec::with_capacity(32);
-            super::json::timestamp(&mut stamp, SystemTime::now());
+            super::timestamp(&mut stamp, SystemTime::now());
             line.push_str(std::str::from_utf8(&stamp).unwrap_or_default());
             line.push(' ');
             line.push_str(match *meta.level() {
