@@ -16,7 +16,10 @@
 # BENCH_OVERLOAD_SECS (60: each open-loop step of the overload scenario), BENCH_OVERLOAD_FACTORS
 # (overload-h2load's offered rates as multiples of the peak, "0.5 1.5 2"), BENCH_OVERLOAD_PROBE_SECS
 # (10: each step of overload-h2load's search for the open-loop peak), BENCH_SERVE_ARGS (serve
-# options overload-h2load adds, to try settings), BENCH_BIN (the binaries, default target/release),
+# options overload-h2load adds, to try settings), BENCH_OVERLOAD_STAGGER (set: overload-h2load opens
+# its connections two a millisecond, so that their 10 ms bursts interleave), BENCH_OVERLOAD_PEAK
+# (calls/s: overload-h2load's peak, given rather than searched for), BENCH_BIN (the binaries,
+# default target/release),
 # BENCH_AB_RPCS (the ab scenario's RPCs, default "delete get create"),
 # BENCH_POSTGRES (server URL for the postgres scenario, default the local test server; it creates
 # and drops the database `sessiond_bench` there), BENCH_PG_POOL (sessions to delete there, 150000),
@@ -494,7 +497,14 @@ for scenario in $SCENARIOS; do
             log "overload-h2load: $label, $rate calls/s offered for $secs s"
             metrics >"$OUT/overload-h2load-$label.before"
             cpu0=$(awk '{print $14 + $15}' "/proc/$S/stat")
-            h2 -c 16 -m 256 --rps "$((rate / 16))" -D "$secs" >"$OUT/overload-h2load-$label.out" 2>&1
+            if [ -n "${BENCH_OVERLOAD_STAGGER:-}" ]; then
+                # The 16 connections opened two a millisecond: each one's --rps timer fires every 10
+                # ms, so their bursts interleave and the calls arrive 8 times more evenly.
+                h2 -c 16 -m 256 --rps "$((rate / 16))" -r 2 --rate-period 1ms -n "$((rate / 16 * 16 * secs))" \
+                    >"$OUT/overload-h2load-$label.out" 2>&1
+            else
+                h2 -c 16 -m 256 --rps "$((rate / 16))" -D "$secs" >"$OUT/overload-h2load-$label.out" 2>&1
+            fi
             cpu1=$(awk '{print $14 + $15}' "/proc/$S/stat")
             metrics >"$OUT/overload-h2load-$label.after"
             python3 - "$OUT/overload-h2load-$label" "$label" "${PEAK:-$rate}" "$CLOSED_PEAK" "$secs" "$((cpu1 - cpu0))" \
@@ -538,8 +548,8 @@ PY
         } >"$OUT/overload-h2load.md"
         # The open-loop peak: the highest of 1.0, 0.9, ... 0.5 x the closed-loop peak at which no
         # call failed or was shed and (nearly) every offered call was served.
-        PEAK=
-        for tenth in 10 9 8 7 6 5; do
+        PEAK=${BENCH_OVERLOAD_PEAK:-}
+        [ -n "$PEAK" ] || for tenth in 10 9 8 7 6 5; do
             rate=$((CLOSED_PEAK * tenth / 10))
             label=probe-$(awk -v t="$tenth" 'BEGIN { printf "%.1fx", t / 10 }')
             PEAK=$rate open_loop "$label" "$rate" "$PROBE_SECS"
