@@ -19,10 +19,16 @@ pub enum LogFormat {
     Json,
 }
 
+/// What the background thread writes at most in one go: it buffers every line queued behind the
+/// one it woke for and flushes once the queue is empty, so that a burst of calls costs one write
+/// to stderr rather than one per line.
+const WRITE_BATCH: usize = 64 * 1024;
+
 /// Installs the global subscriber (logs go to stderr; stdout is for command output). Keep the
 /// guard alive: dropping it flushes what is still queued.
 pub fn init(format: LogFormat) -> WorkerGuard {
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    let stderr = std::io::BufWriter::with_capacity(WRITE_BATCH, std::io::stderr());
+    let (writer, guard) = tracing_appender::non_blocking(stderr);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = fmt().with_env_filter(filter).with_writer(writer).with_ansi(colour);
