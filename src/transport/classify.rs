@@ -60,6 +60,21 @@ fn unknown_method(path: &str) -> Refusal {
     (status, Some(StatusCode::NOT_FOUND), HeaderMap::new())
 }
 
+/// Whether either side of the RPC is a stream (health's Watch).
+fn streams(method: &MethodDescriptor) -> bool {
+    method.is_client_streaming() || method.is_server_streaming()
+}
+
+/// A streaming RPC asked for over a protocol that carries one message each way: refused at once
+/// rather than left to wait for the end of a stream that may never come.
+fn not_over(path: &str, protocol: &str) -> Refusal {
+    refusal(
+        Code::Unimplemented,
+        "REQUEST-StreamingUnsupported",
+        &format!("{path} streams: it is served over gRPC (HTTP/2) only, not over {protocol}"),
+    )
+}
+
 /// The layer that classifies; REST routes come from the descriptors' `google.api.http` rules.
 pub fn layer(routes: Arc<Routes>) -> ClassifyLayer {
     ClassifyLayer { routes }
@@ -155,9 +170,21 @@ fn target(routes: &Routes, protocol: Protocol, request: &Request<Body>) -> Resul
             }
             grpc_target(protocol, path, known())
         }
-        Protocol::GrpcWeb { .. } => grpc_target(protocol, path, known()),
+        Protocol::GrpcWeb { .. } => {
+            // gRPC-Web answers are read whole before they are sent (a trailer frame, one base64
+            // stream), so only RPCs with one message each way; reflection and health's Watch
+            // stream, over gRPC.
+            match known() {
+                Some(method) if !streams(&method) => Ok(Target { protocol, method: Some(method), rest: None }),
+                Some(_) => Err(not_over(path, "gRPC-Web")),
+                None => Err(unknown_method(path)),
+            }
+        }
         Protocol::Connect { .. } => {
             let method = known().ok_or_else(|| unknown_method(path))?;
+            if streams(&method) {
+                return Err(not_over(path, "Connect's unary protocol"));
+            }
             if request.method() != Method::POST {
                 let mut extra = HeaderMap::new();
                 extra.insert(header::ALLOW, HeaderValue::from_static("POST"));
@@ -193,8 +220,8 @@ fn target(routes: &Routes, protocol: Protocol, request: &Request<Body>) -> Resul
     }
 }
 
-/// gRPC and gRPC-Web: a path under a service the descriptors know must name one of its methods;
-/// any other path goes on to tonic (reflection), which answers UNIMPLEMENTED for what it lacks.
+/// gRPC: a path under a service the descriptors know must name one of its methods; any other
+/// path goes on to tonic (reflection), which answers UNIMPLEMENTED for what it lacks.
 fn grpc_target(protocol: Protocol, path: &str, method: Option<MethodDescriptor>) -> Result<Target, Refusal> {
     let service_known =
         || rpc_path(path).is_some_and(|(service, _)| crate::proto::pool().get_service_by_name(service).is_some());

@@ -354,6 +354,39 @@ async fn health_answers_on_every_protocol_and_reflection_lists_it(backend: Backe
     }
 }
 
+/// `future`'s output, or a failed test when it takes more than 10 s.
+async fn within<T>(future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(10), future).await.expect("an answer within 10 s")
+}
+
+backend_test!(streaming_rpcs_are_refused_at_once_where_only_unary_calls_travel);
+async fn streaming_rpcs_are_refused_at_once_where_only_unary_calls_travel(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
+    // Health's Watch never ends. gRPC-Web and Connect answers are one message, so a Watch there
+    // would wait forever (holding its in-flight slot): it is refused at once instead, before
+    // authentication, and the connection serves the next call.
+    let watch = "/grpc.health.v1.Health/Watch";
+    let request = tonic_health::pb::HealthCheckRequest { service: String::new() }.encode_to_vec();
+    for text in [false, true] {
+        let outcome = within(server.clients.grpc_web(text, watch, &Headers::none(), frame(&request), None)).await;
+        outcome.expect_error(Code::Unimplemented, "REQUEST-StreamingUnsupported");
+    }
+    let headers = Headers::none().with("content-type", "application/json");
+    let raw = within(server.clients.exchange(false, Method::POST, watch, &headers, b"{}".to_vec())).await;
+    json_outcome(Protocol::ConnectJson, raw).expect_error(Code::Unimplemented, "REQUEST-StreamingUnsupported");
+    let headers = Headers::none().with("content-type", "application/json");
+    let check = "/grpc.health.v1.Health/Check";
+    let raw = within(server.clients.exchange(false, Method::POST, check, &headers, b"{}".to_vec())).await;
+    assert_eq!(raw.status, 200, "{raw:?}");
+
+    // Over gRPC the stream is served: its first message says the server is serving.
+    let channel = tonic::transport::Channel::from_shared(server.url("")).unwrap().connect().await.unwrap();
+    let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
+    let mut stream = client.watch(tonic_health::pb::HealthCheckRequest::default()).await.unwrap().into_inner();
+    let first = within(stream.message()).await.unwrap().expect("a first message");
+    assert_eq!(first.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+}
+
 backend_test!(a_compressed_body_may_not_expand_past_the_body_limit);
 async fn a_compressed_body_may_not_expand_past_the_body_limit(backend: Backend) {
     let Some(server) = TestServer::on_with(backend, |c| c.body_limit = 1024).await else { return };
