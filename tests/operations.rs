@@ -104,6 +104,24 @@ async fn a_trickled_body_times_out_with_deadline_exceeded() {
     assert!(answer.contains("REQUEST-BodyTimeout"), "{answer}");
 }
 
+#[tokio::test]
+async fn a_trickled_grpc_web_body_times_out_with_deadline_exceeded_and_its_detail() {
+    let h = start(|c| c.body_read_timeout = Duration::from_millis(200)).await;
+    let mut stream = TcpStream::connect(h.addr).await.unwrap();
+    let head = format!(
+        "POST /zitadel.session.v2.SessionService/CreateSession HTTP/1.1\r\nhost: test\r\nauthorization: Bearer {}\r\ncontent-type: application/grpc-web+proto\r\ncontent-length: 100\r\n\r\n",
+        h.token
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&[0, 0, 0]).await.unwrap();
+    let answer = read_to_close_or_response(&mut stream).await;
+    // The status travels in the trailer frame, with its detail, as every other error's does.
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("grpc-status:4\r\n"), "DEADLINE_EXCEEDED: {answer}");
+    assert!(answer.contains("REQUEST-BodyTimeout") && answer.contains("grpc-status-details-bin:"), "{answer}");
+    assert!(!answer.contains("tonic-web"), "no framework text reaches the client: {answer}");
+}
+
 /// Reads one HTTP/1.1 response (headers and a content-length body).
 async fn read_to_close_or_response(stream: &mut TcpStream) -> String {
     let mut out = Vec::new();

@@ -141,6 +141,14 @@ fn with_detail(status: &Status, path: &str) -> Status {
         {
             refuse::status(Code::ResourceExhausted, "REQUEST-TooLarge", "the message exceeds the size limit")
         }
+        Code::Internal if message.starts_with("Error decompressing: ") => {
+            let cause = message.trim_start_matches("Error decompressing: ").trim_end_matches(", while sending request");
+            refuse::status(
+                Code::InvalidArgument,
+                "REQUEST-BadCompression",
+                &format!("the message does not decode as its grpc-encoding: {cause}"),
+            )
+        }
         Code::Internal if message.contains("compressed-flag") => {
             unsupported_encoding("the message is compressed but the call names no grpc-encoding")
         }

@@ -1,5 +1,7 @@
 //! gRPC-Web goes through tonic-web; this thin layer in front of it covers what the contract asks
-//! beyond it: a `-text` body in several padded base64 chunks (tonic-web decodes only one), a
+//! beyond it: the body read whole first, so that its errors (too large, too late, broken) carry
+//! the contract's codes and detail, a `-text` body in several padded base64 chunks (tonic-web
+//! decodes only one), a
 //! `-text` answer as one base64 stream under `application/grpc-web-text` whatever `Accept`
 //! says, and a trailer frame in every answer (tonic answers errors trailers-only, in headers).
 
@@ -26,13 +28,16 @@ fn normalizer() -> impl Layer<Inner, Service = Inner> + Clone {
             matches!(request.extensions().get::<Target>().map(|t| t.protocol), Some(Protocol::GrpcWeb { text: true }));
         let protocol = Protocol::GrpcWeb { text };
         let (mut parts, body) = request.into_parts();
+        // Every gRPC-Web call is unary (`classify` refuses streams), so the body is read here,
+        // within the body guard, and a body that is too large, late or broken is refused as on
+        // every protocol (through tonic-web it would become INTERNAL with tonic-web's text).
+        let read = match body.collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(status) => return refuse::render(protocol, &status, None),
+        };
         let body = if text {
-            let read = match body.collect().await {
-                Ok(collected) => collected.to_bytes(),
-                Err(status) => return refuse::render(protocol, &status, None),
-            };
             match frame::decode_base64_chunks(&read) {
-                Ok(decoded) => Body::new(Full::new(decoded)),
+                Ok(decoded) => decoded,
                 Err(message) => {
                     return refuse::render(
                         protocol,
@@ -42,8 +47,9 @@ fn normalizer() -> impl Layer<Inner, Service = Inner> + Clone {
                 }
             }
         } else {
-            body
+            read
         };
+        let body = Body::new(Full::new(body));
         // tonic-web matches the content type exactly and answers in the encoding `Accept` names.
         parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(BINARY));
         parts.headers.insert(header::ACCEPT, HeaderValue::from_static(BINARY));

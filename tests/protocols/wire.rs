@@ -156,6 +156,30 @@ async fn an_encoding_the_server_does_not_take_is_unimplemented_naming_what_it_ta
     assert!(listed.ok().get("sessions").is_none(), "nothing was created: {listed:?}");
 }
 
+backend_test!(a_body_that_does_not_decompress_is_invalid_argument_on_every_protocol);
+async fn a_body_that_does_not_decompress_is_invalid_argument_on_every_protocol(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
+    let admin = server.actor("admin", &[SessionRead, SessionWrite]).await;
+    // A frame flagged compressed whose bytes are not gzip: the client's fault, not the server's.
+    let mut broken = vec![1];
+    broken.extend_from_slice(&7u32.to_be_bytes());
+    broken.extend_from_slice(b"notgzip");
+    let headers = Headers::bearer(&admin.token).with("grpc-encoding", "gzip");
+    let outcome = server.clients.grpc_raw(&Rpc::CreateSession.path(), &headers, broken.clone(), None).await;
+    outcome.expect_error(Code::InvalidArgument, "REQUEST-BadCompression");
+    for text in [false, true] {
+        let outcome = server.clients.grpc_web(text, &Rpc::CreateSession.path(), &headers, broken.clone(), None).await;
+        outcome.expect_error(Code::InvalidArgument, "REQUEST-BadCompression");
+    }
+    let headers =
+        Headers::bearer(&admin.token).with("content-type", "application/json").with("content-encoding", "gzip");
+    let raw =
+        server.clients.exchange(false, Method::POST, &Rpc::CreateSession.path(), &headers, b"notgzip".to_vec()).await;
+    json_outcome(Protocol::ConnectJson, raw).expect_error(Code::InvalidArgument, "REQUEST-BadCompression");
+    let listed = server.call(Protocol::Rest, Rpc::ListSessions, json!({}), &admin.token).await;
+    assert!(listed.ok().get("sessions").is_none(), "nothing was created: {listed:?}");
+}
+
 backend_test!(grpc_over_http1_is_refused_before_anything_runs);
 async fn grpc_over_http1_is_refused_before_anything_runs(backend: Backend) {
     let Some(server) = TestServer::on(backend).await else { return };
