@@ -164,9 +164,19 @@ fn check_message(value: &Json, desc: &MessageDescriptor, path: &mut Vec<String>)
         _ => {}
     }
     let Json::Object(fields) = value else { return Ok(()) };
+    let mut given = Vec::with_capacity(fields.len());
     for (key, value) in fields {
         let Some(field) = desc.get_field_by_json_name(key).or_else(|| desc.get_field_by_name(key)) else { continue };
         path.push(field.json_name().to_owned());
+        // `sessionToken` and `session_token` name one field: given both, the parser would keep
+        // the last and silently drop the other (a wrong token, say), so neither counts. A
+        // `null` is the field's default, which the other name's value may set.
+        if !value.is_null() {
+            if given.contains(&field.number()) {
+                return Err(format!("field `{}` is given twice, by its JSON and its proto name", path.join(".")));
+            }
+            given.push(field.number());
+        }
         let checked = match value {
             Json::Null => Ok(()),
             Json::Object(entries) if field.is_map() => {

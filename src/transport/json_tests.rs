@@ -187,6 +187,26 @@ fn bodies_must_be_one_json_object() {
     assert!(refusal(delete, r#"{"sessionToken": "a", "sessionToken": "b"}"#).contains("given twice"));
 }
 
+#[test]
+fn a_field_given_by_both_its_names_is_refused_unless_one_is_null() {
+    let set = "zitadel.session.v2.SetSessionRequest";
+    for body in [
+        r#"{"sessionId": "s", "sessionToken": "WRONG", "session_token": ""}"#,
+        r#"{"session_token": "a", "sessionToken": "b"}"#,
+        r#"{"sessionId": "a", "session_id": "b"}"#,
+        r#"{"checks": {"user": {"userId": "a", "user_id": "b"}}}"#,
+    ] {
+        let refused = refusal(set, body);
+        assert!(refused.contains("given twice, by its JSON and its proto name"), "{body}: {refused}");
+    }
+    // `null` is the default: the other name's value stands, in either order.
+    for body in [r#"{"sessionToken": "t", "session_token": null}"#, r#"{"session_token": null, "sessionToken": "t"}"#] {
+        let message = decode_body(&input(set), body.as_bytes()).unwrap();
+        let token = message.get_field_by_name("session_token").unwrap();
+        assert_eq!(token.as_str(), Some("t"), "{body}");
+    }
+}
+
 /// What the reflective path makes of a Connect body: the message's bytes, or a refusal.
 fn reflective_request(name: &str, body: &[u8]) -> Result<Vec<u8>, String> {
     decode_body(&input(name), body).map(|m| m.encode_to_vec()).map_err(|s| s.message().to_owned())

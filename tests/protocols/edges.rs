@@ -118,6 +118,11 @@ async fn json_bodies_that_are_not_the_request_message_are_refused_naming_the_pro
         }
         let outcome = send_json(&server, protocol, method.clone(), &path, &json, r#"{"lifetime": "soon"}"#).await;
         outcome.expect_error(Code::InvalidArgument, "REQUEST-InvalidJson");
+        // One field by both its names: a wrong token is never dropped for the other spelling.
+        let both = r#"{"sessionToken": "WRONG", "session_token": ""}"#;
+        let outcome = send_json(&server, protocol, method.clone(), &path, &json, both).await;
+        outcome.expect_error(Code::InvalidArgument, "REQUEST-InvalidJson");
+        assert!(outcome.message.contains("given twice"), "[{protocol}] {outcome:?}");
     }
     // Both JSON spellings of a field work, `null` is the default, and on REST the path wins
     // over the body's session id.
