@@ -25,13 +25,13 @@ pub async fn serve(mut request: Request<Body>, grpc: Inner, body_limit: usize) -
         return refuse::render(Protocol::Rest, &internal("a request reached the transcoder unclassified"), None);
     };
     let protocol = target.protocol;
-    let gzip_answer = matches!(protocol, Protocol::Connect { .. }) && accepts_gzip(request.headers());
+    let gzip_answer = accepts_gzip(request.headers());
     let mut response = match call(&target, request, grpc, body_limit).await {
         Ok(response) => response,
         Err(status) => refuse::render(protocol, &status, None),
     };
-    if gzip_answer && response.status() == StatusCode::OK {
-        response = compress(response).await;
+    if gzip_answer && response.status().is_success() {
+        response = compress(protocol, response).await;
     }
     response.extensions_mut().get_or_insert(Code::Ok);
     response
@@ -44,12 +44,15 @@ async fn call(
     body_limit: usize,
 ) -> Result<Response<Body>, Status> {
     let (parts, body) = request.into_parts();
-    let body = body.collect().await?.to_bytes();
+    let body = decoded_body(&parts.headers, body.collect().await?.to_bytes(), body_limit)?;
     let method = target.method.as_ref().ok_or_else(|| internal("a call without a method"))?;
     let message = match (target.protocol, &target.rest) {
         (Protocol::Connect { json }, _) => {
-            let body = decoded_body(&parts.headers, body, body_limit)?;
-            if json { json::connect_request(&method.input(), &body)? } else { body }
+            if json {
+                json::connect_request(&method.input(), &body)?
+            } else {
+                body
+            }
         }
         (_, Some(matched)) => json::rest_request(&matched.route, &matched.variables, parts.uri.query(), &body)?,
         _ => return Err(internal("a REST call without a route")),
@@ -111,7 +114,7 @@ fn failed(headers: &HeaderMap) -> Option<Status> {
     Status::from_header_map(headers).filter(|s| s.code() != Code::Ok)
 }
 
-/// A Connect body in the content coding `Content-Encoding` names: gzip (inflated to at most
+/// A Connect or REST body in the content coding `Content-Encoding` names: gzip (inflated to at most
 /// `limit` bytes, the body limit) or identity; anything else is UNIMPLEMENTED with
 /// `Accept-Encoding` naming what is accepted.
 pub fn decoded_body(headers: &HeaderMap, body: Bytes, limit: usize) -> Result<Bytes, Status> {
@@ -163,17 +166,18 @@ pub fn accepts_gzip(headers: &HeaderMap) -> bool {
 }
 
 /// A successful answer compressed with gzip.
-async fn compress(response: Response<Body>) -> Response<Body> {
+async fn compress(protocol: Protocol, response: Response<Body>) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
     let Ok(collected) = body.collect().await else {
-        return refuse::render(Protocol::Connect { json: true }, &internal("the answer could not be read"), None);
+        return refuse::render(protocol, &internal("the answer could not be read"), None);
     };
     let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
     let compressed = encoder.write_all(&collected.to_bytes()).and_then(|()| encoder.finish());
     let Ok(compressed) = compressed else {
-        return refuse::render(Protocol::Connect { json: true }, &internal("the answer could not be compressed"), None);
+        return refuse::render(protocol, &internal("the answer could not be compressed"), None);
     };
     parts.headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    parts.headers.append(header::VARY, HeaderValue::from_static("accept-encoding"));
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::new(Full::new(Bytes::from(compressed))))
 }
