@@ -57,6 +57,12 @@ impl std::fmt::Debug for Bearer {
     }
 }
 
+/// A refusal the transport decided on the request's own form (a body that does not decode, a
+/// malformed frame or deadline), held until the caller is authenticated: UNAUTHENTICATED comes
+/// first on every protocol. The call carrying it runs nothing; the first one decided stands.
+#[derive(Debug, Clone)]
+pub struct PendingRefusal(pub Status);
+
 /// `inner` (the generated server) behind the token lookup.
 #[derive(Debug, Clone)]
 pub struct Authenticated<S> {
@@ -117,6 +123,12 @@ where
                 .into();
                 return Ok(status.into_http());
             };
+            if let Some(PendingRefusal(refusal)) = request.extensions_mut().remove::<PendingRefusal>() {
+                return Ok(match caller(&users, oidc.as_deref(), &bearer).await {
+                    Ok(_) => refusal.into_http(),
+                    Err(error) => Status::from(error).into_http(),
+                });
+            }
             let jwt = oidc.is_some() && oidc::looks_like_jwt(bearer.expose());
             if !jwt && FUSED.contains(&request.uri().path()) {
                 let Some(token) = ApiToken::parse(bearer.expose()) else {

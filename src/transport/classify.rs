@@ -16,7 +16,7 @@ use prost_reflect::MethodDescriptor;
 use tonic::{Code, Status, body::Body};
 use tower::{Layer, Service};
 
-use crate::metrics::Rpc;
+use crate::{metrics::Rpc, service::auth::PendingRefusal};
 
 use super::{
     Answer, Next, Protocol, answer, media_type, refuse,
@@ -45,6 +45,25 @@ impl Target {
     /// Whether the RPC is one of `service`'s.
     pub fn is_of(&self, service: &str) -> bool {
         self.method.as_ref().is_some_and(|m| m.parent_service().full_name() == service)
+    }
+
+    /// Whether the RPC takes a credential (the Session and User services; health and reflection
+    /// take none), so that a refusal of the request's form waits for authentication.
+    pub fn authenticates(&self) -> bool {
+        self.method.as_ref().is_some_and(|m| m.parent_service().full_name().starts_with("zitadel."))
+    }
+
+    /// Holds `status` in `extensions` until the caller is authenticated
+    /// (`service::auth::PendingRefusal`) when the RPC takes a credential; `Err(status)` when it
+    /// must be answered now. A refusal already held stands.
+    pub fn defer(&self, extensions: &mut http::Extensions, status: Status) -> Result<(), Status> {
+        if !self.authenticates() {
+            return Err(status);
+        }
+        if extensions.get::<PendingRefusal>().is_none() {
+            extensions.insert(PendingRefusal(status));
+        }
+        Ok(())
     }
 }
 

@@ -27,13 +27,21 @@ pub fn unary_framing() -> impl Layer<Inner, Service = Inner> + Clone {
             return forward(inner, request).await;
         }
         let encoded = request.headers().get("grpc-encoding").is_some_and(|v| v != "identity");
-        let (parts, body) = request.into_parts();
-        let body = match body.collect().await {
+        let (mut parts, body) = request.into_parts();
+        let mut body = match body.collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(status) => return refuse::render(Protocol::Grpc, &status, None),
         };
         if let Err(error) = frame::unary_message(&body, encoded) {
-            return refuse::render(Protocol::Grpc, &framing_error(error), None);
+            // Answered after authentication, with an empty message in its place.
+            let target = parts.extensions.get::<Target>().cloned();
+            match target.map(|t| t.defer(&mut parts.extensions, framing_error(error))) {
+                Some(Ok(())) => body = frame::encode_message(&[]),
+                Some(Err(status)) => return refuse::render(Protocol::Grpc, &status, None),
+                None => {
+                    return refuse::render(Protocol::Grpc, &internal("a gRPC call reached framing unclassified"), None);
+                }
+            }
         }
         forward(inner, Request::from_parts(parts, Body::new(Full::new(body)))).await
     })

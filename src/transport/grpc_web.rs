@@ -39,11 +39,13 @@ fn normalizer() -> impl Layer<Inner, Service = Inner> + Clone {
             match frame::decode_base64_chunks(&read) {
                 Ok(decoded) => decoded,
                 Err(message) => {
-                    return refuse::render(
-                        protocol,
-                        &refuse::status(Code::InvalidArgument, "REQUEST-MalformedFrame", &message),
-                        None,
-                    );
+                    // Answered after authentication, with an empty message in its place.
+                    let status = refuse::status(Code::InvalidArgument, "REQUEST-MalformedFrame", &message);
+                    let target = parts.extensions.get::<Target>().cloned();
+                    match target.map(|t| t.defer(&mut parts.extensions, status.clone())) {
+                        Some(Ok(())) => frame::encode_message(&[]),
+                        _ => return refuse::render(protocol, &status, None),
+                    }
                 }
             }
         } else {

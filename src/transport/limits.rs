@@ -403,14 +403,22 @@ impl<S: Next> Service<Request<Body>> for Deadline<S> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
         let Some(limit) = parse_deadline(request.headers()).transpose() else {
             return pass(self.inner.call(request));
         };
         let protocol = protocol_of(&request);
         let limit = match limit {
             Ok(limit) => limit,
-            Err(status) => return answer(refuse::early(request, refuse::render(protocol, &status, None))),
+            // A malformed deadline is the request's own fault: answered after authentication
+            // (the call runs nothing), or now for an RPC that takes no credential.
+            Err(status) => {
+                let (target, extensions) = (request.extensions().get::<Target>().cloned(), request.extensions_mut());
+                return match target.map(|t| t.defer(extensions, status.clone())) {
+                    Some(Ok(())) => pass(self.inner.call(request)),
+                    _ => answer(refuse::early(request, refuse::render(protocol, &status, None))),
+                };
+            }
         };
         let expired = || refuse::status(Code::DeadlineExceeded, "REQUEST-DeadlineExceeded", "the call ran out of time");
         if limit.is_zero() {

@@ -43,19 +43,23 @@ async fn call(
     grpc: Inner,
     body_limit: usize,
 ) -> Result<Response<Body>, Status> {
-    let (parts, body) = request.into_parts();
-    let body = decoded_body(&parts.headers, body.collect().await?.to_bytes(), body_limit)?;
+    let (mut parts, body) = request.into_parts();
+    let body = body.collect().await?.to_bytes();
     let method = target.method.as_ref().ok_or_else(|| internal("a call without a method"))?;
-    let message = match (target.protocol, &target.rest) {
-        (Protocol::Connect { json }, _) => {
-            if json {
-                json::connect_request(&method.input(), &body)?
-            } else {
-                body
-            }
+    let decoded =
+        decoded_body(&parts.headers, body, body_limit).and_then(|body| match (target.protocol, &target.rest) {
+            (Protocol::Connect { json: true }, _) => json::connect_request(&method.input(), &body),
+            (Protocol::Connect { json: false }, _) => Ok(body),
+            (_, Some(matched)) => json::rest_request(&matched.route, &matched.variables, parts.uri.query(), &body),
+            _ => Err(internal("a REST call without a route")),
+        });
+    // A body that does not decode is answered after authentication, with an empty message.
+    let message = match decoded {
+        Ok(message) => message,
+        Err(status) => {
+            target.defer(&mut parts.extensions, status)?;
+            Bytes::new()
         }
-        (_, Some(matched)) => json::rest_request(&matched.route, &matched.variables, parts.uri.query(), &body)?,
-        _ => return Err(internal("a REST call without a route")),
     };
     // The method's gRPC path: a Connect path is one already; a REST route made its own at start.
     let path = match &target.rest {
