@@ -57,14 +57,21 @@ impl Target {
     /// (`service::auth::PendingRefusal`) when the RPC takes a credential; `Err(status)` when it
     /// must be answered now. A refusal already held stands.
     pub fn defer(&self, extensions: &mut http::Extensions, status: Status) -> Result<(), Status> {
-        if !self.authenticates() {
-            return Err(status);
-        }
-        if extensions.get::<PendingRefusal>().is_none() {
-            extensions.insert(PendingRefusal(status));
-        }
-        Ok(())
+        hold(self.authenticates(), extensions, status)
     }
+}
+
+/// As [`Target::defer`], for the target classified into `extensions`.
+pub fn defer(extensions: &mut http::Extensions, status: Status) -> Result<(), Status> {
+    hold(extensions.get::<Target>().is_some_and(Target::authenticates), extensions, status)
+}
+
+fn hold(authenticates: bool, extensions: &mut http::Extensions, status: Status) -> Result<(), Status> {
+    if !authenticates {
+        return Err(status);
+    }
+    extensions.get_or_insert_with(|| PendingRefusal(status));
+    Ok(())
 }
 
 /// A refusal: the status, the HTTP status override for Connect and REST, extra headers.

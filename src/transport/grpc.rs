@@ -14,7 +14,11 @@ use http_body_util::{BodyExt, Full};
 use tonic::{Code, Status, body::Body};
 use tower::{Layer, Service};
 
-use super::{Inner, Next, Protocol, classify::Target, forward, frame, middleware, refuse};
+use super::{
+    Inner, Next, Protocol,
+    classify::{self, Target},
+    forward, frame, middleware, refuse,
+};
 use crate::service::status::internal;
 
 /// The encodings tonic is configured to accept, as `grpc-accept-encoding` names them.
@@ -34,13 +38,9 @@ pub fn unary_framing() -> impl Layer<Inner, Service = Inner> + Clone {
         };
         if let Err(error) = frame::unary_message(&body, encoded) {
             // Answered after authentication, with an empty message in its place.
-            let target = parts.extensions.get::<Target>().cloned();
-            match target.map(|t| t.defer(&mut parts.extensions, framing_error(error))) {
-                Some(Ok(())) => body = frame::encode_message(&[]),
-                Some(Err(status)) => return refuse::render(Protocol::Grpc, &status, None),
-                None => {
-                    return refuse::render(Protocol::Grpc, &internal("a gRPC call reached framing unclassified"), None);
-                }
+            match classify::defer(&mut parts.extensions, framing_error(error)) {
+                Ok(()) => body = frame::encode_message(&[]),
+                Err(status) => return refuse::render(Protocol::Grpc, &status, None),
             }
         }
         forward(inner, Request::from_parts(parts, Body::new(Full::new(body)))).await

@@ -1,9 +1,9 @@
 //! gRPC-Web goes through tonic-web; this thin layer in front of it covers what the contract asks
 //! beyond it: the body read whole first, so that its errors (too large, too late, broken) carry
 //! the contract's codes and detail, a `-text` body in several padded base64 chunks (tonic-web
-//! decodes only one), a
-//! `-text` answer as one base64 stream under `application/grpc-web-text` whatever `Accept`
-//! says, and a trailer frame in every answer (tonic answers errors trailers-only, in headers).
+//! decodes only one), a `-text` answer as one base64 stream under `application/grpc-web-text`
+//! whatever `Accept` says, and a trailer frame in every answer (tonic answers errors
+//! trailers-only, in headers).
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
@@ -11,7 +11,11 @@ use http_body_util::{BodyExt, Full};
 use tonic::{Code, body::Body};
 use tower::Layer;
 
-use super::{Inner, Protocol, classify::Target, forward, frame, middleware, refuse};
+use super::{
+    Inner, Protocol,
+    classify::{self, Target},
+    forward, frame, middleware, refuse,
+};
 
 const BINARY: &str = "application/grpc-web+proto";
 const TEXT: &str = "application/grpc-web-text";
@@ -41,10 +45,9 @@ fn normalizer() -> impl Layer<Inner, Service = Inner> + Clone {
                 Err(message) => {
                     // Answered after authentication, with an empty message in its place.
                     let status = refuse::status(Code::InvalidArgument, "REQUEST-MalformedFrame", &message);
-                    let target = parts.extensions.get::<Target>().cloned();
-                    match target.map(|t| t.defer(&mut parts.extensions, status.clone())) {
-                        Some(Ok(())) => frame::encode_message(&[]),
-                        _ => return refuse::render(protocol, &status, None),
+                    match classify::defer(&mut parts.extensions, status) {
+                        Ok(()) => frame::encode_message(&[]),
+                        Err(status) => return refuse::render(protocol, &status, None),
                     }
                 }
             }

@@ -19,7 +19,11 @@ use http_body::{Frame, SizeHint};
 use tonic::{Code, Status, body::Body};
 use tower::{Layer, Service, ServiceExt, util::Oneshot};
 
-use super::{Next, PassOr, Protocol, answer, classify::Target, pass, refuse};
+use super::{
+    Next, PassOr, Protocol, answer,
+    classify::{self, Target},
+    pass, refuse,
+};
 use crate::call_clock::{self, Clock};
 use crate::metrics::CallMetrics;
 use tokio::task::futures::TaskLocalFuture;
@@ -413,10 +417,9 @@ impl<S: Next> Service<Request<Body>> for Deadline<S> {
             // A malformed deadline is the request's own fault: answered after authentication
             // (the call runs nothing), or now for an RPC that takes no credential.
             Err(status) => {
-                let (target, extensions) = (request.extensions().get::<Target>().cloned(), request.extensions_mut());
-                return match target.map(|t| t.defer(extensions, status.clone())) {
-                    Some(Ok(())) => pass(self.inner.call(request)),
-                    _ => answer(refuse::early(request, refuse::render(protocol, &status, None))),
+                return match classify::defer(request.extensions_mut(), status) {
+                    Ok(()) => pass(self.inner.call(request)),
+                    Err(status) => answer(refuse::early(request, refuse::render(protocol, &status, None))),
                 };
             }
         };
