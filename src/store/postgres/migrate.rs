@@ -70,6 +70,10 @@ async fn migrate_once(pool: &PgPool) -> anyhow::Result<()> {
             continue;
         }
         let mut tx = conn.begin().await?;
+        // A migration may rewrite a whole table: the hot statements' 700 ms cap does not apply to
+        // it (a slow or busy server failed starts with "statement timeout"). A lock held by
+        // another starter is still waited for only so long.
+        tx.execute("SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = '30s'").await?;
         // Unprepared (simple protocol): a migration is several statements. Not `raw_sql`, whose
         // future is not `Send`, and servers are spawned.
         tx.execute(*sql).await?;
