@@ -1,7 +1,8 @@
 //! Classify, then act: each request's protocol and target (the RPC, and for REST the matched
 //! route) are decided once, before anything else runs, and put into the request's extensions.
 //! What names nothing we serve is refused here, before authentication: 404, 405 with `Allow`,
-//! 415 with `Accept-Post`, and gRPC over HTTP/1.x (which cannot carry its trailers).
+//! 415 with `Accept-Post`, a codec other than protobuf on gRPC and gRPC-Web, a Connect protocol
+//! version other than 1, and gRPC over HTTP/1.x (which cannot carry its trailers).
 
 use std::{
     convert::Infallible,
@@ -79,6 +80,37 @@ type Refusal = (Status, Option<StatusCode>, HeaderMap);
 
 fn refusal(code: Code, id: &str, message: &str) -> Refusal {
     (refuse::status(code, id, message), None, HeaderMap::new())
+}
+
+/// gRPC and gRPC-Web messages travel as protobuf: `base` alone or `base+proto`. Another codec
+/// (`+json`, say) is refused rather than decoded as protobuf, which would fail or, worse,
+/// succeed on bytes that meant something else.
+fn proto_codec(headers: &HeaderMap, base: &str) -> Result<(), Refusal> {
+    let media = media_type(headers).unwrap_or_default();
+    let codec = media.get(base.len()..).unwrap_or_default();
+    if codec.is_empty() || codec.eq_ignore_ascii_case("+proto") {
+        return Ok(());
+    }
+    Err(refusal(
+        Code::Unimplemented,
+        "REQUEST-UnsupportedCodec",
+        &format!("content type {media} is not served: messages travel as protobuf, send {base} or {base}+proto"),
+    ))
+}
+
+/// `method` on an RPC path that is called with POST only.
+fn post_only(method: &Method, path: &str) -> Result<(), Refusal> {
+    if method == Method::POST {
+        return Ok(());
+    }
+    let mut extra = HeaderMap::new();
+    extra.insert(header::ALLOW, HeaderValue::from_static("POST"));
+    let (status, ..) = refusal(
+        Code::Unimplemented,
+        "REQUEST-MethodNotAllowed",
+        &format!("{method} is not allowed on {path}; RPCs are called with POST"),
+    );
+    Err((status, Some(StatusCode::METHOD_NOT_ALLOWED), extra))
 }
 
 fn unknown_method(path: &str) -> Refusal {
@@ -194,9 +226,12 @@ fn target(routes: &Routes, protocol: Protocol, request: &Request<Body>) -> Resul
                     "gRPC needs HTTP/2; over HTTP/1.1 use gRPC-Web (application/grpc-web+proto)",
                 ));
             }
+            proto_codec(request.headers(), "application/grpc")?;
             grpc_target(protocol, path, known())
         }
-        Protocol::GrpcWeb { .. } => {
+        Protocol::GrpcWeb { text } => {
+            post_only(request.method(), path)?;
+            proto_codec(request.headers(), if text { "application/grpc-web-text" } else { "application/grpc-web" })?;
             // gRPC-Web answers are read whole before they are sent (a trailer frame, one base64
             // stream), so only RPCs with one message each way; reflection and health's Watch
             // stream, over gRPC.
@@ -211,16 +246,7 @@ fn target(routes: &Routes, protocol: Protocol, request: &Request<Body>) -> Resul
             if streams(&method) {
                 return Err(not_over(path, "Connect's unary protocol"));
             }
-            if request.method() != Method::POST {
-                let mut extra = HeaderMap::new();
-                extra.insert(header::ALLOW, HeaderValue::from_static("POST"));
-                let (status, ..) = refusal(
-                    Code::Unimplemented,
-                    "REQUEST-MethodNotAllowed",
-                    &format!("{} is not allowed on {path}; RPCs are called with POST", request.method()),
-                );
-                return Err((status, Some(StatusCode::METHOD_NOT_ALLOWED), extra));
-            }
+            post_only(request.method(), path)?;
             let media = media_type(request.headers());
             let known =
                 |m: &str| m.eq_ignore_ascii_case("application/json") || m.eq_ignore_ascii_case("application/proto");
@@ -239,6 +265,18 @@ fn target(routes: &Routes, protocol: Protocol, request: &Request<Body>) -> Resul
                     ),
                 );
                 return Err((status, Some(StatusCode::UNSUPPORTED_MEDIA_TYPE), extra));
+            }
+            // Connect's version header may be absent (ZITADEL's Python SDK sends none); a version
+            // this server does not speak is refused as connect-go refuses it.
+            if let Some(version) = request.headers().get("connect-protocol-version")
+                && version != "1"
+            {
+                let (status, ..) = refusal(
+                    Code::InvalidArgument,
+                    "REQUEST-ConnectVersion",
+                    &format!("connect-protocol-version must be 1, got {}", String::from_utf8_lossy(version.as_bytes())),
+                );
+                return Err((status, Some(StatusCode::BAD_REQUEST), HeaderMap::new()));
             }
             Ok(Target { protocol, method: Some(method), rest: None })
         }

@@ -187,6 +187,11 @@ impl Headers {
         self
     }
 
+    /// As `with`, unless a header of that name is already set.
+    fn or_with(self, name: &str, value: &str) -> Self {
+        if self.0.iter().any(|(set, _)| set.eq_ignore_ascii_case(name)) { self } else { self.with(name, value) }
+    }
+
     fn apply(&self, mut builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         for (name, value) in &self.0 {
             builder = builder.header(name, value);
@@ -442,7 +447,7 @@ impl Clients {
         } else {
             ("application/grpc-web+proto", body)
         };
-        let headers = headers.clone().with("content-type", content_type).with("x-grpc-web", "1");
+        let headers = headers.clone().or_with("content-type", content_type).with("x-grpc-web", "1");
         let raw = self.exchange(false, Method::POST, path, &headers, body).await;
         grpc_web_outcome(text, raw, rpc)
     }
@@ -465,7 +470,7 @@ impl Clients {
     /// A gRPC call over h2c with a body sent exactly as given (for framing errors the generated
     /// client cannot produce).
     pub async fn grpc_raw(&self, path: &str, headers: &Headers, body: Vec<u8>, rpc: Option<Rpc>) -> Outcome {
-        let headers = headers.clone().with("content-type", "application/grpc").with("te", "trailers");
+        let headers = headers.clone().or_with("content-type", "application/grpc").with("te", "trailers");
         let raw = self.exchange(true, Method::POST, path, &headers, body).await;
         assert_eq!(raw.status, 200, "gRPC answers travel over HTTP 200: {raw:?}");
         let fields = if raw.headers.contains_key("grpc-status") { &raw.headers } else { &raw.trailers };
@@ -584,7 +589,7 @@ fn unframe(body: &[u8]) -> Vec<u8> {
     body[5..].to_vec()
 }
 
-fn grpc_web_outcome(text: bool, raw: Raw, rpc: Option<Rpc>) -> Outcome {
+pub fn grpc_web_outcome(text: bool, raw: Raw, rpc: Option<Rpc>) -> Outcome {
     let protocol = if text { Protocol::GrpcWebText } else { Protocol::GrpcWeb };
     let content_type = raw.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
     let expected = if text { "application/grpc-web-text" } else { "application/grpc-web+proto" };

@@ -161,6 +161,62 @@ async fn an_encoding_the_server_does_not_take_is_unimplemented_naming_what_it_ta
     assert!(listed.ok().get("sessions").is_none(), "nothing was created: {listed:?}");
 }
 
+backend_test!(only_protobuf_travels_over_grpc_and_grpc_web_and_connect_speaks_version_1);
+async fn only_protobuf_travels_over_grpc_and_grpc_web_and_connect_speaks_version_1(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
+    let admin = server.actor("admin", &[SessionRead, SessionWrite]).await;
+    let path = Rpc::CreateSession.path();
+    let create = frame(&Rpc::CreateSession.encode(json!({ "checks": user_check(&admin.id) })));
+    // A JSON body under a JSON codec: decoding it as protobuf would fail with a misleading
+    // message, or succeed on bytes that meant something else.
+    let json_body = {
+        let mut framed = vec![0];
+        let message = serde_json::to_vec(&json!({ "checks": user_check(&admin.id) })).unwrap();
+        framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
+        framed.extend_from_slice(&message);
+        framed
+    };
+    for content_type in ["application/grpc+json", "application/grpc+JSON; charset=utf-8"] {
+        let headers = Headers::bearer(&admin.token).with("content-type", content_type);
+        let outcome = server.clients.grpc_raw(&path, &headers, json_body.clone(), None).await;
+        outcome.expect_error(Code::Unimplemented, "REQUEST-UnsupportedCodec");
+        assert!(outcome.message.contains("application/grpc+proto"), "{outcome:?}");
+    }
+    let headers = Headers::bearer(&admin.token).with("content-type", "application/grpc-web+json");
+    let outcome = server.clients.grpc_web(false, &path, &headers, json_body, None).await;
+    outcome.expect_error(Code::Unimplemented, "REQUEST-UnsupportedCodec");
+    // The protobuf codec by name is the default one.
+    let headers = Headers::bearer(&admin.token).with("content-type", "application/grpc+proto");
+    server.clients.grpc_raw(&path, &headers, create.clone(), None).await.ok();
+    let headers = Headers::bearer(&admin.token).with("content-type", "application/grpc-web-text+proto");
+    server.clients.grpc_web(true, &path, &headers, create.clone(), None).await.ok();
+
+    // gRPC-Web is called with POST; anything else is refused in gRPC-Web's terms with `Allow`.
+    let headers = Headers::bearer(&admin.token).with("content-type", "application/grpc-web+proto");
+    let raw = server.clients.exchange(false, Method::GET, &path, &headers, Vec::new()).await;
+    assert_eq!(raw.headers.get("allow").map(|v| v.to_str().unwrap()), Some("POST"), "{raw:?}");
+    crate::common::client::grpc_web_outcome(false, raw, None)
+        .expect_error(Code::Unimplemented, "REQUEST-MethodNotAllowed");
+
+    // Connect: the version header may be absent or 1; another version is refused.
+    let body = serde_json::to_vec(&json!({ "checks": user_check(&admin.id) })).unwrap();
+    let headers =
+        Headers::bearer(&admin.token).with("content-type", "application/json").with("connect-protocol-version", "2");
+    let raw = server.clients.exchange(false, Method::POST, &path, &headers, body.clone()).await;
+    assert_eq!(raw.status, 400, "{raw:?}");
+    let outcome = json_outcome(Protocol::ConnectJson, raw);
+    outcome.expect_error(Code::InvalidArgument, "REQUEST-ConnectVersion");
+    assert_eq!(outcome.body["code"], "invalid_argument", "{outcome:?}");
+    let headers =
+        Headers::bearer(&admin.token).with("content-type", "application/json").with("connect-protocol-version", "1");
+    let raw = server.clients.exchange(false, Method::POST, &path, &headers, body).await;
+    json_outcome(Protocol::ConnectJson, raw).ok();
+
+    // Three sessions were made: by the proto codec named (gRPC, gRPC-Web) and by Connect version 1.
+    let listed = server.call(Protocol::Rest, Rpc::ListSessions, json!({}), &admin.token).await;
+    assert_eq!(listed.ok()["sessions"].as_array().map(Vec::len), Some(3), "{listed:?}");
+}
+
 backend_test!(a_body_that_does_not_decompress_is_invalid_argument_on_every_protocol);
 async fn a_body_that_does_not_decompress_is_invalid_argument_on_every_protocol(backend: Backend) {
     let Some(server) = TestServer::on(backend).await else { return };
