@@ -4,7 +4,8 @@
 //! # Layout
 //!
 //! - [`transport`]: the tower stack on the port (`transport::stack`): classifies each request,
-//!   guards it (limits, deadline, credential) and hands it to tonic's generated server: gRPC
+//!   guards it (limits, deadline, credential: one not proven lately is looked up through
+//!   `service::auth::Gate` before the body is read) and hands it to tonic's generated server: gRPC
 //!   directly, gRPC-Web through tonic-web, Connect and REST through the descriptor-driven
 //!   transcoder; refusals rendered in the caller's protocol.
 //! - [`service`]: the generated tonic `SessionService` (and `UserService`, for passkey

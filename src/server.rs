@@ -37,7 +37,11 @@ use crate::{
     proto::{
         self, session::session_service_server::SessionServiceServer, user::user_service_server::UserServiceServer,
     },
-    service::{SessionHandler, auth::Authenticated, users::UserHandler},
+    service::{
+        SessionHandler,
+        auth::{Authenticated, Gate},
+        users::UserHandler,
+    },
     store::{self, Store},
     transport::{self, SESSION_SERVICE, USER_SERVICE, probes, stack},
 };
@@ -277,9 +281,10 @@ pub fn build_front_door(
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(config.body_limit);
+    let gate = Gate::new(users, oidc);
     let direct = stack::Direct::default()
-        .with(Authenticated::new(sessions, users.clone()).with_oidc(oidc.clone()))
-        .with(Authenticated::new(user_service, users).with_oidc(oidc));
+        .with(Authenticated::new(sessions, gate.clone()))
+        .with(Authenticated::new(user_service, gate.clone()));
     let routes = tonic::service::Routes::new(health_service).add_service(reflection_v1).add_service(reflection_v1alpha);
     let settings = stack::Settings {
         body_limit: config.body_limit,
@@ -290,6 +295,7 @@ pub fn build_front_door(
         },
         body_read_timeout: config.body_read_timeout,
         cors_origins: config.cors_origins.clone(),
+        gate,
         metrics: metrics.map(|m| m.calls()),
         readiness,
     };

@@ -8,15 +8,21 @@
 //! one round trip less). An invalid token must still be answered UNAUTHENTICATED before any other
 //! error the call could have, so when such a call fails otherwise, the token is looked up here
 //! after all and its refusal answered instead (error paths may cost that lookup).
+//!
+//! The [`Gate`] runs earlier, in the transport, before any body is read: a credential not proven
+//! lately is looked up there, so that a caller without a valid token is refused at once instead
+//! of holding an in-flight slot while its body trickles in.
 
 use std::{
+    collections::HashSet,
     convert::Infallible,
-    sync::Arc,
+    sync::{Arc, Mutex},
     task::{Context, Poll},
 };
 
 use futures_util::future::BoxFuture;
 use http::{Request, Response};
+use sha2::{Digest, Sha256};
 use tonic::{Status, body::Body, server::NamedService};
 use tower::{Service, ServiceExt};
 
@@ -63,23 +69,64 @@ impl std::fmt::Debug for Bearer {
 #[derive(Debug, Clone)]
 pub struct PendingRefusal(pub Status);
 
+/// How many proven credentials the gate remembers; past it, it starts over (each forgotten one
+/// costs one lookup on its next call).
+const PROVEN_MAX: usize = 4096;
+
+/// Whether a call may wait for its body: its credential was proven valid lately, or is now.
+/// Proven credentials are remembered by their SHA-256 only. Being remembered admits a call to its
+/// body read and no further: the call's own lookup still decides, and a credential it refuses
+/// (revoked, expired, its user disabled) is forgotten here.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    users: Users,
+    /// With `--oidc-issuer`: bearer values of JWT shape are verified as the issuer's tokens.
+    oidc: Option<Arc<Verifier>>,
+    proven: Arc<Mutex<HashSet<[u8; 32]>>>,
+}
+
+impl Gate {
+    pub fn new(users: Users, oidc: Option<Arc<Verifier>>) -> Self {
+        Self { users, oidc, proven: Arc::default() }
+    }
+
+    /// Whether `bearer` was proven lately (no lookup).
+    pub fn admits_now(&self, bearer: &Bearer) -> bool {
+        self.proven.lock().unwrap_or_else(|e| e.into_inner()).contains(&digest(bearer))
+    }
+
+    /// Looks `bearer` up: remembered when valid, else the refusal (UNAUTHENTICATED, or the store's
+    /// failure).
+    pub async fn admit(&self, bearer: &Bearer) -> std::result::Result<(), Status> {
+        caller(&self.users, self.oidc.as_deref(), bearer).await.map_err(Status::from)?;
+        let mut proven = self.proven.lock().unwrap_or_else(|e| e.into_inner());
+        if proven.len() >= PROVEN_MAX {
+            proven.clear();
+        }
+        proven.insert(digest(bearer));
+        Ok(())
+    }
+
+    fn forget(&self, bearer: &Bearer) {
+        self.proven.lock().unwrap_or_else(|e| e.into_inner()).remove(&digest(bearer));
+    }
+}
+
+fn digest(bearer: &Bearer) -> [u8; 32] {
+    Sha256::digest(bearer.expose().as_bytes()).into()
+}
+
 /// `inner` (the generated server) behind the token lookup.
 #[derive(Debug, Clone)]
 pub struct Authenticated<S> {
     inner: S,
-    users: Users,
-    /// With `--oidc-issuer`: bearer values of JWT shape are verified as the issuer's tokens.
-    oidc: Option<Arc<Verifier>>,
+    gate: Gate,
 }
 
 impl<S> Authenticated<S> {
-    pub fn new(inner: S, users: Users) -> Self {
-        Self { inner, users, oidc: None }
-    }
-
-    /// Accepting the OIDC issuer's JWTs beside sessiond's own tokens.
-    pub fn with_oidc(self, verifier: Option<Arc<Verifier>>) -> Self {
-        Self { oidc: verifier, ..self }
+    /// `gate` is the transport's: a credential this lookup refuses is forgotten there.
+    pub fn new(inner: S, gate: Gate) -> Self {
+        Self { inner, gate }
     }
 }
 
@@ -113,8 +160,9 @@ where
     }
 
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
-        let (inner, users, oidc) = (self.inner.clone(), self.users.clone(), self.oidc.clone());
+        let (inner, gate) = (self.inner.clone(), self.gate.clone());
         Box::pin(async move {
+            let (users, oidc) = (&gate.users, gate.oidc.as_deref());
             let Some(bearer) = request.extensions_mut().remove::<Bearer>() else {
                 let status: Status = crate::domain::Error::unauthenticated(
                     "AUTH-MissingCredentials",
@@ -124,9 +172,14 @@ where
                 return Ok(status.into_http());
             };
             if let Some(PendingRefusal(refusal)) = request.extensions_mut().remove::<PendingRefusal>() {
-                return Ok(match caller(&users, oidc.as_deref(), &bearer).await {
+                return Ok(match caller(users, oidc, &bearer).await {
                     Ok(_) => refusal.into_http(),
-                    Err(error) => Status::from(error).into_http(),
+                    Err(error) => {
+                        if error.class == ErrorClass::Unauthenticated {
+                            gate.forget(&bearer);
+                        }
+                        Status::from(error).into_http()
+                    }
                 });
             }
             let jwt = oidc.is_some() && oidc::looks_like_jwt(bearer.expose());
@@ -140,14 +193,23 @@ where
                 if presented.is_proven() {
                     return Ok(response);
                 }
-                return Ok(unless_unauthenticated(response, &users, &bearer).await);
+                let response = unless_unauthenticated(response, users, &bearer).await;
+                if response.headers().get("grpc-status").is_some_and(|code| code == "16") {
+                    gate.forget(&bearer);
+                }
+                return Ok(response);
             }
-            match caller(&users, oidc.as_deref(), &bearer).await {
+            match caller(users, oidc, &bearer).await {
                 Ok(caller) => {
                     request.extensions_mut().insert(caller);
                     inner.oneshot(request).await
                 }
-                Err(error) => Ok(Status::from(error).into_http()),
+                Err(error) => {
+                    if error.class == ErrorClass::Unauthenticated {
+                        gate.forget(&bearer);
+                    }
+                    Ok(Status::from(error).into_http())
+                }
             }
         })
     }

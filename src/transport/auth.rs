@@ -1,6 +1,8 @@
 //! The `authorization` header, parsed into a typed bearer credential in the request's
-//! extensions (no lookups here: the service resolves it). A SessionService call without a usable
-//! credential is refused before its body is read. The token never appears in `Debug` output.
+//! extensions. A SessionService or UserService call without a usable credential is refused
+//! before its body is read, and so is one whose credential the service's [`Gate`] does not admit
+//! (one not proven lately is looked up first): a caller without a valid token never holds an
+//! in-flight slot while its body trickles in. The token never appears in `Debug` output.
 
 use std::{
     convert::Infallible,
@@ -9,21 +11,23 @@ use std::{
 
 use http::{HeaderMap, Request, Response, header::AUTHORIZATION};
 use tonic::{Code, Status, body::Body};
-use tower::{Layer, Service};
+use tower::{Layer, Service, ServiceExt};
 
 use super::{Next, PassOr, SESSION_SERVICE, USER_SERVICE, answer, classify::Target, pass, refuse};
-use crate::service::auth::Bearer;
+use crate::service::auth::{Bearer, Gate};
 
 /// The layer: SessionService and UserService calls get their `Bearer` in the extensions or are
 /// refused.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CredentialLayer;
+#[derive(Debug, Clone)]
+pub struct CredentialLayer {
+    gate: Gate,
+}
 
 impl<S> Layer<S> for CredentialLayer {
     type Service = Credential<S>;
 
     fn layer(&self, inner: S) -> Credential<S> {
-        Credential { inner }
+        Credential { inner, gate: self.gate.clone() }
     }
 }
 
@@ -31,6 +35,7 @@ impl<S> Layer<S> for CredentialLayer {
 #[derive(Debug, Clone)]
 pub struct Credential<S> {
     inner: S,
+    gate: Gate,
 }
 
 impl<S: Next> Service<Request<Body>> for Credential<S> {
@@ -52,18 +57,31 @@ impl<S: Next> Service<Request<Body>> for Credential<S> {
             return pass(self.inner.call(request));
         };
         match bearer(request.headers()) {
-            Ok(bearer) => {
+            Ok(bearer) if self.gate.admits_now(&bearer) => {
                 request.extensions_mut().insert(bearer);
                 pass(self.inner.call(request))
+            }
+            Ok(bearer) => {
+                let (gate, inner) = (self.gate.clone(), self.inner.clone());
+                answer(async move {
+                    match gate.admit(&bearer).await {
+                        Ok(()) => {
+                            request.extensions_mut().insert(bearer);
+                            let Ok(response) = inner.oneshot(request).await;
+                            response
+                        }
+                        Err(status) => refuse::early(request, refuse::render(protocol, &status, None)).await,
+                    }
+                })
             }
             Err(status) => answer(refuse::early(request, refuse::render(protocol, &status, None))),
         }
     }
 }
 
-/// The layer.
-pub fn layer() -> CredentialLayer {
-    CredentialLayer
+/// The layer, admitting calls to their body read through `gate`.
+pub fn layer(gate: Gate) -> CredentialLayer {
+    CredentialLayer { gate }
 }
 
 fn unauthenticated(id: &str, message: &str) -> Status {

@@ -14,8 +14,9 @@ use crate::service::status::error_status;
 
 /// How much of an unread body an early refusal reads so that the connection stays usable.
 const DRAIN_LIMIT: u64 = 64 * 1024;
-/// How long it waits for that remainder.
-const DRAIN_TIME: Duration = Duration::from_secs(1);
+/// How long it waits for that remainder: a client's small body is there within it, and a caller
+/// that trickles one holds its in-flight slot no longer than this.
+const DRAIN_TIME: Duration = Duration::from_millis(250);
 
 /// A status with its `ErrorDetail`, as the edge raises them.
 pub fn status(code: Code, id: &str, message: &str) -> Status {

@@ -24,6 +24,8 @@ pub struct Settings {
     pub body_read_timeout: Duration,
     /// Allowed CORS origins; empty allows every origin.
     pub cors_origins: Vec<String>,
+    /// Whether a call's credential lets it wait for its body (the service's lookup).
+    pub gate: crate::service::auth::Gate,
     /// Where each call is counted and timed (none: metrics are off).
     pub metrics: Option<Arc<CallMetrics>>,
     /// What `/readyz` asks.
@@ -89,7 +91,7 @@ pub fn front_door(direct: Direct, routes: tonic::service::Routes, settings: &Set
             .layer(classify::layer(rest_routes))
             .layer(limits::body_guard(settings.body_limit, settings.body_read_timeout))
             .layer(limits::deadline())
-            .layer(auth::layer())
+            .layer(auth::layer(settings.gate.clone()))
             .service(dispatch),
     ))
 }

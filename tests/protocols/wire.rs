@@ -332,6 +332,48 @@ async fn the_deadline_covers_the_body_read(backend: Backend) {
     assert!(listed.ok().get("sessions").is_none(), "nothing ran: {listed:?}");
 }
 
+backend_test!(a_caller_without_a_valid_token_is_refused_before_its_body_arrives);
+async fn a_caller_without_a_valid_token_is_refused_before_its_body_arrives(backend: Backend) {
+    let Some(server) = TestServer::on(backend).await else { return };
+    let admin = server.actor("admin", &[SessionRead, SessionWrite]).await;
+    // A body that never completes (1 byte of 100) must not hold an in-flight slot until the
+    // body read times out (10 s) when the credential is no good: it is looked up first. A token
+    // id that exists with a wrong secret, and one that does not exist.
+    let (id, _) = admin.token.split_once('.').expect("tokens are <id>.<secret>");
+    let wrong_secret = format!("{id}.{}", "A".repeat(43));
+    for token in [wrong_secret.as_str(), "bogus.token"] {
+        for (path, content_type, unauthenticated) in [
+            ("/v2/sessions/search", "application/json", "http/1.1 401"),
+            (&*Rpc::CreateSession.path(), "application/json", "http/1.1 401"),
+            (&*Rpc::GetSession.path(), "application/grpc-web+proto", "grpc-status:16"),
+        ] {
+            let mut stream = TcpStream::connect(server.addr).await.unwrap();
+            let head = format!(
+                "POST {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\ncontent-type: {content_type}\r\ncontent-length: 100\r\n\r\n"
+            );
+            let started = std::time::Instant::now();
+            let (head, body) = within(http1(&mut stream, &head, b"{")).await;
+            let answer = format!("{head}\n{}", String::from_utf8_lossy(&body));
+            assert!(answer.contains(unauthenticated), "{path}: {answer}");
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(5),
+                "{path}: answered after {:?}",
+                started.elapsed()
+            );
+        }
+    }
+    // The valid token still waits for its body and is served.
+    let body = json!({ "checks": user_check(&admin.id) }).to_string();
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let head = format!(
+        "POST /v2/sessions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        admin.token,
+        body.len()
+    );
+    let (answer, created) = within(http1(&mut stream, &head, body.as_bytes())).await;
+    assert!(answer.starts_with("http/1.1 201"), "{answer}\n{}", String::from_utf8_lossy(&created));
+}
+
 backend_test!(http1_keep_alive_survives_every_early_refusal);
 async fn http1_keep_alive_survives_every_early_refusal(backend: Backend) {
     let Some(server) = TestServer::on_with(backend, |c| c.body_limit = 1024).await else { return };
