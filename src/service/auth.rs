@@ -16,13 +16,13 @@
 use std::{
     collections::HashSet,
     convert::Infallible,
+    hash::{BuildHasher, RandomState},
     sync::{Arc, Mutex},
     task::{Context, Poll},
 };
 
 use futures_util::future::BoxFuture;
 use http::{Request, Response};
-use sha2::{Digest, Sha256};
 use tonic::{Status, body::Body, server::NamedService};
 use tower::{Service, ServiceExt};
 
@@ -74,46 +74,52 @@ pub struct PendingRefusal(pub Status);
 const PROVEN_MAX: usize = 4096;
 
 /// Whether a call may wait for its body: its credential was proven valid lately, or is now.
-/// Proven credentials are remembered by their SHA-256 only. Being remembered admits a call to its
-/// body read and no further: the call's own lookup still decides, and a credential it refuses
-/// (revoked, expired, its user disabled) is forgotten here.
+/// Proven credentials are remembered only by a 64-bit hash under this process's random keys
+/// (SipHash): without the keys no value can be made to collide with a proven one, and a
+/// collision would only admit a call to its body read. Being remembered admits a call that far
+/// and no further: the call's own lookup still decides, and a credential it refuses (revoked,
+/// expired, its user disabled) is forgotten here.
 #[derive(Debug, Clone)]
 pub struct Gate {
     users: Users,
     /// With `--oidc-issuer`: bearer values of JWT shape are verified as the issuer's tokens.
     oidc: Option<Arc<Verifier>>,
-    proven: Arc<Mutex<HashSet<[u8; 32]>>>,
+    proven: Arc<Mutex<HashSet<u64>>>,
+    keys: RandomState,
 }
 
 impl Gate {
     pub fn new(users: Users, oidc: Option<Arc<Verifier>>) -> Self {
-        Self { users, oidc, proven: Arc::default() }
+        Self { users, oidc, proven: Arc::default(), keys: RandomState::new() }
     }
 
     /// Whether `bearer` was proven lately (no lookup).
     pub fn admits_now(&self, bearer: &Bearer) -> bool {
-        self.proven.lock().unwrap_or_else(|e| e.into_inner()).contains(&digest(bearer))
+        let digest = self.digest(bearer);
+        self.proven.lock().unwrap_or_else(|e| e.into_inner()).contains(&digest)
     }
 
     /// Looks `bearer` up: remembered when valid, else the refusal (UNAUTHENTICATED, or the store's
     /// failure).
     pub async fn admit(&self, bearer: &Bearer) -> std::result::Result<(), Status> {
         caller(&self.users, self.oidc.as_deref(), bearer).await.map_err(Status::from)?;
+        let digest = self.digest(bearer);
         let mut proven = self.proven.lock().unwrap_or_else(|e| e.into_inner());
         if proven.len() >= PROVEN_MAX {
             proven.clear();
         }
-        proven.insert(digest(bearer));
+        proven.insert(digest);
         Ok(())
     }
 
     fn forget(&self, bearer: &Bearer) {
-        self.proven.lock().unwrap_or_else(|e| e.into_inner()).remove(&digest(bearer));
+        let digest = self.digest(bearer);
+        self.proven.lock().unwrap_or_else(|e| e.into_inner()).remove(&digest);
     }
-}
 
-fn digest(bearer: &Bearer) -> [u8; 32] {
-    Sha256::digest(bearer.expose().as_bytes()).into()
+    fn digest(&self, bearer: &Bearer) -> u64 {
+        self.keys.hash_one(bearer.expose())
+    }
 }
 
 /// `inner` (the generated server) behind the token lookup.
