@@ -688,6 +688,55 @@ async fn list_orders_pages_and_counts(store: Arc<dyn Store>) {
     assert_eq!((total, page[0].id.as_str()), (2, "b"));
 }
 
+/// A page of 1,000 sessions with full metadata is tens of megabytes and takes a while to read; on
+/// SQLite, whose calls share one database thread, a read and a write of other sessions are
+/// answered meanwhile, not queued behind such pages. (PostgreSQL runs each call on a pooled
+/// connection of its own.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_large_list_pages_do_not_hold_up_other_calls() {
+    stores::run(backend::Backend::Sqlite, large_list_pages_do_not_hold_up_other_calls).await;
+}
+
+async fn large_list_pages_do_not_hold_up_other_calls(store: Arc<dyn Store>) {
+    let value = vec![b'm'; 8 * 1024 - 1];
+    for chunk in 0..20 {
+        let creates = (chunk * 50..(chunk + 1) * 50).map(|i| {
+            let mut big = session(&format!("big{i:04}"), 1_000 + i);
+            big.metadata = ["a", "b", "c", "d"].into_iter().map(|k| (k.to_owned(), value.clone())).collect();
+            let store = Arc::clone(&store);
+            async move { create(&store, &big).await }
+        });
+        futures_util::future::join_all(creates).await;
+    }
+    create(&store, &session("other", 5_000)).await;
+
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let lists: Vec<_> = (0..3)
+        .map(|i| {
+            let (store, order) = (Arc::clone(&store), Arc::clone(&order));
+            tokio::spawn(async move {
+                let mut f = filter(vec![SessionQuery::Creator("creator".into())]);
+                f.limit = 1000;
+                let (total, page) = store.list_sessions(&f).await.unwrap();
+                assert_eq!((total, page.len()), (1001, 1000));
+                order.lock().unwrap().push(format!("list {i}"));
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let other = store.session("other").await.unwrap().expect("the other session");
+    let mut next = other.clone();
+    next.sequence = 2;
+    next.metadata.insert("k".into(), b"v".to_vec());
+    store.update_session(&other, &next, &entry(&next, vec![])).await.unwrap();
+    order.lock().unwrap().push("read and write".into());
+    for list in lists {
+        list.await.unwrap();
+    }
+    let order = order.lock().unwrap().clone();
+    assert_eq!(order[0], "read and write", "the small calls were not queued behind the pages: {order:?}");
+}
+
 async fn list_shows_only_live_visible_sessions(store: Arc<dyn Store>) {
     list_fixture(&store).await;
     let created = session("t", 600);

@@ -248,7 +248,24 @@ pub fn check_user_agent(agent: &UserAgent) -> Result<()> {
             agent.header.len()
         )));
     }
+    if agent.ip.as_deref().is_some_and(|ip| ip.chars().any(char::is_control)) {
+        return Err(invalid("user_agent.ip must not contain control characters".into()));
+    }
     for (name, values) in &agent.header {
+        // What an HTTP header can carry: a name that is not empty and holds no control
+        // characters, values without control characters but tab (no CR, LF or NUL).
+        if name.is_empty() || name.chars().any(char::is_control) {
+            return Err(invalid(format!(
+                "user_agent.header name {} must not be empty or contain control characters",
+                shown(name)
+            )));
+        }
+        if values.iter().any(|v| v.chars().any(|c| c.is_control() && c != '\t')) {
+            return Err(invalid(format!(
+                "a value of user_agent.header {} contains a control character other than tab",
+                shown(name)
+            )));
+        }
         if name.len() > MAX_USER_AGENT_HEADER_NAME_BYTES {
             return Err(invalid(format!(
                 "user_agent.header name {} is {} bytes; at most {MAX_USER_AGENT_HEADER_NAME_BYTES} are allowed",
@@ -430,6 +447,15 @@ mod tests {
         assert!(check_user_agent(&agent(header(1, 1, MAX_USER_AGENT_HEADER_VALUE_BYTES + 1))).is_err());
         let err = check_user_agent(&agent(header(5, 1, MAX_USER_AGENT_HEADER_VALUE_BYTES))).unwrap_err();
         assert!(err.message.contains("at most 16384"), "{err}");
+        let one = |name: &str, value: &str| agent([(name.to_owned(), vec![value.to_owned()])].into());
+        assert!(check_user_agent(&one("accept-language", "de-CH,\tde;q=0.9")).is_ok(), "tab is allowed");
+        for (name, value) in [("", "v"), ("x\r\ny", "v"), ("x-forwarded-for", "1.2.3.4\r\nSet-Cookie: a"), ("x", "\0")]
+        {
+            let err = check_user_agent(&one(name, value)).unwrap_err();
+            assert_eq!(err.id, "SESSION-InvalidUserAgent", "{name:?}: {value:?}");
+        }
+        let ip = UserAgent { ip: Some("10.0.0.1\n".into()), ..UserAgent::default() };
+        assert!(check_user_agent(&ip).unwrap_err().message.contains("user_agent.ip"));
         let fingerprint = UserAgent { fingerprint_id: Some("fp\0".into()), ..UserAgent::default() };
         assert_eq!(check_user_agent(&fingerprint).unwrap_err().id, "SESSION-InvalidUserAgent");
     }

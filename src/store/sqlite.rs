@@ -1,6 +1,7 @@
 //! The embedded default store: one SQLite database file in WAL mode.
 //!
-//! One thread owns the database connection and runs every job, reads and writes alike: it
+//! One thread owns the database connection and runs every job, reads and writes alike (but for
+//! the large reads, which a reader connection runs; see `reader`): it
 //! commits whatever has queued up in one transaction (group commit), each write inside its own
 //! savepoint so that one failing job does not undo the others, and answers each job only after
 //! its transaction committed. One connection means one page cache that stays warm: in WAL mode a
@@ -41,11 +42,13 @@ use crate::domain::{
 mod fused;
 mod history;
 mod passkeys;
+mod reader;
 mod rows;
 mod secrets;
 mod writer;
 
 use fused::*;
+use reader::Reader;
 use rows::*;
 use writer::*;
 
@@ -68,6 +71,7 @@ type Job = Box<dyn FnOnce(Result<&Connection, StoreError>) -> Finish + Send>;
 pub struct SqliteStore {
     writer: Mutex<Option<mpsc::Sender<Job>>>,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
+    reader: Reader,
     wal: WalStats,
 }
 
@@ -84,7 +88,8 @@ impl SqliteStore {
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || writer_loop(conn, rx, checkpoint_path, checkpoints))?;
-        Ok(Self { writer: Mutex::new(Some(tx)), writer_thread: Mutex::new(Some(thread)), wal })
+        let reader = Reader::open(&path)?;
+        Ok(Self { writer: Mutex::new(Some(tx)), writer_thread: Mutex::new(Some(thread)), reader, wal })
     }
 
     /// Runs a read on the database thread; answers once the transaction it ran in committed.
@@ -139,8 +144,10 @@ impl SqliteStore {
         .await
     }
 
-    /// Stops the writer after the queued jobs and waits for it: the file is closed cleanly.
+    /// Stops the reader and then the writer after their queued jobs, and waits for them: the
+    /// file is closed cleanly.
     async fn shutdown(&self) {
+        self.reader.shutdown().await;
         drop(self.writer.lock().expect("writer handle poisoned").take());
         let thread = self.writer_thread.lock().expect("writer thread poisoned").take();
         if let Some(thread) = thread {
@@ -506,30 +513,31 @@ impl Store for SqliteStore {
         let order = if filter.ascending { "ASC" } else { "DESC" };
         let offset = i64::try_from(filter.offset).unwrap_or(i64::MAX);
         let limit = i64::from(filter.limit);
-        self.read(move |conn| {
-            let total: i64 = conn
-                .prepare_cached(&format!("SELECT COUNT(*) FROM sessions WHERE {clause}"))
-                .and_then(|mut s| s.query_row(params_from_iter(values.iter()), |r| r.get(0)))
-                .map_err(translate)?;
-            let mut page_values = values;
-            page_values.push(Value::Integer(limit));
-            page_values.push(Value::Integer(offset));
-            let rows: Vec<SessionRow> = conn
-                .prepare_cached(&format!(
-                    "SELECT {SESSION_COLUMNS} FROM sessions WHERE {clause} \
+        self.reader
+            .read(move |conn| {
+                let total: i64 = conn
+                    .prepare_cached(&format!("SELECT COUNT(*) FROM sessions WHERE {clause}"))
+                    .and_then(|mut s| s.query_row(params_from_iter(values.iter()), |r| r.get(0)))
+                    .map_err(translate)?;
+                let mut page_values = values;
+                page_values.push(Value::Integer(limit));
+                page_values.push(Value::Integer(offset));
+                let rows: Vec<SessionRow> = conn
+                    .prepare_cached(&format!(
+                        "SELECT {SESSION_COLUMNS} FROM sessions WHERE {clause} \
                      ORDER BY creation_date {order}, id {order} LIMIT ? OFFSET ?"
-                ))
-                .and_then(|mut s| s.query_map(params_from_iter(page_values.iter()), session_from_row)?.collect())
-                .map_err(translate)?;
-            let sessions = rows.into_iter().map(SessionRow::decode).collect::<StoreResult<_>>()?;
-            Ok((u64::try_from(total).unwrap_or_default(), sessions))
-        })
-        .await
+                    ))
+                    .and_then(|mut s| s.query_map(params_from_iter(page_values.iter()), session_from_row)?.collect())
+                    .map_err(translate)?;
+                let sessions = rows.into_iter().map(SessionRow::decode).collect::<StoreResult<_>>()?;
+                Ok((u64::try_from(total).unwrap_or_default(), sessions))
+            })
+            .await
     }
 
     async fn session_history(&self, id: &str) -> StoreResult<Vec<HistoryEntry>> {
         let id = id.to_owned();
-        self.read(move |conn| history::read_history(conn, &id)).await
+        self.reader.read(move |conn| history::read_history(conn, &id)).await
     }
 
     async fn sweep(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {
