@@ -85,10 +85,12 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let (checkpoint_path, wal) = (path.clone(), WalStats::new(&path));
         let checkpoints = Arc::clone(&wal.checkpoints);
+        let turn = Arc::new(WalTurn::default());
+        let writer_turn = Arc::clone(&turn);
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx, checkpoint_path, checkpoints))?;
-        let reader = Reader::open(&path)?;
+            .spawn(move || writer_loop(conn, rx, checkpoint_path, checkpoints, writer_turn))?;
+        let reader = Reader::open(&path, turn)?;
         Ok(Self { writer: Mutex::new(Some(tx)), writer_thread: Mutex::new(Some(thread)), reader, wal })
     }
 
@@ -513,31 +515,34 @@ impl Store for SqliteStore {
         let order = if filter.ascending { "ASC" } else { "DESC" };
         let offset = i64::try_from(filter.offset).unwrap_or(i64::MAX);
         let limit = i64::from(filter.limit);
-        self.reader
-            .read(move |conn| {
-                let total: i64 = conn
-                    .prepare_cached(&format!("SELECT COUNT(*) FROM sessions WHERE {clause}"))
-                    .and_then(|mut s| s.query_row(params_from_iter(values.iter()), |r| r.get(0)))
-                    .map_err(translate)?;
-                let mut page_values = values;
-                page_values.push(Value::Integer(limit));
-                page_values.push(Value::Integer(offset));
-                let rows: Vec<SessionRow> = conn
-                    .prepare_cached(&format!(
-                        "SELECT {SESSION_COLUMNS} FROM sessions WHERE {clause} \
+        let read = move |conn: &Connection| {
+            let total: i64 = conn
+                .prepare_cached(&format!("SELECT COUNT(*) FROM sessions WHERE {clause}"))
+                .and_then(|mut s| s.query_row(params_from_iter(values.iter()), |r| r.get(0)))
+                .map_err(translate)?;
+            let mut page_values = values;
+            page_values.push(Value::Integer(limit));
+            page_values.push(Value::Integer(offset));
+            let rows: Vec<SessionRow> = conn
+                .prepare_cached(&format!(
+                    "SELECT {SESSION_COLUMNS} FROM sessions WHERE {clause} \
                      ORDER BY creation_date {order}, id {order} LIMIT ? OFFSET ?"
-                    ))
-                    .and_then(|mut s| s.query_map(params_from_iter(page_values.iter()), session_from_row)?.collect())
-                    .map_err(translate)?;
-                let sessions = rows.into_iter().map(SessionRow::decode).collect::<StoreResult<_>>()?;
-                Ok((u64::try_from(total).unwrap_or_default(), sessions))
-            })
-            .await
+                ))
+                .and_then(|mut s| s.query_map(params_from_iter(page_values.iter()), session_from_row)?.collect())
+                .map_err(translate)?;
+            Ok((total, rows))
+        };
+        // Decoded after the read transaction ended (see `Reader::read`).
+        let decode = |(total, rows): (i64, Vec<SessionRow>)| {
+            let sessions = rows.into_iter().map(SessionRow::decode).collect::<StoreResult<_>>()?;
+            Ok((u64::try_from(total).unwrap_or_default(), sessions))
+        };
+        self.reader.read(read, decode).await
     }
 
     async fn session_history(&self, id: &str) -> StoreResult<Vec<HistoryEntry>> {
         let id = id.to_owned();
-        self.reader.read(move |conn| history::read_history(conn, &id)).await
+        self.reader.read(move |conn| history::read_history(conn, &id), Ok).await
     }
 
     async fn sweep(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {

@@ -12,8 +12,9 @@ use super::*;
 /// Large reads queued for the reader before callers wait.
 const READ_QUEUE: usize = 256;
 
-/// A read runs in a read transaction on the reader's connection, or learns why it cannot.
-pub(super) type ReadJob = Box<dyn FnOnce(Result<&Connection, StoreError>) + Send>;
+/// A read runs in a read transaction on the reader's connection, or learns why it cannot; what
+/// it returns runs after the transaction ended.
+pub(super) type ReadJob = Box<dyn FnOnce(Result<&Connection, StoreError>) -> Box<dyn FnOnce() + Send> + Send>;
 
 #[derive(Debug)]
 pub(super) struct Reader {
@@ -23,25 +24,32 @@ pub(super) struct Reader {
 
 impl Reader {
     /// Opens the reader's connection on the (already migrated) database at `path`.
-    pub(super) fn open(path: &Path) -> anyhow::Result<Self> {
+    pub(super) fn open(path: &Path, turn: Arc<WalTurn>) -> anyhow::Result<Self> {
         let conn = Connection::open(path).map_err(translate)?;
         // Reads only: a bug that tried to write here would be refused, not race the writer.
         conn.execute_batch("PRAGMA query_only = ON; PRAGMA temp_store = MEMORY;").map_err(translate)?;
         conn.busy_handler(Some(short_naps)).map_err(translate)?;
         let (tx, rx) = mpsc::channel(READ_QUEUE);
-        let thread = std::thread::Builder::new().name("sqlite-reader".into()).spawn(move || reader_loop(&conn, rx))?;
+        let thread =
+            std::thread::Builder::new().name("sqlite-reader".into()).spawn(move || reader_loop(&conn, rx, &turn))?;
         Ok(Self { jobs: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)) })
     }
 
-    /// Runs `f` in one read transaction on the reader's thread.
-    pub(super) async fn read<T: Send + 'static>(
+    /// Runs `f` in one read transaction on the reader's thread, then `then` on what it read, on
+    /// the same thread but after the transaction ended: a snapshot held open keeps the WAL from
+    /// starting over, so what needs no database (decoding) is done outside it.
+    pub(super) async fn read<R: Send + 'static, T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        f: impl FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+        then: impl FnOnce(R) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
         let sender = self.jobs.lock().expect("reader handle poisoned").clone().ok_or_else(closed)?;
         let (reply, answer) = oneshot::channel();
         let job: ReadJob = Box::new(move |conn| {
-            let _ = reply.send(conn.and_then(f));
+            let read = conn.and_then(f);
+            Box::new(move || {
+                let _ = reply.send(read.and_then(then));
+            })
         });
         sender.send(job).await.map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
@@ -57,17 +65,32 @@ impl Reader {
     }
 }
 
-fn reader_loop(conn: &Connection, mut jobs: mpsc::Receiver<ReadJob>) {
+fn reader_loop(conn: &Connection, mut jobs: mpsc::Receiver<ReadJob>, turn: &WalTurn) {
     while let Some(job) = jobs.blocking_recv() {
+        let yielded = std::time::Instant::now();
+        loop {
+            // Announce the read, then look: the writer looks at the two flags the other way round,
+            // so that it never copies while a read begins unseen.
+            turn.reading.store(true, Ordering::SeqCst);
+            if !turn.restart.load(Ordering::SeqCst) || yielded.elapsed() >= READER_YIELDS_AT_MOST {
+                break;
+            }
+            turn.reading.store(false, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_micros(200));
+        }
         // A deferred transaction: its first read takes the snapshot every later one sees.
-        if let Err(e) = conn.execute_batch("BEGIN") {
-            job(Err(translate(e)));
-            continue;
-        }
-        job(Ok(conn));
-        if let Err(e) = conn.execute_batch("COMMIT") {
-            tracing::warn!(error = %e, "the sqlite reader could not end a read transaction");
-            let _ = conn.execute_batch("ROLLBACK");
-        }
+        let after = match conn.execute_batch("BEGIN") {
+            Err(e) => job(Err(translate(e))),
+            Ok(()) => {
+                let after = job(Ok(conn));
+                if let Err(e) = conn.execute_batch("COMMIT") {
+                    tracing::warn!(error = %e, "the sqlite reader could not end a read transaction");
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                after
+            }
+        };
+        turn.reading.store(false, Ordering::SeqCst);
+        after();
     }
 }
