@@ -697,6 +697,71 @@ async fn sqlite_large_list_pages_do_not_hold_up_other_calls() {
     stores::run(backend::Backend::Sqlite, large_list_pages_do_not_hold_up_other_calls).await;
 }
 
+/// The WAL starts over under sustained writes, also while pages are read back to back: a
+/// reader's snapshot would otherwise keep it from ever starting over, and it would grow by every
+/// write (SQLite only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_the_wal_starts_over_under_writes_while_pages_are_read() {
+    for readers in [0, 2] {
+        let peak = wal_peak_under_writes(readers).await;
+        assert!(peak < 128 << 20, "with {readers} readers the WAL peaked at {} MiB", peak >> 20);
+    }
+}
+
+/// The WAL file's largest size while 6,000 sessions of 24 KB are written, with `readers` tasks
+/// reading pages of (up to) 1,000 of them back to back meanwhile.
+async fn wal_peak_under_writes(readers: usize) -> u64 {
+    let db = backend::TestDb::fresh(backend::Backend::Sqlite).await.expect("SQLite is always available");
+    let store: Arc<dyn Store> =
+        sessiond::store::open(&db.url, sessiond::store::Durability::Normal).await.expect("the store opens");
+    let wal = format!("{}-wal", db.url.trim_start_matches("sqlite:"));
+    let write = |from: u32, to: u32| {
+        let store = Arc::clone(&store);
+        async move {
+            for chunk in (from..to).collect::<Vec<_>>().chunks(50) {
+                let creates = chunk.iter().map(|&i| {
+                    let mut s = session(&format!("fat{i:05}"), 1_000 + i64::from(i));
+                    s.metadata = ["a", "b", "c"].into_iter().map(|k| (k.to_owned(), vec![b'm'; 8 * 1024])).collect();
+                    let store = Arc::clone(&store);
+                    async move { create(&store, &s).await }
+                });
+                futures_util::future::join_all(creates).await;
+            }
+        }
+    };
+    write(0, 200).await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reading: Vec<_> = (0..readers)
+        .map(|_| {
+            let (store, stop) = (Arc::clone(&store), Arc::clone(&stop));
+            tokio::spawn(async move {
+                let mut pages = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let mut f = filter(vec![]);
+                    f.limit = 1000;
+                    store.list_sessions(&f).await.unwrap();
+                    pages += 1;
+                }
+                pages
+            })
+        })
+        .collect();
+    // About 9 pages (36 KiB) of WAL per session: 6,000 sessions are 6 times the 32 MiB at which
+    // the WAL is asked to start over.
+    let mut peak = 0;
+    for step in 1..=30 {
+        write(200 * step, 200 * (step + 1)).await;
+        peak = peak.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for reader in reading {
+        assert!(reader.await.unwrap() > 0, "pages were read meanwhile");
+    }
+    store.close().await;
+    eprintln!("with {readers} readers the WAL peaked at {} MiB", peak >> 20);
+    peak
+}
+
 async fn large_list_pages_do_not_hold_up_other_calls(store: Arc<dyn Store>) {
     let value = vec![b'm'; 8 * 1024 - 1];
     for chunk in 0..20 {

@@ -125,7 +125,7 @@ pub(super) fn checkpoint_loop(
         }
     };
     let mut wait = CHECKPOINT_EVERY;
-    let mut copied_before = 0;
+    let (mut frames_before, mut copied_before) = (0, 0);
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(wait) {
         let started = std::time::Instant::now();
         // (busy, frames in the WAL, frames copied)
@@ -138,11 +138,14 @@ pub(super) fn checkpoint_loop(
         {
             checkpoints.fetch_add(1, Ordering::Relaxed);
         }
-        if let Ok((_, copied)) = pass {
-            copied_before = copied;
+        // A WAL that grew since the pass before, or with frames left to copy, is being written:
+        // it will not start over by itself (see above).
+        let written = pass.as_ref().is_ok_and(|&(frames, copied)| copied < frames || frames != frames_before);
+        if let Ok((frames, copied)) = pass {
+            (frames_before, copied_before) = (frames, copied);
         }
         wait = match pass {
-            Ok((frames, copied)) if frames > WAL_RESTART_FRAMES && copied < frames => {
+            Ok((frames, _)) if frames > WAL_RESTART_FRAMES && written => {
                 if started.elapsed() < CAUGHT_UP || frames > WAL_HARD_LIMIT_FRAMES {
                     turn.restart.store(true, Ordering::SeqCst);
                     CAUGHT_UP
@@ -150,8 +153,8 @@ pub(super) fn checkpoint_loop(
                     Duration::ZERO
                 }
             }
-            // A short WAL, or one with every frame copied: the next write transaction starts
-            // it over by itself.
+            // A short WAL, or a long one copied whole and left alone since: the next write
+            // transaction starts it over by itself (and reads need not yield meanwhile).
             Ok(_) => CHECKPOINT_EVERY,
             Err(e) => {
                 tracing::warn!(error = %e, "sqlite checkpoint failed");
