@@ -60,6 +60,11 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Connections open at once; past it a new connection is closed at once.
     pub max_connections: usize,
+    /// Bytes of large answers (ListSessions pages of 1 MiB or more) held until their clients
+    /// have read them; past it a large answer waits, then is refused (RESOURCE_EXHAUSTED).
+    pub pending_answer_bytes: usize,
+    /// How long a large answer waits for room in `pending_answer_bytes`.
+    pub pending_answer_wait: Duration,
     /// The bounds on requests an operator may change (the longest lifetime, metadata per session).
     pub limits: Limits,
     /// JWT access tokens of this OIDC provider are accepted beside API tokens (`--oidc-issuer`).
@@ -100,6 +105,8 @@ impl Default for Config {
             first_request_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
             max_connections: 10_000,
+            pending_answer_bytes: crate::service::answers::DEFAULT_BUDGET,
+            pending_answer_wait: crate::service::answers::DEFAULT_WAIT,
             limits: Limits::default(),
             oidc: None,
             metrics_listen: None,

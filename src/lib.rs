@@ -9,7 +9,8 @@
 //!   directly, gRPC-Web through tonic-web, Connect and REST through the descriptor-driven
 //!   transcoder; refusals rendered in the caller's protocol.
 //! - [`service`]: the generated tonic `SessionService` (and `UserService`, for passkey
-//!   registration), implemented once over the domain, behind the token lookup (`service::auth`).
+//!   registration), implemented once over the domain, behind the token lookup (`service::auth`);
+//!   large answers hold a share of a budget until delivered (`service::answers`).
 //! - [`domain`]: sessions, users, tokens, passkeys (WebAuthn through webauthn-rs) and the
 //!   authorization decisions; no I/O of its own. It owns the store's port (`domain::port`: the
 //!   trait over its plain records).

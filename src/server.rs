@@ -39,6 +39,7 @@ use crate::{
     },
     service::{
         SessionHandler,
+        answers::AnswerBudget,
         auth::{Authenticated, Gate},
         users::UserHandler,
     },
@@ -271,7 +272,8 @@ pub fn build_front_door(
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    let sessions = SessionServiceServer::new(SessionHandler::new(sessions))
+    let answers = AnswerBudget::new(config.pending_answer_bytes, config.pending_answer_wait);
+    let sessions = SessionServiceServer::new(SessionHandler::new(sessions).with_answer_budget(answers))
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip)
         // The body guard holds requests to the configured limit; the message may not pass it.

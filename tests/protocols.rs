@@ -5,6 +5,8 @@
 
 #[macro_use]
 mod common;
+#[path = "protocols/answers.rs"]
+mod answers;
 #[path = "protocols/edges.rs"]
 mod edges;
 #[path = "protocols/limits.rs"]

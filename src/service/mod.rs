@@ -2,13 +2,17 @@
 //! and back, and maps domain errors to statuses. Every wire format reaches this one handler
 //! through tonic's generated server.
 
+pub mod answers;
 pub mod auth;
 pub mod codec;
 pub mod convert;
 pub mod status;
 pub mod users;
 
+use prost::Message;
 use tonic::{Request, Response, Status};
+
+use self::answers::AnswerBudget;
 
 use crate::{
     domain::{
@@ -26,11 +30,17 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct SessionHandler {
     sessions: Sessions,
+    answers: AnswerBudget,
 }
 
 impl SessionHandler {
     pub fn new(sessions: Sessions) -> Self {
-        Self { sessions }
+        Self { sessions, answers: AnswerBudget::default() }
+    }
+
+    /// Large answers share `answers` until delivered (see `answers`).
+    pub fn with_answer_budget(self, answers: AnswerBudget) -> Self {
+        Self { answers, ..self }
     }
 }
 
@@ -134,13 +144,20 @@ impl SessionService for SessionHandler {
         let caller = caller(&request)?;
         let input = convert::list_request(request.into_inner(), &caller.user_id)?;
         let page = self.sessions.list(&caller, input).await?;
-        Ok(Response::new(pb::ListSessionsResponse {
+        let answer = pb::ListSessionsResponse {
             details: Some(ListDetails {
                 total_result: page.total,
                 processed_sequence: 0,
                 timestamp: Some(convert::timestamp(page.timestamp)),
             }),
             sessions: page.sessions.iter().map(convert::session).collect(),
-        }))
+        };
+        drop(page);
+        let held = self.answers.hold(answer.encoded_len()).await?;
+        let mut response = Response::new(answer);
+        if let Some(held) = held {
+            response.extensions_mut().insert(held);
+        }
+        Ok(response)
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod access_log;
 pub mod admission;
+pub mod answers;
 pub mod auth;
 pub mod classify;
 pub mod cors;

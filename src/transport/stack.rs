@@ -8,8 +8,8 @@ use tower::{Layer, ServiceBuilder};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 
 use super::{
-    Inner, Next, Protocol, access_log, auth, classify, classify::Target, cors, grpc, grpc_web, limits, openapi, probes,
-    request_id, routes::Routes, transcode,
+    Inner, Next, Protocol, access_log, answers, auth, classify, classify::Target, cors, grpc, grpc_web, limits,
+    openapi, probes, request_id, routes::Routes, transcode,
 };
 use crate::metrics::CallMetrics;
 
@@ -92,6 +92,8 @@ pub fn front_door(direct: Direct, routes: tonic::service::Routes, settings: &Set
             .layer(limits::body_guard(settings.body_limit, settings.body_read_timeout))
             .layer(limits::deadline())
             .layer(auth::layer(settings.gate.clone()))
+            // A large answer's share of the budget goes with its body (`answers`).
+            .map_response(answers::tie)
             .service(dispatch),
     ))
 }

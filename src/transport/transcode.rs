@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Full};
 use tonic::{Code, Status, body::Body};
 
 use super::{Inner, Protocol, classify::Target, forward, frame, json, refuse};
-use crate::service::status::internal;
+use crate::service::{answers::HeldAnswer, status::internal};
 
 /// The content codings a Connect request body may arrive in.
 const ACCEPTED: &str = "gzip, identity";
@@ -66,9 +66,11 @@ async fn call(
         Some(matched) => matched.route.grpc_path.clone(),
         None => parts.uri.path_and_query().cloned().ok_or_else(|| internal("a Connect call without a path"))?,
     };
-    let answer = forward(grpc, grpc_request(parts, path, &message)?).await;
+    let mut answer = forward(grpc, grpc_request(parts, path, &message)?).await;
+    // A large answer's share of the budget moves on to the answer rendered here.
+    let held = answer.extensions_mut().remove::<HeldAnswer>();
     let message = grpc_answer(answer).await?;
-    Ok(match (target.protocol, &target.rest) {
+    let mut response = match (target.protocol, &target.rest) {
         (Protocol::Connect { json: false }, _) => refuse::bytes_response(StatusCode::OK, "application/proto", message),
         (_, rest) => {
             let (response_body, success) =
@@ -81,7 +83,11 @@ async fn call(
             };
             refuse::bytes_response(StatusCode::from_u16(success).unwrap_or(StatusCode::OK), "application/json", json)
         }
-    })
+    };
+    if let Some(held) = held {
+        response.extensions_mut().insert(held);
+    }
+    Ok(response)
 }
 
 /// The gRPC call: the caller's extensions (target, credential) travel with it; its headers do
