@@ -21,6 +21,10 @@ pub const DEFAULT_BUDGET: usize = 128 * 1024 * 1024;
 /// How long a large answer waits for its share before it is refused.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(5);
 
+/// Large answers that wait for room at once; past them one is refused at once, since each
+/// waits with its answer built.
+pub const MAX_WAITING: usize = 4;
+
 /// Shares are counted in KiB, so that a budget of any size fits a semaphore's permits.
 const UNIT: usize = 1024;
 
@@ -30,6 +34,7 @@ pub struct AnswerBudget {
     shares: Arc<Semaphore>,
     units: usize,
     wait: Duration,
+    waiting: Arc<Semaphore>,
 }
 
 /// A large answer's share of the budget, given back when the last clone is dropped (with the
@@ -41,7 +46,7 @@ impl AnswerBudget {
     /// A budget of `bytes` (at least one large answer's worth), an answer waiting at most `wait`.
     pub fn new(bytes: usize, wait: Duration) -> Self {
         let units = bytes.max(LARGE_ANSWER) / UNIT;
-        Self { shares: Arc::new(Semaphore::new(units)), units, wait }
+        Self { shares: Arc::new(Semaphore::new(units)), units, wait, waiting: Arc::new(Semaphore::new(MAX_WAITING)) }
     }
 
     /// The share of an answer of `bytes`: `None` for a small one; an answer larger than the
@@ -51,10 +56,19 @@ impl AnswerBudget {
             return Ok(None);
         }
         let units = u32::try_from(bytes.div_ceil(UNIT).min(self.units)).unwrap_or(u32::MAX);
-        match tokio::time::timeout(self.wait, Arc::clone(&self.shares).acquire_many_owned(units)).await {
-            Ok(Ok(permit)) => Ok(Some(HeldAnswer(Arc::new(permit)))),
-            Ok(Err(_)) => Err(crate::service::status::internal("the answer budget is closed")),
-            Err(_) => Err(Error::new(
+        if let Ok(permit) = Arc::clone(&self.shares).try_acquire_many_owned(units) {
+            return Ok(Some(HeldAnswer(Arc::new(permit))));
+        }
+        // (The budget's semaphore is never closed: a failed acquire is a timeout.)
+        let waited = match self.waiting.try_acquire() {
+            Ok(_waiting) => {
+                tokio::time::timeout(self.wait, Arc::clone(&self.shares).acquire_many_owned(units)).await.ok()
+            }
+            Err(_) => None,
+        };
+        match waited.and_then(Result::ok) {
+            Some(permit) => Ok(Some(HeldAnswer(Arc::new(permit)))),
+            None => Err(Error::new(
                 ErrorClass::ResourceExhausted,
                 "SERVER-AnswersPending",
                 format!(
@@ -93,6 +107,31 @@ mod tests {
         assert!(budget.hold(LARGE_ANSWER).await.is_err(), "a clone still holds the share");
         drop((copy, second));
         // Larger than the whole budget: takes all of it rather than waiting forever.
-        assert!(budget.hold(100 * LARGE_ANSWER).await.unwrap().is_some());
+        let all = budget.hold(100 * LARGE_ANSWER).await.unwrap();
+        assert!(all.is_some());
+
+        // While the budget is full, at most `MAX_WAITING` answers wait; the next is refused at once.
+        let budget = AnswerBudget::new(LARGE_ANSWER, Duration::from_secs(30));
+        let full = budget.hold(LARGE_ANSWER).await.unwrap();
+        let waiters: Vec<_> = (0..MAX_WAITING)
+            .map(|_| {
+                let budget = budget.clone();
+                tokio::spawn(async move { budget.hold(LARGE_ANSWER).await.map(|held| held.is_some()) })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        while budget.waiting.available_permits() > 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let started = std::time::Instant::now();
+        assert_eq!(budget.hold(LARGE_ANSWER).await.unwrap_err().code(), tonic::Code::ResourceExhausted);
+        assert!(started.elapsed() < Duration::from_secs(30), "refused without waiting");
+        drop(full);
+        let mut served = 0;
+        for waiter in waiters {
+            // Each waiter gets the whole budget in turn once the one before it is dropped.
+            served += usize::from(waiter.await.unwrap().unwrap());
+        }
+        assert_eq!(served, MAX_WAITING);
     }
 }
