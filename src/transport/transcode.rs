@@ -75,7 +75,7 @@ async fn call(
         (_, rest) => {
             let (response_body, success) =
                 rest.as_ref().map_or(("", 200), |m| (m.route.response_body.as_str(), m.route.success_code));
-            let json = if message.len() < LARGE_ANSWER {
+            let json = if message.len() < BLOCKING_FROM {
                 json::response_json(&method.output(), &message, response_body)?
             } else {
                 let (output, response_body) = (method.output(), response_body.to_owned());
@@ -180,25 +180,25 @@ pub fn accepts_gzip(headers: &HeaderMap) -> bool {
     )
 }
 
-/// A successful answer compressed with gzip.
 /// Answers at least this large are rendered as JSON and compressed on the blocking pool: a
 /// ListSessions page may reach tens of megabytes, a tenth of a second of a core or more to
 /// render and as much to compress, and every call sharing the runtime's thread would wait
 /// behind it.
-const LARGE_ANSWER: usize = 256 * 1024;
+const BLOCKING_FROM: usize = 256 * 1024;
 
 /// Runs `work` on the blocking pool.
 async fn elsewhere<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, Status> {
     tokio::task::spawn_blocking(work).await.map_err(|_| internal("the answer could not be rendered"))
 }
 
+/// A successful answer compressed with gzip.
 async fn compress(protocol: Protocol, response: Response<Body>) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
     let Ok(collected) = body.collect().await else {
         return refuse::render(protocol, &internal("the answer could not be read"), None);
     };
     let body = collected.to_bytes();
-    let large = body.len() >= LARGE_ANSWER;
+    let large = body.len() >= BLOCKING_FROM;
     let gzip = move || {
         let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
         encoder.write_all(&body).and_then(|()| encoder.finish())

@@ -1,7 +1,8 @@
 //! The SQLite store's reader: a second connection on a thread of its own for the reads that can
 //! be large (a ListSessions page of up to 1,000 sessions with their metadata, one session's
-//! history). On the writer's thread such a read would hold up every call queued behind it: ten
-//! pages of 40 MB delayed an unrelated GetSession by seconds and made `/readyz` fail. Here they
+//! history). On the writer's thread such a read would hold up every call queued behind it: with
+//! four clients reading pages of 43 MB back to back, an unrelated GetSession took half a second
+//! and writes all but stopped (BENCHMARKS.md, session 15). Here they
 //! wait only for each other, each in one read transaction (one snapshot for its count and its
 //! page), while the writer goes on committing. Its page cache starts cold after every commit of
 //! the writer's (WAL mode), which costs a large read little and is why the small reads stay on

@@ -24,15 +24,16 @@ pub(super) const WAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
 
 /// The WAL's restarts, shared by the writer, the checkpointer and the reader. The WAL starts over
 /// only at a write transaction that finds every frame copied and no reader inside a snapshot
-/// that still uses the WAL; a reader running pages back to back would hold such a snapshot nearly
-/// always, and the WAL would grow by every write meanwhile (measured: 470 MiB in 10 s). So once a
-/// restart is wanted the reader starts no new read until it happened (waiting at most
-/// `READER_YIELDS_AT_MOST`), and the writer copies the last frames only while the reader is
-/// outside a read.
+/// that still uses the WAL; a reader running pages back to back would hold such a snapshot most
+/// of the time, and the WAL would grow by every write meanwhile (measured with the pages decoded
+/// inside their read: 170-470 MiB in 10 s). So once a restart is wanted the reader starts no new
+/// read until the writer has copied every frame (waiting at most `READER_YIELDS_AT_MOST`), and
+/// the writer copies the last frames only while the reader is outside a read.
 #[derive(Debug, Default)]
 pub(super) struct WalTurn {
-    /// The checkpointer wants the WAL to start over; cleared once the writer's next transaction
-    /// after its copy has committed.
+    /// The checkpointer wants the WAL to start over; cleared once the writer has copied every
+    /// frame (reads that begin after that do not use the WAL, so the writer's next transaction
+    /// starts it over).
     pub(super) restart: AtomicBool,
     /// The reader is inside a read transaction (or about to begin one).
     pub(super) reading: AtomicBool,
