@@ -73,7 +73,7 @@ const MAX_CONNECTIONS: u32 = 16;
 /// Runs after a serialization failure or deadlock before the call answers `Conflict`.
 const MAX_RETRIES: u32 = 5;
 /// ListSessions pages of at most this many sessions are decoded where they were read.
-const DECODE_INLINE_ROWS: u32 = 100;
+const DECODE_INLINE_ROWS: usize = 100;
 /// Connection attempts at start, each bounded, before `open` fails.
 const STARTUP_ATTEMPTS: u32 = 3;
 const STARTUP_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -525,10 +525,11 @@ impl Store for PostgresStore {
                     .push(" OFFSET ")
                     .push_bind(i64::try_from(filter.offset).unwrap_or(i64::MAX));
                 let rows = page.build().fetch_all(&mut *conn).await?;
+                let inline = rows.len() <= DECODE_INLINE_ROWS;
                 let decode = move || rows.iter().map(session_from_row).collect::<Result<Vec<_>, _>>();
                 // A page of many sessions (up to tens of megabytes) is decoded on the blocking
                 // pool, not on the runtime thread other calls share.
-                let sessions = if filter.limit <= DECODE_INLINE_ROWS {
+                let sessions = if inline {
                     decode()?
                 } else {
                     tokio::task::spawn_blocking(decode)
