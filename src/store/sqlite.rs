@@ -8,7 +8,7 @@
 //! connection drops its whole cache whenever another one has committed, so separate reader
 //! connections re-read every B-tree page from the file on every call under write load (measured:
 //! that was half of a DeleteSession's CPU; see BENCHMARKS.md). Checkpoints run on a thread of their
-//! own.
+//! own, and what they copy is flushed to the disk by another (`flush`).
 
 use std::{
     path::{Path, PathBuf},
@@ -39,6 +39,7 @@ use crate::domain::{
     user::{ApiTokenRecord, Claim, LockoutCounter, TokenHolder, TotpEnrolment, User, UserState},
 };
 
+mod flush;
 mod fused;
 mod history;
 mod passkeys;

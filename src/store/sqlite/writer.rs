@@ -111,7 +111,9 @@ pub(super) fn migrate(conn: &Connection) -> StoreResult<()> {
 /// Should writes outrun the disk so that passes never get that short, the writer is asked anyway
 /// past `WAL_HARD_LIMIT_FRAMES`: a longer pause for it, a bounded WAL. The reader holds back its
 /// next read meanwhile (`WalTurn`). (A RESTART checkpoint would do the same by holding the write
-/// lock through a copy and two syncs: the writer waited 50-100 ms behind each one.)
+/// lock through a copy and two syncs: the writer waited 50-100 ms behind each one.) The pages
+/// each pass copies are flushed to the disk behind it (`flush`), so that the writer's pass, which
+/// syncs the database file, waits only for the pages it copied itself.
 pub(super) fn checkpoint_loop(
     path: &Path,
     stop: &std::sync::mpsc::Receiver<()>,
@@ -125,6 +127,7 @@ pub(super) fn checkpoint_loop(
             return;
         }
     };
+    let flusher = super::flush::Flusher::start(path);
     let mut wait = CHECKPOINT_EVERY;
     let (mut frames_before, mut copied_before) = (0, 0);
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(wait) {
@@ -138,6 +141,7 @@ pub(super) fn checkpoint_loop(
             && copied != copied_before
         {
             checkpoints.fetch_add(1, Ordering::Relaxed);
+            flusher.copied();
         }
         // A WAL that grew since the pass before, or with frames left to copy, is being written:
         // it will not start over by itself (see above).
