@@ -11,24 +11,40 @@
 use std::{
     collections::HashMap,
     fs::File,
-    path::{Path, PathBuf},
+    path::Path,
     sync::{Arc, Mutex, OnceLock, mpsc},
 };
 
 /// One descriptor per database file, kept open until the process exits. Closing any descriptor
 /// of a file drops every POSIX lock the process holds on it, SQLite's included (its own VFS
 /// defers its closes for that reason): closed while a connection is open, it would let another
-/// process take the database for unused and fold its WAL away.
-static FILES: OnceLock<Mutex<HashMap<PathBuf, Arc<File>>>> = OnceLock::new();
+/// process take the database for unused and fold its WAL away. Keyed by the file itself (a database deleted and made again at the same path is another file).
+static FILES: OnceLock<Mutex<HashMap<FileKey, Arc<File>>>> = OnceLock::new();
+
+#[cfg(unix)]
+type FileKey = (u64, u64);
+#[cfg(not(unix))]
+type FileKey = std::path::PathBuf;
+
+#[cfg(unix)]
+fn key_of(meta: &std::fs::Metadata, _path: &Path) -> std::io::Result<FileKey> {
+    use std::os::unix::fs::MetadataExt as _;
+    Ok((meta.dev(), meta.ino()))
+}
+
+#[cfg(not(unix))]
+fn key_of(_meta: &std::fs::Metadata, path: &Path) -> std::io::Result<FileKey> {
+    std::fs::canonicalize(path)
+}
 
 fn database_file(path: &Path) -> std::io::Result<Arc<File>> {
-    let path = std::fs::canonicalize(path)?;
     let mut files = FILES.get_or_init(Mutex::default).lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(file) = files.get(&path) {
-        return Ok(Arc::clone(file));
+    // Looked up before opening: a second descriptor of a kept file could not be closed either.
+    if let Some(kept) = files.get(&key_of(&std::fs::metadata(path)?, path)?) {
+        return Ok(Arc::clone(kept));
     }
-    let file = Arc::new(File::open(&path)?);
-    files.insert(path, Arc::clone(&file));
+    let file = Arc::new(File::open(path)?);
+    files.insert(key_of(&file.metadata()?, path)?, Arc::clone(&file));
     Ok(file)
 }
 
