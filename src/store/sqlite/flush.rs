@@ -52,6 +52,7 @@ fn database_file(path: &Path) -> std::io::Result<Arc<File>> {
 #[derive(Debug)]
 pub(super) struct Flusher {
     wake: Option<mpsc::SyncSender<()>>,
+    file: Option<Arc<File>>,
 }
 
 impl Flusher {
@@ -62,23 +63,24 @@ impl Flusher {
             Ok(file) => file,
             Err(e) => {
                 tracing::debug!(error = %e, path = %path.display(), "the sqlite database file is not flushed in the background");
-                return Self { wake: None };
+                return Self { wake: None, file: None };
             }
         };
         // One flush asked for while one runs is enough: it covers every page copied before it.
         let (wake, asked) = mpsc::sync_channel::<()>(1);
+        let flushed = Arc::clone(&file);
         let started = std::thread::Builder::new().name("sqlite-flush".into()).spawn(move || {
             while asked.recv().is_ok() {
-                if let Err(e) = file.sync_data() {
+                if let Err(e) = flushed.sync_data() {
                     tracing::warn!(error = %e, "flushing the sqlite database file failed");
                 }
             }
         });
         match started {
-            Ok(_) => Self { wake: Some(wake) },
+            Ok(_) => Self { wake: Some(wake), file: Some(file) },
             Err(e) => {
                 tracing::warn!(error = %e, "the sqlite flushing thread did not start");
-                Self { wake: None }
+                Self { wake: None, file: Some(file) }
             }
         }
     }
@@ -87,6 +89,15 @@ impl Flusher {
     pub(super) fn copied(&self) {
         if let Some(wake) = &self.wake {
             let _ = wake.try_send(());
+        }
+    }
+
+    /// Flushes the database file now, waiting for it.
+    pub(super) fn flush_now(&self) {
+        if let Some(file) = &self.file
+            && let Err(e) = file.sync_data()
+        {
+            tracing::warn!(error = %e, "flushing the sqlite database file failed");
         }
     }
 }

@@ -130,6 +130,8 @@ pub(super) fn checkpoint_loop(
     let flusher = super::flush::Flusher::start(path);
     let mut wait = CHECKPOINT_EVERY;
     let (mut frames_before, mut copied_before) = (0, 0);
+    // A restart was asked of the writer, and this thread has not yet seen it done.
+    let mut asked = false;
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(wait) {
         let started = std::time::Instant::now();
         // (busy, frames in the WAL, frames copied)
@@ -146,13 +148,26 @@ pub(super) fn checkpoint_loop(
         // A WAL that grew since the pass before, or with frames left to copy, is being written:
         // it will not start over by itself (see above).
         let written = pass.as_ref().is_ok_and(|&(frames, copied)| copied < frames || frames != frames_before);
+        // The writer has just copied every frame for the restart asked of it: its next
+        // transaction starts the WAL over unless a read is inside it, which the next pass tells
+        // (asking again now would cost the writer a second copy and its syncs for nothing).
+        let cleared = asked && !turn.restart.load(Ordering::SeqCst);
+        let settled = cleared && pass.as_ref().is_ok_and(|&(frames, copied)| copied == frames);
         if let Ok((frames, copied)) = pass {
             (frames_before, copied_before) = (frames, copied);
         }
+        if cleared {
+            asked = false;
+        }
         wait = match pass {
+            Ok(_) if settled => CAUGHT_UP,
             Ok((frames, _)) if frames > WAL_RESTART_FRAMES && written => {
                 if started.elapsed() < CAUGHT_UP || frames > WAL_HARD_LIMIT_FRAMES {
+                    // What the passes copied goes to the disk first, so that the writer's copy,
+                    // which syncs the database file, finds little else to wait for.
+                    flusher.flush_now();
                     turn.restart.store(true, Ordering::SeqCst);
+                    asked = true;
                     CAUGHT_UP
                 } else {
                     Duration::ZERO
