@@ -7,6 +7,10 @@
 //! since the last restart: tens of megabytes, 13-150 ms during which no call committed
 //! (measured, closed-loop DeleteSession; it was the whole of Delete's p99.9). Flushed here as
 //! the passes go, the writer's sync finds only the pages of its own short pass.
+//!
+//! A flush here changes nothing SQLite relies on: it only writes sooner what SQLite's own sync
+//! would write, and Linux reports a failed write-back to every descriptor open on the file, so
+//! one seen here is still seen by SQLite's next sync.
 
 use std::{
     collections::HashMap,
@@ -18,7 +22,8 @@ use std::{
 /// One descriptor per database file, kept open until the process exits. Closing any descriptor
 /// of a file drops every POSIX lock the process holds on it, SQLite's included (its own VFS
 /// defers its closes for that reason): closed while a connection is open, it would let another
-/// process take the database for unused and fold its WAL away. Keyed by the file itself (a database deleted and made again at the same path is another file).
+/// process take the database for unused and fold its WAL away. Keyed by the file itself (a
+/// database deleted and made again at the same path is another file).
 static FILES: OnceLock<Mutex<HashMap<FileKey, Arc<File>>>> = OnceLock::new();
 
 #[cfg(unix)]
