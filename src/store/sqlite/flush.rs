@@ -8,49 +8,67 @@
 //! (measured, closed-loop DeleteSession; it was the whole of Delete's p99.9). Flushed here as
 //! the passes go, the writer's sync finds only the pages of its own short pass.
 //!
-//! A flush here changes nothing SQLite relies on: it only writes sooner what SQLite's own sync
-//! would write, and Linux reports a failed write-back to every descriptor open on the file, so
-//! one seen here is still seen by SQLite's next sync.
+//! A flush here is no worse than SQLite alone: it only writes sooner pages whose WAL frames are
+//! already synced (each pass syncs the WAL before it copies), and Linux (4.13 and later)
+//! reports a failed write-back once to each descriptor open on the file at the time, so one
+//! seen here is still seen by SQLite's next sync.
 
+#[cfg(unix)]
 use std::{
     collections::HashMap,
+    sync::{Mutex, OnceLock},
+};
+use std::{
     fs::File,
     path::Path,
-    sync::{Arc, Mutex, OnceLock, mpsc},
+    sync::{Arc, mpsc},
 };
 
 /// One descriptor per database file, kept open until the process exits. Closing any descriptor
 /// of a file drops every POSIX lock the process holds on it, SQLite's included (its own VFS
 /// defers its closes for that reason): closed while a connection is open, it would let another
-/// process take the database for unused and fold its WAL away. Keyed by the file itself (a
-/// database deleted and made again at the same path is another file).
-static FILES: OnceLock<Mutex<HashMap<FileKey, Arc<File>>>> = OnceLock::new();
+/// process take the database for unused and fold its WAL away. Keyed by the file itself, device
+/// and inode (a database deleted and made again at the same path is another file).
+#[cfg(unix)]
+static FILES: OnceLock<Mutex<KeptFiles>> = OnceLock::new();
+
+/// Descriptors by (device, inode).
+#[cfg(unix)]
+type KeptFiles = HashMap<(u64, u64), Arc<File>>;
 
 #[cfg(unix)]
-type FileKey = (u64, u64);
-#[cfg(not(unix))]
-type FileKey = std::path::PathBuf;
-
-#[cfg(unix)]
-fn key_of(meta: &std::fs::Metadata, _path: &Path) -> std::io::Result<FileKey> {
-    use std::os::unix::fs::MetadataExt as _;
-    Ok((meta.dev(), meta.ino()))
-}
-
-#[cfg(not(unix))]
-fn key_of(_meta: &std::fs::Metadata, path: &Path) -> std::io::Result<FileKey> {
-    std::fs::canonicalize(path)
-}
-
 fn database_file(path: &Path) -> std::io::Result<Arc<File>> {
+    use std::{collections::hash_map::Entry, os::unix::fs::MetadataExt as _};
+
+    let key = |meta: std::fs::Metadata| (meta.dev(), meta.ino());
     let mut files = FILES.get_or_init(Mutex::default).lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    // Looked up before opening: a second descriptor of a kept file could not be closed either.
-    if let Some(kept) = files.get(&key_of(&std::fs::metadata(path)?, path)?) {
+    // Looked up before opening, and every descriptor opened is kept, even a second one of a
+    // kept file or one that cannot be looked at: none may be closed.
+    if let Some(kept) = files.get(&key(std::fs::metadata(path)?)) {
         return Ok(Arc::clone(kept));
     }
-    let file = Arc::new(File::open(path)?);
-    files.insert(key_of(&file.metadata()?, path)?, Arc::clone(&file));
-    Ok(file)
+    let file = File::open(path)?;
+    let meta = match file.metadata() {
+        Ok(meta) => meta,
+        Err(e) => {
+            std::mem::forget(file);
+            return Err(e);
+        }
+    };
+    match files.entry(key(meta)) {
+        Entry::Occupied(kept) => {
+            std::mem::forget(file);
+            Ok(Arc::clone(kept.get()))
+        }
+        Entry::Vacant(slot) => Ok(Arc::clone(slot.insert(Arc::new(file)))),
+    }
+}
+
+/// Elsewhere the writer's sync pays for every page, as SQLite alone would (a flush there may
+/// need a writable handle, and no POSIX locks tie a descriptor's life to SQLite's).
+#[cfg(not(unix))]
+fn database_file(_path: &Path) -> std::io::Result<Arc<File>> {
+    Err(std::io::ErrorKind::Unsupported.into())
 }
 
 /// Asks the flushing thread for a flush; the thread ends when this is dropped.
@@ -62,7 +80,8 @@ pub(super) struct Flusher {
 
 impl Flusher {
     /// Starts flushing the database at `path`. Without a file to flush (none at that path, or
-    /// the thread did not start) the writer's sync pays for every page, as SQLite alone would.
+    /// not a unix system) the writer's sync pays for every page, as SQLite alone would; without
+    /// the thread, only `flush_now` flushes.
     pub(super) fn start(path: &Path) -> Self {
         let file = match database_file(path) {
             Ok(file) => file,

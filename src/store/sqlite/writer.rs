@@ -112,8 +112,9 @@ pub(super) fn migrate(conn: &Connection) -> StoreResult<()> {
 /// past `WAL_HARD_LIMIT_FRAMES`: a longer pause for it, a bounded WAL. The reader holds back its
 /// next read meanwhile (`WalTurn`). (A RESTART checkpoint would do the same by holding the write
 /// lock through a copy and two syncs: the writer waited 50-100 ms behind each one.) The pages
-/// each pass copies are flushed to the disk behind it (`flush`), so that the writer's pass, which
-/// syncs the database file, waits only for the pages it copied itself.
+/// each pass copies are flushed to the disk behind it (`flush`), and once more before a restart
+/// is asked for, so that the writer's pass, which syncs the database file, finds little else
+/// to write out.
 pub(super) fn checkpoint_loop(
     path: &Path,
     stop: &std::sync::mpsc::Receiver<()>,
@@ -130,7 +131,8 @@ pub(super) fn checkpoint_loop(
     let flusher = super::flush::Flusher::start(path);
     let mut wait = CHECKPOINT_EVERY;
     let (mut frames_before, mut copied_before) = (0, 0);
-    // A restart was asked of the writer, and this thread has not yet seen it done.
+    // A restart was asked of the writer, and this thread has not yet seen the writer clear it
+    // (which it does once it has copied every frame; the WAL starts over at its next write).
     let mut asked = false;
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(wait) {
         let started = std::time::Instant::now();
@@ -151,7 +153,8 @@ pub(super) fn checkpoint_loop(
         // The writer has just copied every frame for the restart asked of it: its next
         // transaction starts the WAL over unless a read is inside it, which the next pass tells
         // (asking again now would cost the writer a second copy and its syncs for nothing).
-        let cleared = asked && !turn.restart.load(Ordering::SeqCst);
+        let pending = turn.restart.load(Ordering::SeqCst);
+        let cleared = asked && !pending;
         let settled = cleared && pass.as_ref().is_ok_and(|&(frames, copied)| copied == frames);
         if let Ok((frames, copied)) = pass {
             (frames_before, copied_before) = (frames, copied);
@@ -160,7 +163,9 @@ pub(super) fn checkpoint_loop(
             asked = false;
         }
         wait = match pass {
-            Ok(_) if settled => CAUGHT_UP,
+            // Asked already and not done yet (the writer waits for a read to end, or for the
+            // checkpoint this thread was running): nothing to ask again.
+            Ok(_) if settled || (asked && pending) => CAUGHT_UP,
             Ok((frames, _)) if frames > WAL_RESTART_FRAMES && written => {
                 if started.elapsed() < CAUGHT_UP || frames > WAL_HARD_LIMIT_FRAMES {
                     // What the passes copied goes to the disk first, so that the writer's copy,
