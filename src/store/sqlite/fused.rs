@@ -38,7 +38,7 @@ impl SqliteStore {
         decide: AuthorizedTermination,
     ) -> StoreResult<Termination> {
         let (token_id, id) = (token_id.to_owned(), id.to_owned());
-        self.write(move |conn| {
+        self.write_direct(move |conn| {
             let (caller, check) = match decide(read_token(conn, &token_id)?) {
                 Ok(decided) => decided,
                 Err(refusal) => return Ok(Termination::Refused(refusal)),
@@ -56,7 +56,7 @@ impl SqliteStore {
         build: SessionBuild,
     ) -> StoreResult<Result<Session, Error>> {
         let (token_id, user) = (token_id.to_owned(), user.cloned());
-        self.write(move |conn| {
+        self.write_direct(move |conn| {
             let token = read_token(conn, &token_id)?;
             let user = match &user {
                 Some(check) => read_checked_user(conn, check)?,
@@ -90,7 +90,10 @@ fn read_checked_user(conn: &Connection, check: &UserCheck) -> StoreResult<Option
 }
 
 /// Reads the session, asks `check`, and unless refused or terminated already writes the
-/// termination at `at` by `actor` and its history entry.
+/// termination at `at` by `actor` and its history entry. Runs without a savepoint
+/// (`SqliteStore::write_direct`): every refusal comes before the first write, and the update's
+/// sequence guard cannot miss a row this same job read under the write lock (should it, the
+/// batch rolls back).
 pub(super) fn terminate_in(
     conn: &Connection,
     id: &str,
@@ -126,7 +129,16 @@ pub(super) fn terminate_in(
 }
 
 /// Inserts a session (its columns as `session_params` lists them) and its first history entry.
+/// A taken id is refused before anything is written, so that this runs without a savepoint
+/// (`SqliteStore::write_direct`).
 pub(super) fn insert_session(conn: &Connection, values: [Value; 12], entry: &HistoryEntry) -> StoreResult<()> {
+    let taken = conn
+        .prepare_cached("SELECT 1 FROM sessions WHERE id = ?1")
+        .and_then(|mut s| s.exists([&values[0]]))
+        .map_err(translate)?;
+    if taken {
+        return Err(StoreError::AlreadyExists("a session with this id exists".into()));
+    }
     append_history(conn, entry)?;
     conn.prepare_cached(
         "INSERT INTO sessions (id, resource_owner, creator_id, user_id, fingerprint_id, creation_date, change_date, \

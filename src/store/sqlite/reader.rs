@@ -30,6 +30,7 @@ impl Reader {
         // Reads only: a bug that tried to write here would be refused, not race the writer.
         conn.execute_batch("PRAGMA query_only = ON; PRAGMA temp_store = MEMORY;").map_err(translate)?;
         conn.busy_handler(Some(short_naps)).map_err(translate)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let (tx, rx) = mpsc::channel(READ_QUEUE);
         let thread =
             std::thread::Builder::new().name("sqlite-reader".into()).spawn(move || reader_loop(&conn, rx, &turn))?;
@@ -80,13 +81,13 @@ fn reader_loop(conn: &Connection, mut jobs: mpsc::Receiver<ReadJob>, turn: &WalT
             std::thread::sleep(Duration::from_micros(200));
         }
         // A deferred transaction: its first read takes the snapshot every later one sees.
-        let after = match conn.execute_batch("BEGIN") {
-            Err(e) => job(Err(translate(e))),
+        let after = match run_cached(conn, "BEGIN") {
+            Err(e) => job(Err(e)),
             Ok(()) => {
                 let after = job(Ok(conn));
-                if let Err(e) = conn.execute_batch("COMMIT") {
+                if let Err(e) = run_cached(conn, "COMMIT") {
                     tracing::warn!(error = %e, "the sqlite reader could not end a read transaction");
-                    let _ = conn.execute_batch("ROLLBACK");
+                    let _ = run_cached(conn, "ROLLBACK");
                 }
                 after
             }

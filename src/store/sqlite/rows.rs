@@ -4,11 +4,21 @@
 use super::*;
 
 pub(super) fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
-    conn.execute_batch("SAVEPOINT job").map_err(translate)?;
+    run_cached(conn, "SAVEPOINT job")?;
     let result = f(conn);
-    let end = if result.is_ok() { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
-    conn.execute_batch(end).map_err(translate)?;
+    if result.is_err() {
+        run_cached(conn, "ROLLBACK TO job")?;
+    }
+    run_cached(conn, "RELEASE job")?;
     result
+}
+
+/// Runs a statement without results from the connection's statement cache: the transaction
+/// control of every job and batch (`execute_batch` would parse it anew each time, ~17k
+/// instructions per write call for the savepoint's two statements, measured).
+pub(super) fn run_cached(conn: &Connection, sql: &str) -> StoreResult<()> {
+    conn.prepare_cached(sql).and_then(|mut s| s.raw_execute()).map_err(translate)?;
+    Ok(())
 }
 
 /// Driver errors stop here.

@@ -11,6 +11,10 @@ pub(super) const WRITE_QUEUE: usize = 4096;
 pub(super) const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// Page cache of the one connection, in KiB: the hot B-tree pages of a large database stay in.
 pub(super) const CACHE_KIB: u32 = 16 * 1024;
+/// Prepared statements each connection keeps: every statement a job runs, of every kind of call,
+/// with room for ListSessions' filter combinations (rusqlite's default, 16, is fewer than the
+/// store's statements, so a mix of calls parsed some of them anew on every call).
+pub(super) const STATEMENT_CACHE: usize = 128;
 /// WAL frames (pages) past which the WAL should start over from its beginning.
 pub(super) const WAL_RESTART_FRAMES: i64 = 8192;
 /// A checkpoint pass this short leaves only a few frames behind it: the writer may copy those
@@ -74,6 +78,7 @@ pub(super) fn open_writer(path: &Path, durability: Durability) -> StoreResult<Co
     // bounded (the sweeps run in steps), and the migrations above, which may rewrite every row,
     // ran before this.
     conn.execute_batch("PRAGMA temp_store = MEMORY").map_err(translate)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
 
@@ -210,22 +215,28 @@ pub(super) fn writer_loop(
                 Err(_) => break,
             }
         }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(error) = run_cached(&conn, "BEGIN IMMEDIATE") {
             // Nothing ran: every job answers with the reason the transaction could not begin.
-            let error = translate(e);
             tracing::error!(error = %error, jobs = batch.len(), "sqlite could not begin a transaction");
             for job in batch.drain(..) {
-                job(Err(error.clone()))(None);
+                (job(Err(error.clone())).finish)(None);
             }
             continue;
         }
-        let finishers: Vec<Finish> = batch.drain(..).map(|job| job(Ok(&conn))).collect();
-        let commit_error = conn.execute_batch("COMMIT").err().map(|e| {
-            let _ = conn.execute_batch("ROLLBACK");
-            translate(e)
-        });
-        for finish in finishers {
-            finish(commit_error.clone());
+        let ran: Vec<Ran> = batch.drain(..).map(|job| job(Ok(&conn))).collect();
+        let commit_error = if ran.iter().any(|r| r.torn) {
+            // A job without a savepoint failed after changing rows: nothing of the batch may be
+            // committed (`SqliteStore::write_direct`).
+            tracing::error!(jobs = ran.len(), "a sqlite write failed part way; its batch was rolled back");
+            let _ = run_cached(&conn, "ROLLBACK");
+            Some(StoreError::Unavailable("a write failed part way; nothing was written".into()))
+        } else {
+            run_cached(&conn, "COMMIT").err().inspect(|_| {
+                let _ = run_cached(&conn, "ROLLBACK");
+            })
+        };
+        for r in ran {
+            (r.finish)(commit_error.clone());
         }
         if turn.restart.load(Ordering::SeqCst) && !turn.reading.load(Ordering::SeqCst) {
             // The checkpointer is nearly through a long WAL: copy the frames it has not, so
