@@ -527,9 +527,18 @@ impl Store for SqliteStore {
         let values: Vec<Value> =
             [Value::Text(next.id.clone()), expected].into_iter().chain(columns.into_iter().map(|(_, v)| v)).collect();
         let entry = entry.clone();
-        self.write(move |conn| {
-            // The entry first: the row names it as its history's head. A missed guard rolls the
-            // job's savepoint back, the entry with it.
+        self.write_direct(move |conn| {
+            // The guard is checked before anything is written, so that a lost race refuses the
+            // job whole without a savepoint (`write_direct`); under the write lock the row cannot
+            // move between the check and the update, whose own guard stays as the backstop.
+            let current = conn
+                .prepare_cached("SELECT 1 FROM sessions WHERE id = ?1 AND sequence = ?2")
+                .and_then(|mut s| s.exists(params![&values[0], &values[1]]))
+                .map_err(translate)?;
+            if !current {
+                return Err(StoreError::Conflict);
+            }
+            // The entry first: the row names it as its history's head.
             history::append_history(conn, &entry)?;
             let changed =
                 conn.prepare_cached(&sql).and_then(|mut s| s.execute(params_from_iter(values))).map_err(translate)?;
