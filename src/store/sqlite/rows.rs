@@ -14,8 +14,7 @@ pub(super) fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> 
 }
 
 /// Runs a statement without results from the connection's statement cache: the transaction
-/// control of every job and batch (`execute_batch` would parse it anew each time, ~17k
-/// instructions per write call for the savepoint's two statements, measured).
+/// control of every job and batch, which `execute_batch` would parse anew each time.
 pub(super) fn run_cached(conn: &Connection, sql: &str) -> StoreResult<()> {
     conn.prepare_cached(sql).and_then(|mut s| s.raw_execute()).map_err(translate)?;
     Ok(())
