@@ -20,7 +20,7 @@ use sessiond::{
         session::{Change, HistoryEntry, Session},
         token::SecretHash,
     },
-    store::{self, Durability, Store},
+    store::{self, Durability, SessionFilter, Store, Termination},
 };
 
 on_every_store!(
@@ -250,6 +250,65 @@ async fn a_database_from_before_0007_keeps_every_chain() {
     assert_eq!(store.sweep_history(Timestamp(95), 10).await.unwrap(), 3);
     assert_eq!(histories(&store, &["live"]).await, [("live".into(), 1, 100), ("live".into(), 3, 700)]);
     assert!(histories(&store, &["swept"]).await.is_empty());
+    store.close().await;
+    db.remove().await;
+}
+
+/// A SQLite database made before migration 0008 (schema version 7, where a live session's
+/// `terminated_at` was NULL): its live session stays live (read, listed, then terminated once),
+/// its ended one stays ended (read as terminated, never listed), and the sweep takes both ended
+/// sessions and leaves a live one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_from_before_0008_keeps_its_sessions_ends() {
+    let Some(db) = TestDb::fresh(Backend::Sqlite).await else { return };
+    {
+        let conn = rusqlite::Connection::open(db.url.trim_start_matches("sqlite:")).unwrap();
+        conn.execute_batch("PRAGMA journal_mode = WAL;").unwrap();
+        for sql in OLD_SQLITE_MIGRATIONS {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(include_str!("../migrations/sqlite/0006_history_append.sql")).unwrap();
+        conn.execute_batch(include_str!("../migrations/sqlite/0007_history_chain.sql")).unwrap();
+        conn.execute_batch("PRAGMA user_version = 7;").unwrap();
+        for (id, terminated_at) in [("live", None), ("still-live", None), ("ended", Some(150_i64))] {
+            conn.execute(
+                "INSERT INTO sessions (id, resource_owner, creator_id, creation_date, change_date, sequence, \
+                 token_hash, terminated_at, state) VALUES (?1, 'org', 'creator', 100, 100, 1, ?2, ?3, '{}')",
+                rusqlite::params![id, vec![1u8; 32], terminated_at],
+            )
+            .unwrap();
+        }
+    }
+    let store = store::open(&db.url, Durability::Normal).await.expect("the version 7 database opens");
+    let live = store.session("live").await.unwrap().expect("the live session");
+    assert_eq!(live.terminated_at, None);
+    let ended = store.session("ended").await.unwrap().expect("the ended session's row");
+    assert_eq!(ended.terminated_at, Some(Timestamp(150)));
+    let listed = |store: Arc<dyn Store>| async move {
+        let filter = SessionFilter {
+            queries: Vec::new(),
+            visible_to_user: None,
+            live_at: Timestamp(200),
+            offset: 0,
+            limit: 10,
+            ascending: true,
+        };
+        let (total, sessions) = store.list_sessions(&filter).await.unwrap();
+        (total, sessions.into_iter().map(|s| s.id).collect::<Vec<_>>())
+    };
+    assert_eq!(listed(Arc::clone(&store)).await, (2, vec!["live".to_owned(), "still-live".to_owned()]));
+
+    let allow: fn(&Session) -> Result<(), sessiond::domain::Error> = |_| Ok(());
+    let done = store.terminate_session("live", Timestamp(300), "actor", Box::new(allow)).await.unwrap();
+    assert!(matches!(done, Termination::Terminated(ref s) if s.terminated_at == Some(Timestamp(300))), "{done:?}");
+    let again = store.terminate_session("live", Timestamp(310), "actor", Box::new(allow)).await.unwrap();
+    assert!(matches!(again, Termination::AlreadyTerminated(_)), "{again:?}");
+    assert_eq!(listed(Arc::clone(&store)).await, (1, vec!["still-live".to_owned()]));
+
+    assert_eq!(store.sweep(Timestamp(1_000), 10).await.unwrap(), 2, "both ended sessions, not the live one");
+    assert!(store.session("ended").await.unwrap().is_none());
+    assert!(store.session("live").await.unwrap().is_none());
+    assert_eq!(store.session("still-live").await.unwrap().map(|s| s.terminated_at), Some(None));
     store.close().await;
     db.remove().await;
 }

@@ -62,6 +62,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0005_passkeys.sql"),
     include_str!("../../migrations/sqlite/0006_history_append.sql"),
     include_str!("../../migrations/sqlite/0007_history_chain.sql"),
+    include_str!("../../migrations/sqlite/0008_sessions_alive_until.sql"),
 ];
 
 type Finish = Box<dyn FnOnce(Option<StoreError>) + Send>;
@@ -517,7 +518,7 @@ impl Store for SqliteStore {
             columns.push(("expiration_date", next.expiration_date.map_or(Value::Null, |t| Value::Integer(t.0))));
         }
         if next.terminated_at != current.terminated_at {
-            columns.push(("terminated_at", next.terminated_at.map_or(Value::Null, |t| Value::Integer(t.0))));
+            columns.push(("terminated_at", terminated_at_value(next.terminated_at)));
         }
         let set = columns.iter().enumerate().map(|(i, (c, _))| format!("{c} = ?{}", i + 3)).collect::<Vec<_>>();
         let sql = format!(

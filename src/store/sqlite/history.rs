@@ -106,7 +106,9 @@ fn older_than(conn: &Connection, id: &str, entry: i64, below: i64) -> StoreResul
 pub(super) fn sweep_sessions(conn: &Connection, before: i64, limit: u32) -> StoreResult<u64> {
     let mut ended: Vec<(String, Option<i64>)> = Vec::new();
     for sql in [
-        "SELECT id, history_head FROM sessions WHERE terminated_at < ?1 ORDER BY terminated_at LIMIT ?2",
+        // The bound the partial index has (migration 0008), written out so that SQLite uses it.
+        "SELECT id, history_head FROM sessions WHERE terminated_at < ?1 AND terminated_at < 9223372036854775807 \
+         ORDER BY terminated_at LIMIT ?2",
         "SELECT id, history_head FROM sessions WHERE expiration_date < ?1 ORDER BY expiration_date LIMIT ?2",
     ] {
         let found: Vec<(String, Option<i64>)> = conn

@@ -98,6 +98,21 @@ pub(super) fn token_from_row(row: &Row<'_>) -> rusqlite::Result<ApiTokenRecord> 
     })
 }
 
+/// `sessions.terminated_at` of a live session (migration 0008): a value as wide as a time, so
+/// that a termination rewrites the row at the same size.
+pub(super) const ALIVE: i64 = i64::MAX;
+
+/// A session's end as `sessions.terminated_at` stores it.
+pub(super) fn terminated_at_value(at: Option<Timestamp>) -> Value {
+    Value::Integer(at.map_or(ALIVE, |t| t.0))
+}
+
+/// `sessions.terminated_at` as the session's end: none while live (NULL is not written since
+/// migration 0008, and reads as live too).
+fn terminated_at_of(stored: Option<i64>) -> Option<Timestamp> {
+    stored.filter(|&t| t != ALIVE).map(Timestamp)
+}
+
 pub(super) const SESSION_COLUMNS: &str = "id, resource_owner, creator_id, creation_date, change_date, sequence, token_hash, expiration_date, terminated_at, state";
 /// `SESSION_COLUMNS` of one session, written out once (most calls run it).
 pub(super) const SESSION_BY_ID: &str = "SELECT id, resource_owner, creator_id, creation_date, change_date, sequence, token_hash, \
@@ -125,7 +140,7 @@ pub(super) fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRow> {
             metadata: Default::default(),
             user_agent: Default::default(),
             expiration_date: opt_ts(row.get(7)?),
-            terminated_at: opt_ts(row.get(8)?),
+            terminated_at: terminated_at_of(row.get(8)?),
             otp_challenges: Default::default(),
             passkey_challenge: None,
         },
@@ -161,7 +176,7 @@ pub(super) fn session_params(session: &Session) -> [Value; 12] {
         Value::Integer(i64::try_from(session.sequence).unwrap_or(i64::MAX)),
         Value::Blob(session.token_hash.0.to_vec()),
         session.expiration_date.map_or(Value::Null, |t| Value::Integer(t.0)),
-        session.terminated_at.map_or(Value::Null, |t| Value::Integer(t.0)),
+        terminated_at_value(session.terminated_at),
         Value::Text(encode_state(session)),
     ]
 }
@@ -169,7 +184,7 @@ pub(super) fn session_params(session: &Session) -> [Value; 12] {
 /// `WHERE` clause and parameters for a list filter.
 pub(super) fn filter_sql(filter: &SessionFilter) -> (String, Vec<Value>) {
     let mut clauses =
-        vec!["terminated_at IS NULL".to_owned(), "(expiration_date IS NULL OR expiration_date > ?)".to_owned()];
+        vec![format!("terminated_at = {ALIVE}"), "(expiration_date IS NULL OR expiration_date > ?)".to_owned()];
     let mut values = vec![Value::Integer(filter.live_at.0)];
     if let Some(user) = &filter.visible_to_user {
         clauses.push("user_id = ?".into());
