@@ -3,14 +3,14 @@
 //! the call's own rows and runs the domain's decision between its reads and its write. Nothing
 //! runs between them, so a decision never acts on a stale read.
 
+use std::sync::Arc;
+
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter, types::Value};
 
 use super::{
     SqliteStore, StoreError, StoreResult, Termination, TerminationCheck,
     history::append_history,
-    rows::{
-        TOKEN_WITH_HOLDER, USER_COLUMNS, holder_from_row, read_session, session_params, token_from_row, user_from_row,
-    },
+    rows::{USER_COLUMNS, read_session, session_params, user_from_row},
     translate,
 };
 use crate::domain::{
@@ -26,8 +26,8 @@ impl SqliteStore {
         token_id: &str,
         id: &str,
     ) -> StoreResult<(TokenRow, Option<Session>)> {
-        let (token_id, id) = (token_id.to_owned(), id.to_owned());
-        self.read(move |conn| Ok((read_token(conn, &token_id)?, read_session(conn, &id)?))).await
+        let (token_id, id, tokens) = (token_id.to_owned(), id.to_owned(), Arc::clone(&self.tokens));
+        self.read(move |conn| Ok((tokens.read(conn, &token_id)?, read_session(conn, &id)?))).await
     }
 
     pub(super) async fn terminate_authorized(
@@ -37,9 +37,9 @@ impl SqliteStore {
         at: Timestamp,
         decide: AuthorizedTermination,
     ) -> StoreResult<Termination> {
-        let (token_id, id) = (token_id.to_owned(), id.to_owned());
+        let (token_id, id, tokens) = (token_id.to_owned(), id.to_owned(), Arc::clone(&self.tokens));
         self.write_direct(move |conn| {
-            let (caller, check) = match decide(read_token(conn, &token_id)?) {
+            let (caller, check) = match decide(tokens.read(conn, &token_id)?) {
                 Ok(decided) => decided,
                 Err(refusal) => return Ok(Termination::Refused(refusal)),
             };
@@ -55,9 +55,9 @@ impl SqliteStore {
         _at: Timestamp,
         build: SessionBuild,
     ) -> StoreResult<Result<Session, Error>> {
-        let (token_id, user) = (token_id.to_owned(), user.cloned());
+        let (token_id, user, tokens) = (token_id.to_owned(), user.cloned(), Arc::clone(&self.tokens));
         self.write_direct(move |conn| {
-            let token = read_token(conn, &token_id)?;
+            let token = tokens.read(conn, &token_id)?;
             let user = match &user {
                 Some(check) => read_checked_user(conn, check)?,
                 None => None,
@@ -71,12 +71,6 @@ impl SqliteStore {
         })
         .await
     }
-}
-
-fn read_token(conn: &Connection, token_id: &str) -> StoreResult<TokenRow> {
-    conn.prepare_cached(TOKEN_WITH_HOLDER)
-        .and_then(|mut s| s.query_row([token_id], |r| Ok((token_from_row(r)?, holder_from_row(r, 7)?))).optional())
-        .map_err(translate)
 }
 
 fn read_checked_user(conn: &Connection, check: &UserCheck) -> StoreResult<Option<User>> {

@@ -1,0 +1,163 @@
+//! API token rows as the database thread last read them, so that the calls fused with their
+//! authentication (Get, Delete, Create) need not read the same two rows again on every call.
+//!
+//! A remembered row is used only while it is provably what a read would return now:
+//! - no other connection has committed since it was read (`PRAGMA data_version`, asked in the
+//!   job itself, inside its transaction: another process's revocation, or the admin CLI's, is
+//!   seen by the very next call);
+//! - no row of `users` or `api_tokens` has changed on this connection since, and no transaction
+//!   of it has rolled back (SQLite's update and rollback hooks bump a generation: a row read
+//!   after an uncommitted change must not outlive that change's rollback). A job's own savepoint
+//!   is rolled back inside that job, before any other job reads, and the change it undoes has
+//!   bumped the generation already.
+//!
+//! Both tables are rowid tables, which is what the update hook reports on (it is silent for
+//! WITHOUT ROWID tables); `tests.rs` pins that a change to either is seen. Rows that were not
+//! found are not remembered. Holds at most `CAPACITY` rows; when full it starts over.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use rusqlite::{Connection, OptionalExtension};
+
+use super::{
+    StoreResult,
+    rows::{TOKEN_WITH_HOLDER, holder_from_row, token_from_row},
+    translate,
+};
+use crate::domain::port::TokenRow;
+
+/// Token rows remembered at most.
+const CAPACITY: usize = 4096;
+
+#[derive(Debug)]
+pub(super) struct TokenRows {
+    /// Bumped by the connection's hooks (see the module's comment).
+    generation: Arc<AtomicU64>,
+    remembered: Mutex<Remembered>,
+}
+
+#[derive(Debug, Default)]
+struct Remembered {
+    /// The generation and `data_version` the rows were read at.
+    generation: u64,
+    data_version: i64,
+    rows: HashMap<String, TokenRow>,
+}
+
+impl TokenRows {
+    /// Watches `conn`'s changes to `users` and `api_tokens`; `conn` is the one the rows are
+    /// later read on.
+    pub(super) fn watching(conn: &Connection) -> Self {
+        let generation = Arc::new(AtomicU64::new(0));
+        let changed = Arc::clone(&generation);
+        conn.update_hook(Some(move |_: rusqlite::hooks::Action, _: &str, table: &str, _: i64| {
+            if table == "users" || table == "api_tokens" {
+                changed.fetch_add(1, Ordering::SeqCst);
+            }
+        }));
+        let rolled_back = Arc::clone(&generation);
+        conn.rollback_hook(Some(move || {
+            rolled_back.fetch_add(1, Ordering::SeqCst);
+        }));
+        Self { generation, remembered: Mutex::default() }
+    }
+
+    /// The token `token_id` and its user, as a read on `conn` would return them now.
+    pub(super) fn read(&self, conn: &Connection, token_id: &str) -> StoreResult<TokenRow> {
+        let data_version: i64 = conn
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(translate)?;
+        let generation = self.generation.load(Ordering::SeqCst);
+        let mut remembered = self.remembered.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if remembered.generation != generation || remembered.data_version != data_version {
+            remembered.rows.clear();
+            (remembered.generation, remembered.data_version) = (generation, data_version);
+        }
+        if let Some(row) = remembered.rows.get(token_id) {
+            return Ok(row.clone());
+        }
+        let row = read_token(conn, token_id)?;
+        if row.is_some() {
+            if remembered.rows.len() >= CAPACITY {
+                remembered.rows.clear();
+            }
+            remembered.rows.insert(token_id.to_owned(), row.clone());
+        }
+        Ok(row)
+    }
+}
+
+/// The token row and its user's, read from the tables.
+fn read_token(conn: &Connection, token_id: &str) -> StoreResult<TokenRow> {
+    conn.prepare_cached(TOKEN_WITH_HOLDER)
+        .and_then(|mut s| s.query_row([token_id], |r| Ok((token_from_row(r)?, holder_from_row(r, 7)?))).optional())
+        .map_err(translate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::user::UserState;
+    use crate::store::{Durability, sqlite::writer::open_writer};
+
+    /// A migrated database with user `u` and its token `t`, the connection the rows are read on.
+    fn database() -> (tempfile::TempDir, std::path::PathBuf, Connection, TokenRows) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("tokens.db");
+        let conn = open_writer(&path, Durability::Normal).expect("database");
+        conn.execute_batch(
+            "INSERT INTO users (id, login_name, display_name, org_id, state, created_at) \
+                 VALUES ('u', 'u', 'u', 'org', 'active', 0); \
+             INSERT INTO api_tokens (id, user_id, secret_hash, permissions, created_at) \
+                 VALUES ('t', 'u', zeroblob(32), 1, 0);",
+        )
+        .expect("rows");
+        let rows = TokenRows::watching(&conn);
+        (dir, path, conn, rows)
+    }
+
+    /// (revoked_at, the user's state) of token `t` as `rows` answers.
+    fn token(rows: &TokenRows, conn: &Connection) -> (Option<i64>, UserState) {
+        let (record, holder) = rows.read(conn, "t").expect("read").expect("token t");
+        (record.revoked_at.map(|t| t.0), holder.state)
+    }
+
+    #[test]
+    fn a_change_on_the_same_connection_is_read_at_once() {
+        let (_dir, _path, conn, rows) = database();
+        assert_eq!(token(&rows, &conn), (None, UserState::Active));
+        conn.execute("UPDATE api_tokens SET revoked_at = 5 WHERE id = 't'", []).expect("revoke");
+        assert_eq!(token(&rows, &conn), (Some(5), UserState::Active), "a revocation");
+        conn.execute("UPDATE users SET state = 'inactive' WHERE id = 'u'", []).expect("disable");
+        assert_eq!(token(&rows, &conn), (Some(5), UserState::Inactive), "a disabled user");
+        assert!(rows.read(&conn, "missing").expect("read").is_none());
+    }
+
+    #[test]
+    fn a_change_another_connection_commits_is_read_at_once() {
+        let (_dir, path, conn, rows) = database();
+        assert_eq!(token(&rows, &conn), (None, UserState::Active));
+        let other = Connection::open(&path).expect("a second connection");
+        other.execute("UPDATE api_tokens SET revoked_at = 7 WHERE id = 't'", []).expect("revoke");
+        assert_eq!(token(&rows, &conn), (Some(7), UserState::Active), "another process's revocation");
+        other.execute("UPDATE users SET state = 'inactive' WHERE id = 'u'", []).expect("disable");
+        assert_eq!(token(&rows, &conn), (Some(7), UserState::Inactive), "another process's disabled user");
+    }
+
+    #[test]
+    fn a_row_read_inside_a_transaction_that_rolls_back_is_not_kept() {
+        let (_dir, _path, conn, rows) = database();
+        assert_eq!(token(&rows, &conn), (None, UserState::Active));
+        conn.execute_batch("BEGIN IMMEDIATE; UPDATE users SET state = 'inactive' WHERE id = 'u';").expect("change");
+        assert_eq!(token(&rows, &conn), (None, UserState::Inactive), "inside the transaction");
+        conn.execute_batch("ROLLBACK").expect("rollback");
+        assert_eq!(token(&rows, &conn), (None, UserState::Active), "after its rollback");
+    }
+}
