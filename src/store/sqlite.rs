@@ -39,6 +39,7 @@ use crate::domain::{
     user::{ApiTokenRecord, Claim, LockoutCounter, TokenHolder, TotpEnrolment, User, UserState},
 };
 
+mod auth_rows;
 mod flush;
 mod fused;
 mod history;
@@ -46,7 +47,6 @@ mod passkeys;
 mod reader;
 mod rows;
 mod secrets;
-mod tokens;
 mod writer;
 
 use fused::*;
@@ -84,8 +84,8 @@ pub struct SqliteStore {
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     reader: Reader,
     wal: WalStats,
-    /// Token rows the fused calls read, remembered while provably current (`tokens`).
-    tokens: Arc<tokens::TokenRows>,
+    /// Token and user rows the fused calls read, remembered while provably current (`auth_rows`).
+    auth: Arc<auth_rows::AuthRows>,
 }
 
 impl SqliteStore {
@@ -95,7 +95,7 @@ impl SqliteStore {
         super::files::owner_only_database(&path)?;
         let writer_path = path.clone();
         let conn = tokio::task::spawn_blocking(move || open_writer(&writer_path, durability)).await??;
-        let tokens = Arc::new(tokens::TokenRows::watching(&conn));
+        let auth = Arc::new(auth_rows::AuthRows::watching(&conn));
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let (checkpoint_path, wal) = (path.clone(), WalStats::new(&path));
         let checkpoints = Arc::clone(&wal.checkpoints);
@@ -105,7 +105,7 @@ impl SqliteStore {
             .name("sqlite-writer".into())
             .spawn(move || writer_loop(conn, rx, checkpoint_path, checkpoints, writer_turn))?;
         let reader = Reader::open(&path, turn)?;
-        Ok(Self { writer: Mutex::new(Some(tx)), writer_thread: Mutex::new(Some(thread)), reader, wal, tokens })
+        Ok(Self { writer: Mutex::new(Some(tx)), writer_thread: Mutex::new(Some(thread)), reader, wal, auth })
     }
 
     /// Runs a read on the database thread; answers once the transaction it ran in committed.

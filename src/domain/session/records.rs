@@ -145,7 +145,7 @@ pub struct HistoryEntry {
 }
 
 /// How a user check names its user.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum UserCheck {
     ById(String),
     ByLoginName(String),

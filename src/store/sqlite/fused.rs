@@ -5,19 +5,18 @@
 
 use std::sync::Arc;
 
-use rusqlite::{Connection, OptionalExtension, params, params_from_iter, types::Value};
+use rusqlite::{Connection, params, params_from_iter, types::Value};
 
 use super::{
     SqliteStore, StoreError, StoreResult, Termination, TerminationCheck,
     history::append_history,
-    rows::{USER_COLUMNS, read_session, session_params, user_from_row},
+    rows::{read_session, session_params},
     translate,
 };
 use crate::domain::{
     Error, Timestamp,
     port::{AuthorizedTermination, SessionBuild, TerminationStep, TokenRow, terminated, termination_step},
     session::{HistoryEntry, Session, UserCheck},
-    user::User,
 };
 
 impl SqliteStore {
@@ -26,8 +25,8 @@ impl SqliteStore {
         token_id: &str,
         id: &str,
     ) -> StoreResult<(TokenRow, Option<Session>)> {
-        let (token_id, id, tokens) = (token_id.to_owned(), id.to_owned(), Arc::clone(&self.tokens));
-        self.read(move |conn| Ok((tokens.read(conn, &token_id)?, read_session(conn, &id)?))).await
+        let (token_id, id, auth) = (token_id.to_owned(), id.to_owned(), Arc::clone(&self.auth));
+        self.read(move |conn| Ok((auth.token(conn, &token_id)?, read_session(conn, &id)?))).await
     }
 
     pub(super) async fn terminate_authorized(
@@ -37,9 +36,9 @@ impl SqliteStore {
         at: Timestamp,
         decide: AuthorizedTermination,
     ) -> StoreResult<Termination> {
-        let (token_id, id, tokens) = (token_id.to_owned(), id.to_owned(), Arc::clone(&self.tokens));
+        let (token_id, id, auth) = (token_id.to_owned(), id.to_owned(), Arc::clone(&self.auth));
         self.write_direct(move |conn| {
-            let (caller, check) = match decide(tokens.read(conn, &token_id)?) {
+            let (caller, check) = match decide(auth.token(conn, &token_id)?) {
                 Ok(decided) => decided,
                 Err(refusal) => return Ok(Termination::Refused(refusal)),
             };
@@ -55,11 +54,11 @@ impl SqliteStore {
         _at: Timestamp,
         build: SessionBuild,
     ) -> StoreResult<Result<Session, Error>> {
-        let (token_id, user, tokens) = (token_id.to_owned(), user.cloned(), Arc::clone(&self.tokens));
+        let (token_id, user, auth) = (token_id.to_owned(), user.cloned(), Arc::clone(&self.auth));
         self.write_direct(move |conn| {
-            let token = tokens.read(conn, &token_id)?;
+            let token = auth.token(conn, &token_id)?;
             let user = match &user {
-                Some(check) => read_checked_user(conn, check)?,
+                Some(check) => auth.user(conn, check)?,
                 None => None,
             };
             let (session, entry) = match build(token, user) {
@@ -71,16 +70,6 @@ impl SqliteStore {
         })
         .await
     }
-}
-
-fn read_checked_user(conn: &Connection, check: &UserCheck) -> StoreResult<Option<User>> {
-    let (sql, key) = match check {
-        UserCheck::ById(id) => (format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"), id),
-        UserCheck::ByLoginName(name) => (format!("SELECT {USER_COLUMNS} FROM users WHERE login_name = ?1"), name),
-    };
-    conn.prepare_cached(&sql)
-        .and_then(|mut s| s.query_row([key], |r| user_from_row(r, 0)).optional())
-        .map_err(translate)
 }
 
 /// Reads the session, asks `check`, and unless refused or terminated already writes the

@@ -1,5 +1,6 @@
-//! API token rows as the database thread last read them, so that the calls fused with their
-//! authentication (Get, Delete, Create) need not read the same two rows again on every call.
+//! API token and user rows as the database thread last read them, so that the calls fused with
+//! their authentication (Get, Delete, Create) need not read the same rows again on every call:
+//! the token with its user, and the user a CreateSession checks.
 //!
 //! A remembered row is used only while it is provably what a read would return now:
 //! - no other connection has committed since it was read (`PRAGMA data_version`, asked in the
@@ -12,8 +13,9 @@
 //!   bumped the generation already.
 //!
 //! Both tables are rowid tables, which is what the update hook reports on (it is silent for
-//! WITHOUT ROWID tables); `tests.rs` pins that a change to either is seen. Rows that were not
-//! found are not remembered. Holds at most `CAPACITY` rows; when full it starts over.
+//! WITHOUT ROWID tables); the tests below pin that a change to either is seen. Rows that were
+//! not found are not remembered. Holds at most `CAPACITY` rows of each kind; when full it starts
+//! over.
 
 use std::{
     collections::HashMap,
@@ -27,16 +29,16 @@ use rusqlite::{Connection, OptionalExtension};
 
 use super::{
     StoreResult,
-    rows::{TOKEN_WITH_HOLDER, holder_from_row, token_from_row},
+    rows::{TOKEN_WITH_HOLDER, USER_COLUMNS, holder_from_row, token_from_row, user_from_row},
     translate,
 };
-use crate::domain::port::TokenRow;
+use crate::domain::{port::TokenRow, session::UserCheck, user::User};
 
-/// Token rows remembered at most.
+/// Rows of each kind remembered at most.
 const CAPACITY: usize = 4096;
 
 #[derive(Debug)]
-pub(super) struct TokenRows {
+pub(super) struct AuthRows {
     /// Bumped by the connection's hooks (see the module's comment).
     generation: Arc<AtomicU64>,
     remembered: Mutex<Remembered>,
@@ -47,10 +49,23 @@ struct Remembered {
     /// The generation and `data_version` the rows were read at.
     generation: u64,
     data_version: i64,
-    rows: HashMap<String, TokenRow>,
+    tokens: HashMap<String, TokenRow>,
+    users: HashMap<UserCheck, User>,
 }
 
-impl TokenRows {
+impl Remembered {
+    /// Forgets every row unless read at `generation` and `data_version`.
+    fn current(&mut self, generation: u64, data_version: i64) -> &mut Self {
+        if self.generation != generation || self.data_version != data_version {
+            self.tokens.clear();
+            self.users.clear();
+            (self.generation, self.data_version) = (generation, data_version);
+        }
+        self
+    }
+}
+
+impl AuthRows {
     /// Watches `conn`'s changes to `users` and `api_tokens`; `conn` is the one the rows are
     /// later read on.
     pub(super) fn watching(conn: &Connection) -> Self {
@@ -69,29 +84,60 @@ impl TokenRows {
     }
 
     /// The token `token_id` and its user, as a read on `conn` would return them now.
-    pub(super) fn read(&self, conn: &Connection, token_id: &str) -> StoreResult<TokenRow> {
+    pub(super) fn token(&self, conn: &Connection, token_id: &str) -> StoreResult<TokenRow> {
+        let mut remembered = self.remembered(conn)?;
+        if let Some(row) = remembered.tokens.get(token_id) {
+            return Ok(row.clone());
+        }
+        let row = read_token(conn, token_id)?;
+        if row.is_some() {
+            remember(&mut remembered.tokens, token_id.to_owned(), row.clone());
+        }
+        Ok(row)
+    }
+
+    /// The user `check` names, as a read on `conn` would return it now.
+    pub(super) fn user(&self, conn: &Connection, check: &UserCheck) -> StoreResult<Option<User>> {
+        let mut remembered = self.remembered(conn)?;
+        if let Some(user) = remembered.users.get(check) {
+            return Ok(Some(user.clone()));
+        }
+        let user = read_user(conn, check)?;
+        if let Some(user) = &user {
+            remember(&mut remembered.users, check.clone(), user.clone());
+        }
+        Ok(user)
+    }
+
+    /// The rows still current on `conn` (see the module's comment).
+    fn remembered(&self, conn: &Connection) -> StoreResult<std::sync::MutexGuard<'_, Remembered>> {
         let data_version: i64 = conn
             .prepare_cached("PRAGMA data_version")
             .and_then(|mut s| s.query_row([], |r| r.get(0)))
             .map_err(translate)?;
         let generation = self.generation.load(Ordering::SeqCst);
         let mut remembered = self.remembered.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if remembered.generation != generation || remembered.data_version != data_version {
-            remembered.rows.clear();
-            (remembered.generation, remembered.data_version) = (generation, data_version);
-        }
-        if let Some(row) = remembered.rows.get(token_id) {
-            return Ok(row.clone());
-        }
-        let row = read_token(conn, token_id)?;
-        if row.is_some() {
-            if remembered.rows.len() >= CAPACITY {
-                remembered.rows.clear();
-            }
-            remembered.rows.insert(token_id.to_owned(), row.clone());
-        }
-        Ok(row)
+        remembered.current(generation, data_version);
+        Ok(remembered)
     }
+}
+
+fn remember<K: std::hash::Hash + Eq, V>(rows: &mut HashMap<K, V>, key: K, row: V) {
+    if rows.len() >= CAPACITY {
+        rows.clear();
+    }
+    rows.insert(key, row);
+}
+
+/// The user `check` names, read from the table.
+fn read_user(conn: &Connection, check: &UserCheck) -> StoreResult<Option<User>> {
+    let (sql, key) = match check {
+        UserCheck::ById(id) => (format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"), id),
+        UserCheck::ByLoginName(name) => (format!("SELECT {USER_COLUMNS} FROM users WHERE login_name = ?1"), name),
+    };
+    conn.prepare_cached(&sql)
+        .and_then(|mut s| s.query_row([key], |r| user_from_row(r, 0)).optional())
+        .map_err(translate)
 }
 
 /// The token row and its user's, read from the tables.
@@ -108,7 +154,7 @@ mod tests {
     use crate::store::{Durability, sqlite::writer::open_writer};
 
     /// A migrated database with user `u` and its token `t`, the connection the rows are read on.
-    fn database() -> (tempfile::TempDir, std::path::PathBuf, Connection, TokenRows) {
+    fn database() -> (tempfile::TempDir, std::path::PathBuf, Connection, AuthRows) {
         let dir = tempfile::tempdir().expect("temporary directory");
         let path = dir.path().join("tokens.db");
         let conn = open_writer(&path, Durability::Normal).expect("database");
@@ -119,13 +165,13 @@ mod tests {
                  VALUES ('t', 'u', zeroblob(32), 1, 0);",
         )
         .expect("rows");
-        let rows = TokenRows::watching(&conn);
+        let rows = AuthRows::watching(&conn);
         (dir, path, conn, rows)
     }
 
     /// (revoked_at, the user's state) of token `t` as `rows` answers.
-    fn token(rows: &TokenRows, conn: &Connection) -> (Option<i64>, UserState) {
-        let (record, holder) = rows.read(conn, "t").expect("read").expect("token t");
+    fn token(rows: &AuthRows, conn: &Connection) -> (Option<i64>, UserState) {
+        let (record, holder) = rows.token(conn, "t").expect("read").expect("token t");
         (record.revoked_at.map(|t| t.0), holder.state)
     }
 
@@ -137,7 +183,7 @@ mod tests {
         assert_eq!(token(&rows, &conn), (Some(5), UserState::Active), "a revocation");
         conn.execute("UPDATE users SET state = 'inactive' WHERE id = 'u'", []).expect("disable");
         assert_eq!(token(&rows, &conn), (Some(5), UserState::Inactive), "a disabled user");
-        assert!(rows.read(&conn, "missing").expect("read").is_none());
+        assert!(rows.token(&conn, "missing").expect("read").is_none());
     }
 
     #[test]
@@ -159,5 +205,21 @@ mod tests {
         assert_eq!(token(&rows, &conn), (None, UserState::Inactive), "inside the transaction");
         conn.execute_batch("ROLLBACK").expect("rollback");
         assert_eq!(token(&rows, &conn), (None, UserState::Active), "after its rollback");
+    }
+
+    #[test]
+    fn a_checked_user_is_read_as_it_is_now() {
+        let (_dir, path, conn, rows) = database();
+        let locked = |rows: &AuthRows, check: &UserCheck| {
+            rows.user(&conn, check).expect("read").map(|u| (u.locked, u.state == UserState::Active))
+        };
+        let (by_id, by_name) = (UserCheck::ById("u".into()), UserCheck::ByLoginName("u".into()));
+        assert_eq!((locked(&rows, &by_id), locked(&rows, &by_name)), (Some((false, true)), Some((false, true))));
+        conn.execute("UPDATE users SET locked = 1 WHERE id = 'u'", []).expect("lock");
+        assert_eq!((locked(&rows, &by_id), locked(&rows, &by_name)), (Some((true, true)), Some((true, true))));
+        let other = Connection::open(&path).expect("a second connection");
+        other.execute("UPDATE users SET state = 'inactive' WHERE id = 'u'", []).expect("disable");
+        assert_eq!(locked(&rows, &by_name), Some((true, false)), "another process's change");
+        assert_eq!(locked(&rows, &UserCheck::ByLoginName("nobody".into())), None);
     }
 }
