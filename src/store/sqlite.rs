@@ -101,9 +101,10 @@ impl SqliteStore {
         let checkpoints = Arc::clone(&wal.checkpoints);
         let turn = Arc::new(WalTurn::default());
         let writer_turn = Arc::clone(&turn);
+        let writer_auth = Arc::clone(&auth);
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx, checkpoint_path, checkpoints, writer_turn))?;
+            .spawn(move || writer_loop(conn, rx, checkpoint_path, checkpoints, writer_turn, &writer_auth))?;
         let reader = Reader::open(&path, turn)?;
         Ok(Self { writer: Mutex::new(Some(tx)), writer_thread: Mutex::new(Some(thread)), reader, wal, auth })
     }

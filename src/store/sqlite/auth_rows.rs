@@ -49,6 +49,8 @@ struct Remembered {
     /// The generation and `data_version` the rows were read at.
     generation: u64,
     data_version: i64,
+    /// `data_version` while the database thread's transaction holds the write lock.
+    in_transaction: Option<i64>,
     tokens: HashMap<String, TokenRow>,
     users: HashMap<UserCheck, User>,
 }
@@ -109,17 +111,38 @@ impl AuthRows {
         Ok(user)
     }
 
+    /// The database thread's transaction has begun, holding the write lock: no other
+    /// connection can commit until it ends, so `data_version` is asked once for all its jobs.
+    pub(super) fn transaction_began(&self, conn: &Connection) {
+        let version = data_version(conn).ok();
+        self.lock().in_transaction = version;
+    }
+
+    /// The database thread's transaction has ended (committed or rolled back).
+    pub(super) fn transaction_ended(&self) {
+        self.lock().in_transaction = None;
+    }
+
     /// The rows still current on `conn` (see the module's comment).
     fn remembered(&self, conn: &Connection) -> StoreResult<std::sync::MutexGuard<'_, Remembered>> {
-        let data_version: i64 = conn
-            .prepare_cached("PRAGMA data_version")
-            .and_then(|mut s| s.query_row([], |r| r.get(0)))
-            .map_err(translate)?;
         let generation = self.generation.load(Ordering::SeqCst);
-        let mut remembered = self.remembered.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut remembered = self.lock();
+        let data_version = match remembered.in_transaction {
+            Some(version) => version,
+            None => data_version(conn)?,
+        };
         remembered.current(generation, data_version);
         Ok(remembered)
     }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Remembered> {
+        self.remembered.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Changes whenever another connection has committed (SQLite's `PRAGMA data_version`).
+fn data_version(conn: &Connection) -> StoreResult<i64> {
+    conn.prepare_cached("PRAGMA data_version").and_then(|mut s| s.query_row([], |r| r.get(0))).map_err(translate)
 }
 
 fn remember<K: std::hash::Hash + Eq, V>(rows: &mut HashMap<K, V>, key: K, row: V) {
@@ -195,6 +218,15 @@ mod tests {
         assert_eq!(token(&rows, &conn), (Some(7), UserState::Active), "another process's revocation");
         other.execute("UPDATE users SET state = 'inactive' WHERE id = 'u'", []).expect("disable");
         assert_eq!(token(&rows, &conn), (Some(7), UserState::Inactive), "another process's disabled user");
+        // As the database thread runs its jobs: `data_version` asked once, as its transaction begins.
+        other.execute("UPDATE api_tokens SET revoked_at = 8 WHERE id = 't'", []).expect("revoke again");
+        conn.execute_batch("BEGIN IMMEDIATE").expect("begin");
+        rows.transaction_began(&conn);
+        assert_eq!(token(&rows, &conn), (Some(8), UserState::Inactive), "committed before the transaction");
+        conn.execute_batch("COMMIT").expect("commit");
+        rows.transaction_ended();
+        other.execute("UPDATE api_tokens SET revoked_at = 9 WHERE id = 't'", []).expect("revoke once more");
+        assert_eq!(token(&rows, &conn), (Some(9), UserState::Inactive), "committed after it");
     }
 
     #[test]

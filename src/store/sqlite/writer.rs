@@ -200,6 +200,7 @@ pub(super) fn writer_loop(
     path: PathBuf,
     checkpoints: Arc<AtomicU64>,
     turn: Arc<WalTurn>,
+    auth: &super::auth_rows::AuthRows,
 ) {
     let (stop_checkpoints, stop) = std::sync::mpsc::channel::<()>();
     let checkpointer_turn = Arc::clone(&turn);
@@ -223,6 +224,7 @@ pub(super) fn writer_loop(
             }
             continue;
         }
+        auth.transaction_began(&conn);
         let ran: Vec<Ran> = batch.drain(..).map(|job| job(Ok(&conn))).collect();
         let commit_error = if ran.iter().any(|r| r.torn) {
             // A job without a savepoint failed after changing rows: nothing of the batch may be
@@ -235,6 +237,7 @@ pub(super) fn writer_loop(
                 let _ = run_cached(&conn, "ROLLBACK");
             })
         };
+        auth.transaction_ended();
         for r in ran {
             (r.finish)(commit_error.clone());
         }
