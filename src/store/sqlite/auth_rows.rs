@@ -3,9 +3,10 @@
 //! the token with its user, and the user a CreateSession checks.
 //!
 //! A remembered row is used only while it is provably what a read would return now:
-//! - no other connection has committed since it was read (`PRAGMA data_version`, asked in the
-//!   job itself, inside its transaction: another process's revocation, or the admin CLI's, is
-//!   seen by the very next call);
+//! - no other connection has committed since it was read (`PRAGMA data_version`, asked as each
+//!   transaction of the database thread begins, under the write lock that keeps every other
+//!   connection from committing until it ends: another process's revocation, or the admin
+//!   CLI's, is seen by the very next call);
 //! - no row of `users` or `api_tokens` has changed on this connection since, and no transaction
 //!   of it has rolled back (SQLite's update and rollback hooks bump a generation: a row read
 //!   after an uncommitted change must not outlive that change's rollback). A job's own savepoint
