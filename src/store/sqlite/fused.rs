@@ -9,7 +9,7 @@ use rusqlite::{Connection, params, params_from_iter, types::Value};
 
 use super::{
     SqliteStore, StoreError, StoreResult, Termination, TerminationCheck,
-    history::append_history,
+    history::{append_first_history, append_history},
     rows::{read_session, session_params},
     translate,
 };
@@ -122,7 +122,7 @@ pub(super) fn insert_session(conn: &Connection, values: [Value; 12], entry: &His
     if taken {
         return Err(StoreError::AlreadyExists("a session with this id exists".into()));
     }
-    append_history(conn, entry)?;
+    append_first_history(conn, entry)?;
     conn.prepare_cached(
         "INSERT INTO sessions (id, resource_owner, creator_id, user_id, fingerprint_id, creation_date, change_date, \
          sequence, token_hash, expiration_date, terminated_at, state, history_head) \

@@ -30,6 +30,26 @@ pub(super) fn append_history(conn: &Connection, entry: &HistoryEntry) -> StoreRe
     Ok(())
 }
 
+/// Appends a new session's first entry, which has no entry before it (the caller has just found
+/// no row with its id, so `append_history`'s lookup of the head would find none either).
+pub(super) fn append_first_history(conn: &Connection, entry: &HistoryEntry) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO session_history (session_id, sequence, at, actor, changes, previous) \
+         VALUES (?1, ?2, ?3, ?4, ?5, NULL)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            entry.session_id,
+            i64::try_from(entry.sequence).unwrap_or(i64::MAX),
+            entry.at.0,
+            entry.actor,
+            encode_changes(&entry.changes)
+        ])
+    })
+    .map_err(translate)?;
+    Ok(())
+}
+
 /// (session_id, sequence, at, actor, changes) of one entry.
 type Row = (String, i64, i64, String, String);
 
