@@ -214,13 +214,7 @@ async fn an_older_database_keeps_its_history() {
 async fn a_database_from_before_0007_keeps_every_chain() {
     let Some(db) = TestDb::fresh(Backend::Sqlite).await else { return };
     {
-        let conn = rusqlite::Connection::open(db.url.trim_start_matches("sqlite:")).unwrap();
-        conn.execute_batch("PRAGMA journal_mode = WAL;").unwrap();
-        for sql in OLD_SQLITE_MIGRATIONS {
-            conn.execute_batch(sql).unwrap();
-        }
-        conn.execute_batch(include_str!("../migrations/sqlite/0006_history_append.sql")).unwrap();
-        conn.execute_batch("PRAGMA user_version = 6;").unwrap();
+        let conn = sqlite_at(&db.url, &[include_str!("../migrations/sqlite/0006_history_append.sql")]);
         conn.execute(
             "INSERT INTO sessions (id, resource_owner, creator_id, creation_date, change_date, sequence, token_hash, state) \
              VALUES ('live', 'org', 'creator', 100, 50, 2, ?1, '{}')",
@@ -262,14 +256,13 @@ async fn a_database_from_before_0007_keeps_every_chain() {
 async fn a_database_from_before_0008_keeps_its_sessions_ends() {
     let Some(db) = TestDb::fresh(Backend::Sqlite).await else { return };
     {
-        let conn = rusqlite::Connection::open(db.url.trim_start_matches("sqlite:")).unwrap();
-        conn.execute_batch("PRAGMA journal_mode = WAL;").unwrap();
-        for sql in OLD_SQLITE_MIGRATIONS {
-            conn.execute_batch(sql).unwrap();
-        }
-        conn.execute_batch(include_str!("../migrations/sqlite/0006_history_append.sql")).unwrap();
-        conn.execute_batch(include_str!("../migrations/sqlite/0007_history_chain.sql")).unwrap();
-        conn.execute_batch("PRAGMA user_version = 7;").unwrap();
+        let conn = sqlite_at(
+            &db.url,
+            &[
+                include_str!("../migrations/sqlite/0006_history_append.sql"),
+                include_str!("../migrations/sqlite/0007_history_chain.sql"),
+            ],
+        );
         for (id, terminated_at) in [("live", None), ("still-live", None), ("ended", Some(150_i64))] {
             conn.execute(
                 "INSERT INTO sessions (id, resource_owner, creator_id, creation_date, change_date, sequence, \
@@ -313,13 +306,20 @@ async fn a_database_from_before_0008_keeps_its_sessions_ends() {
     db.remove().await;
 }
 
-fn old_sqlite(url: &str) {
+/// A SQLite database at `url` with the migrations up to 0005 and then `later`, its schema
+/// version set to match, as an older sessiond left it.
+fn sqlite_at(url: &str, later: &[&str]) -> rusqlite::Connection {
     let conn = rusqlite::Connection::open(url.trim_start_matches("sqlite:")).unwrap();
     conn.execute_batch("PRAGMA journal_mode = WAL;").unwrap();
-    for sql in OLD_SQLITE_MIGRATIONS {
+    for sql in OLD_SQLITE_MIGRATIONS.iter().chain(later) {
         conn.execute_batch(sql).unwrap();
     }
-    conn.execute_batch("PRAGMA user_version = 5;").unwrap();
+    conn.execute_batch(&format!("PRAGMA user_version = {};", OLD_SQLITE_MIGRATIONS.len() + later.len())).unwrap();
+    conn
+}
+
+fn old_sqlite(url: &str) {
+    let conn = sqlite_at(url, &[]);
     for (id, sequence, at) in OLD_ROWS {
         conn.execute(
             "INSERT INTO session_history (session_id, sequence, at, actor, changes) VALUES (?1, ?2, ?3, ?4, ?5)",

@@ -13,40 +13,38 @@ use crate::store::codec::{encode_changes, history_entry};
 /// Appends `entry`, chained to the session's current head. The caller's write of the session
 /// row must then set `history_head = last_insert_rowid()` (or roll the job back).
 pub(super) fn append_history(conn: &Connection, entry: &HistoryEntry) -> StoreResult<()> {
-    conn.prepare_cached(
+    append(
+        conn,
         "INSERT INTO session_history (session_id, sequence, at, actor, changes, previous) \
          VALUES (?1, ?2, ?3, ?4, ?5, (SELECT history_head FROM sessions WHERE id = ?1))",
+        entry,
     )
-    .and_then(|mut s| {
-        s.execute(params![
-            entry.session_id,
-            i64::try_from(entry.sequence).unwrap_or(i64::MAX),
-            entry.at.0,
-            entry.actor,
-            encode_changes(&entry.changes)
-        ])
-    })
-    .map_err(translate)?;
-    Ok(())
 }
 
 /// Appends a new session's first entry, which has no entry before it (the caller has just found
 /// no row with its id, so `append_history`'s lookup of the head would find none either).
 pub(super) fn append_first_history(conn: &Connection, entry: &HistoryEntry) -> StoreResult<()> {
-    conn.prepare_cached(
+    append(
+        conn,
         "INSERT INTO session_history (session_id, sequence, at, actor, changes, previous) \
          VALUES (?1, ?2, ?3, ?4, ?5, NULL)",
+        entry,
     )
-    .and_then(|mut s| {
-        s.execute(params![
-            entry.session_id,
-            i64::try_from(entry.sequence).unwrap_or(i64::MAX),
-            entry.at.0,
-            entry.actor,
-            encode_changes(&entry.changes)
-        ])
-    })
-    .map_err(translate)?;
+}
+
+/// Runs `insert` with `entry`'s session id, sequence, time, actor and changes.
+fn append(conn: &Connection, insert: &str, entry: &HistoryEntry) -> StoreResult<()> {
+    conn.prepare_cached(insert)
+        .and_then(|mut s| {
+            s.execute(params![
+                entry.session_id,
+                i64::try_from(entry.sequence).unwrap_or(i64::MAX),
+                entry.at.0,
+                entry.actor,
+                encode_changes(&entry.changes)
+            ])
+        })
+        .map_err(translate)?;
     Ok(())
 }
 
