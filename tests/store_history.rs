@@ -306,6 +306,36 @@ async fn a_database_from_before_0008_keeps_its_sessions_ends() {
     db.remove().await;
 }
 
+/// Stores opened on one database at the same moment (a server and the CLI, two servers) take
+/// turns to migrate it: each step runs once and every one of them opens the database, whether it
+/// is new or an older version's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_opened_at_once_migrate_the_database_once() {
+    let starts = [(Backend::Sqlite, false), (Backend::Sqlite, true), (Backend::Postgres, false)];
+    for (backend, older) in starts {
+        let Some(db) = TestDb::fresh(backend).await else { continue };
+        if older {
+            drop(sqlite_at(&db.url, &[]));
+        }
+        let opened = futures_util::future::join_all((0..8).map(|_| store::open(&db.url, Durability::Normal))).await;
+        let mut stores = Vec::new();
+        for (i, store) in opened.into_iter().enumerate() {
+            stores.push(
+                store.unwrap_or_else(|e| panic!("{backend:?} (older: {older}): store {i} failed to open: {e:#}")),
+            );
+        }
+        let s = session("after", 100);
+        stores[3].create_session(&s, &entry(&s, vec![Change::Created])).await.unwrap();
+        for store in &stores {
+            assert_eq!(store.session("after").await.unwrap().map(|s| s.id), Some("after".to_owned()), "{backend:?}");
+        }
+        for store in stores {
+            store.close().await;
+        }
+        db.remove().await;
+    }
+}
+
 /// A SQLite database at `url` with the migrations up to 0005 and then `later`, its schema
 /// version set to match, as an older sessiond left it.
 fn sqlite_at(url: &str, later: &[&str]) -> rusqlite::Connection {

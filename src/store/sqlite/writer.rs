@@ -82,25 +82,36 @@ pub(super) fn open_writer(path: &Path, durability: Durability) -> StoreResult<Co
     Ok(conn)
 }
 
+/// Applies the migrations this database lacks, one transaction each. The version is read under
+/// the write lock (`BEGIN IMMEDIATE`), so processes opening one new file at the same moment take
+/// turns: each step runs once, and a process that waited finds it applied.
 pub(super) fn migrate(conn: &Connection) -> StoreResult<()> {
-    let applied: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(translate)?;
-    if applied > MIGRATIONS.len() {
-        return Err(StoreError::Internal(format!(
-            "the database has schema version {applied}, newer than this sessiond knows ({})",
-            MIGRATIONS.len()
-        )));
-    }
-    for (version, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
-        let version = version + 1;
-        conn.execute_batch(&format!("BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {version}; COMMIT;")).map_err(
-            |e| {
-                let _ = conn.execute_batch("ROLLBACK");
-                StoreError::Internal(format!("migration {version} failed: {e}"))
-            },
-        )?;
+    loop {
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(translate)?;
+        let applied = match conn.query_row("PRAGMA user_version", [], |r| r.get::<_, usize>(0)) {
+            Ok(applied) => applied,
+            Err(e) => return Err(rolled_back(conn, translate(e))),
+        };
+        if applied > MIGRATIONS.len() {
+            let newer = format!(
+                "the database has schema version {applied}, newer than this sessiond knows ({})",
+                MIGRATIONS.len()
+            );
+            return Err(rolled_back(conn, StoreError::Internal(newer)));
+        }
+        let Some(sql) = MIGRATIONS.get(applied) else {
+            return conn.execute_batch("COMMIT").map_err(translate);
+        };
+        let version = applied + 1;
+        conn.execute_batch(&format!("{sql}; PRAGMA user_version = {version}; COMMIT;"))
+            .map_err(|e| rolled_back(conn, StoreError::Internal(format!("migration {version} failed: {e}"))))?;
         tracing::info!(version, "applied sqlite migration");
     }
-    Ok(())
+}
+
+fn rolled_back(conn: &Connection, error: StoreError) -> StoreError {
+    let _ = conn.execute_batch("ROLLBACK");
+    error
 }
 
 /// Checkpoints run on a thread of their own (the writer's automatic checkpoints are off): a
